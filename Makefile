@@ -1,0 +1,44 @@
+# Two commands matter on a fresh machine: `make run` and `make test` (README.md).
+PY ?= $(shell command -v python3.11 || command -v python3)
+VENV ?= .venv
+BIN := $(VENV)/bin
+# The CPU build of torch; override (e.g. TORCH=torch) on a machine with GPUs.
+TORCH ?= torch==2.13.0
+EXAMPLE ?= jobs/digits/torch-mlp.yaml
+
+.PHONY: setup run test test-unit soak bench down clean
+
+setup: $(VENV)/.installed
+
+$(VENV)/.installed: pyproject.toml
+	$(PY) -m venv $(VENV)
+	$(BIN)/pip install -q "$(TORCH)"
+	$(BIN)/pip install -q -e ".[torch,tensorflow,dev]"
+	touch $@
+
+# Sets everything up, starts the embedded local Ray cluster, trains the main example.
+run: setup
+	$(BIN)/orch up
+	$(BIN)/orch submit $(EXAMPLE) --wait
+	$(BIN)/orch results digits-mlp
+
+# The whole suite (unit, integration, end-to-end) on one shared local cluster.
+test: setup
+	$(BIN)/python -m pytest -q -p no:cacheprovider; rc=$$?; [ $$rc -eq 5 ] && rc=0; exit $$rc
+
+test-unit: setup
+	$(BIN)/python -m pytest -q -p no:cacheprovider tests/unit
+
+# Slow soak tests, kept out of `make test`.
+soak: setup
+	$(BIN)/python -m pytest -q -p no:cacheprovider -m soak; rc=$$?; [ $$rc -eq 5 ] && rc=0; exit $$rc
+
+bench: setup
+	$(BIN)/python benchmarks/allocator_scale.py
+	$(BIN)/python benchmarks/overhead.py
+
+down:
+	-$(BIN)/orch down
+
+clean: down
+	rm -rf $(VENV) *.egg-info

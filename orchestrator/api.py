@@ -1,0 +1,214 @@
+"""orch's library API: what the CLI calls, and what a Python user can call too.
+
+    import orchestrator
+    job = orchestrator.submit("jobs/digits/torch-mlp.yaml")
+    orchestrator.wait(job["job"])
+
+Jobs go to the cluster's control plane, which queues them and launches Ray
+Jobs; metrics and results are read back from the Ray Jobs' logs.
+"""
+
+from __future__ import annotations
+
+import os
+import secrets
+import time
+from dataclasses import asdict, dataclass, field
+from pathlib import Path
+from typing import Any, Callable
+
+from orchestrator import allocator, cluster, events
+from orchestrator.client import ControlClient, JobsClient
+from orchestrator.errors import ClusterUnavailable, InfeasibleError
+from orchestrator.launch import launch_request, plan_record
+from orchestrator.runners.frameworks import worker_env
+from orchestrator.snapshot import ClusterSnapshot
+from orchestrator.spec import JobSpec
+from orchestrator.specload import load_spec
+
+TERMINAL = ("SUCCEEDED", "FAILED", "CANCELLED")
+
+
+@dataclass
+class JobView:
+    """What `orch status` and `orch list` show of one job."""
+
+    job: str
+    name: str
+    state: str
+    priority: int
+    queue: str
+    accelerator: str
+    workers: str
+    reason: str | None
+    restarts: int
+    metrics: dict[str, Any] | None
+    ray_job_id: str | None
+    framework: str = ""
+    attempt: int = 0
+    submitted_at: float | None = None
+    started_at: float | None = None
+    ended_at: float | None = None
+    history: list[dict[str, Any]] = field(default_factory=list)
+    plan: dict[str, Any] | None = None
+
+    def to_json(self) -> dict[str, Any]:
+        return asdict(self)
+
+
+def _spec(spec: JobSpec | str | Path, overrides=()) -> JobSpec:
+    return spec if isinstance(spec, JobSpec) else load_spec(spec, overrides)
+
+
+def new_job_id(name: str) -> str:
+    """Ids are the name plus a random suffix: names may repeat, ids never do."""
+    return f"{name}-{secrets.token_hex(3)}"
+
+
+# ---- planning and submitting -----------------------------------------------------
+
+
+def plan(spec: JobSpec | str | Path, *, address: str | None = None, cluster_file: str | None = None) -> dict:
+    """The allocator's decision as SPEC.md's plan JSON, without running anything.
+
+    Against a cluster file when given; else against the running cluster (what
+    orch's jobs hold now, and the job's queue position); else this machine.
+    """
+    spec = _spec(spec)
+    if cluster_file:
+        from orchestrator.snapshot import load_cluster_file, snapshot_from_cluster
+
+        return allocator.to_json(allocator.plan(spec, snapshot_from_cluster(load_cluster_file(cluster_file))))
+    info = cluster.resolve(address)
+    if info is None:
+        return allocator.to_json(allocator.plan(spec, cluster.local_snapshot()))
+    return ControlClient(info).plan({"spec": spec.model_dump(mode="json")})
+
+
+def submit(spec: JobSpec | str | Path, *, address: str | None = None, overrides=(),
+           dry_run: bool = False, progress: Callable[[str], None] = lambda _: None) -> dict[str, Any]:
+    """Validate, plan and enqueue a job; returns ``{"job", "state", "plan"}``.
+
+    A job that can never fit raises InfeasibleError before anything is
+    uploaded or created. With ``dry_run`` nothing is started either: the
+    result carries the Ray Job request that admission would send.
+    """
+    spec = _spec(spec, overrides)
+    job_id = new_job_id(spec.name)
+    spec_json = spec.model_dump(mode="json")
+    runtime_env = {"working_dir": spec.working_dir, "env_vars": {**spec.env, **worker_env(spec.framework)}}
+    if dry_run:
+        return _dry_run(spec, job_id, runtime_env, address)
+    info = cluster.resolve(address) or _start_local(address, progress)
+    control = ControlClient(info)
+    decision = control.plan({"spec": spec_json})
+    if decision["status"] == "infeasible":
+        raise InfeasibleError(spec.name, decision["reasons"] or [f"{r['option']}: {r['reason']}"
+                                                                  for r in decision["rejected"]])
+    runtime_env["working_dir"] = JobsClient(info).upload_working_dir(spec.working_dir)
+    row = control.submit({"job": job_id, "spec": spec_json, "request": {"runtime_env": runtime_env}})
+    return {"job": row["id"], "state": row["state"], "plan": decision}
+
+
+def _start_local(address: str | None, progress) -> cluster.ClusterInfo:
+    if address or os.environ.get("ORCH_ADDRESS"):
+        raise ClusterUnavailable(f"no orch cluster answers at {address or os.environ['ORCH_ADDRESS']}")
+    return cluster.up(progress=progress)
+
+
+def _dry_run(spec: JobSpec, job_id: str, runtime_env: dict, address: str | None) -> dict[str, Any]:
+    info = cluster.resolve(address)
+    snapshot: ClusterSnapshot = cluster.live_snapshot(info) if info else cluster.local_snapshot()
+    decision = allocator.plan(spec, snapshot)
+    if isinstance(decision, allocator.Infeasible):
+        raise InfeasibleError(spec.name, list(decision.reasons))
+    record = plan_record(decision, snapshot)
+    storage = (info.storage if info else None) or str(cluster.orch_home() / "storage")
+    request = launch_request(job_id, spec.model_dump(mode="json"), runtime_env, record, 1, storage)
+    return {"job": job_id, "state": "QUEUED", "plan": record, "ray_job": request}
+
+
+# ---- reading jobs ----------------------------------------------------------------
+
+
+def _clients(address: str | None) -> tuple[ControlClient, JobsClient]:
+    info = cluster.require(address)
+    return ControlClient(info), JobsClient(info)
+
+
+def _attempt_ids(row: dict) -> list[str]:
+    return [row["id"] if n == 1 else f"{row['id']}-attempt{n}" for n in range(1, row["attempt"] + 1)]
+
+
+def _events(jobs: JobsClient, row: dict) -> list[dict]:
+    """Every event of every attempt, in order, each tagged with its attempt number."""
+    found: list[dict] = []
+    for attempt, submission_id in enumerate(_attempt_ids(row), start=1):
+        found += [{**e, "attempt": attempt} for e in events.parse(jobs.logs(submission_id))]
+    return found
+
+
+def _view(row: dict, log_events: list[dict] | None = None) -> JobView:
+    spec, chosen = row["spec"], row["plan"] or {}
+    report = events.last(log_events or [], "report")
+    return JobView(
+        job=row["id"], name=row["name"], state=row["state"], priority=row["priority"], queue=row["queue"],
+        accelerator=chosen.get("accelerator") or str(spec["resources"]["accelerator"]),
+        workers=str(chosen.get("workers") or spec["resources"]["workers"]), reason=row["reason"],
+        restarts=sum(1 for e in log_events or [] if e.get("event") == "worker_failure"),
+        metrics=report["metrics"] if report else None, ray_job_id=row["ray_submission_id"],
+        framework=spec["framework"], attempt=row["attempt"], submitted_at=row["submitted_at"],
+        started_at=row["started_at"], ended_at=row["ended_at"], history=row["history"], plan=row["plan"],
+    )
+
+
+def list_jobs(address: str | None = None) -> list[JobView]:
+    """Every orch job, newest first (state from the job table; no log reads)."""
+    control, _ = _clients(address)
+    return [_view(row) for row in reversed(control.list())]
+
+
+def status(job: str, address: str | None = None) -> JobView:
+    """One job by id or name (the latest of that name), with its latest metrics."""
+    control, jobs = _clients(address)
+    row = control.get(job)
+    return _view(row, _events(jobs, row))
+
+
+def logs(job: str, address: str | None = None, follow: bool = False):
+    """The current attempt's driver and worker logs: a string, or chunks with follow."""
+    control, jobs = _clients(address)
+    row = control.get(job)
+    if not row["ray_submission_id"]:
+        return f"{row['id']} is {row['state']}: no logs yet ({row['reason'] or 'waiting to start'})\n"
+    return jobs.follow_logs(row["ray_submission_id"]) if follow else jobs.logs(row["ray_submission_id"])
+
+
+def cancel(job: str, address: str | None = None) -> JobView:
+    control, _ = _clients(address)
+    return _view(control.cancel(job))
+
+
+def results(job: str, address: str | None = None) -> dict[str, Any]:
+    """Final and best metrics and checkpoints, and every epoch's report across attempts."""
+    control, jobs = _clients(address)
+    row = control.get(job)
+    found = _events(jobs, row)
+    view = _view(row, found)
+    outcome = events.last(found, "result") or {}
+    return {"job": view.job, "name": view.name, "state": view.state, "reason": view.reason,
+            "metrics": outcome.get("metrics") or view.metrics, "checkpoint": outcome.get("checkpoint"),
+            "best_checkpoints": outcome.get("best_checkpoints", []), "path": outcome.get("path"),
+            "attempts": view.attempt,
+            "history": [{**e["metrics"], "attempt": e["attempt"]} for e in found if e.get("event") == "report"]}
+
+
+def wait(job: str, address: str | None = None, on_update: Callable[[JobView], None] = lambda _: None,
+         poll_s: float = 1.0) -> JobView:
+    """Block until the job ends, calling ``on_update`` with each new view."""
+    while True:
+        view = status(job, address)
+        on_update(view)
+        if view.state in TERMINAL:
+            return view
+        time.sleep(poll_s)

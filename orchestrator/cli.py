@@ -1,0 +1,252 @@
+"""The `orch` command: parse, call the library API, render. Nothing else.
+
+Ray, the allocator and the frameworks are imported inside commands, so
+`orch --help` stays fast. Errors users can cause print as one message with
+SPEC.md's exit code (2 bad input, 3 cluster unreachable, 1 failed); a
+traceback only with --debug.
+"""
+
+from __future__ import annotations
+
+import functools
+import json
+import os
+import sys
+from typing import Any, Callable, List, Optional
+
+import typer
+
+app = typer.Typer(add_completion=False, no_args_is_help=True, pretty_exceptions_enable=False,
+                  help="orch: run training jobs on a Ray cluster of CPUs, GPUs and TPUs.")
+
+Address = typer.Option(None, "--address", help="Ray dashboard URL (default: $ORCH_ADDRESS, else the local cluster).")
+Json = typer.Option(False, "--json", help="Print JSON for scripts.")
+Debug = typer.Option(False, "--debug", help="Show tracebacks.")
+ClusterFile = typer.Option(None, "--cluster", help="A cluster file (cluster/*.yaml).")
+
+
+def _console(err: bool = False):
+    from rich.console import Console
+
+    # soft_wrap: messages stay one line each, for people and for grep
+    return Console(stderr=err, highlight=False, soft_wrap=True)
+
+
+def command(name: str | None = None) -> Callable[[Callable], Callable]:
+    """Register a command whose user-caused errors become a message and an exit code."""
+
+    def register(func: Callable) -> Callable:
+        @functools.wraps(func)
+        def wrapper(*args, **kwargs):
+            from orchestrator.errors import OrchError, SpecError
+
+            debug = bool(os.environ.get("ORCH_DEBUG") or kwargs.get("debug"))
+            try:
+                return func(*args, **kwargs)
+            except OrchError as error:
+                if debug:
+                    raise
+                _report(error, SpecError)
+                raise typer.Exit(error.exit_code) from None
+            except (typer.Exit, typer.Abort):
+                raise
+            except KeyboardInterrupt:
+                raise typer.Exit(130) from None
+            except Exception as error:  # a bug in orch: say so, keep the traceback for --debug
+                if debug:
+                    raise
+                console = _console(err=True)
+                console.print("[red]internal error:[/] ", end="")
+                console.print(f"{type(error).__name__}: {error} (run again with --debug for the traceback)",
+                              markup=False)
+                raise typer.Exit(1) from None
+
+        return app.command(name=name)(wrapper)
+
+    return register
+
+
+def _report(error, spec_error_type) -> None:
+    console = _console(err=True)
+    if isinstance(error, spec_error_type) and len(error.problems) > 1:
+        console.print(f"[red]error:[/] {len(error.problems)} problems in {error.source or 'the spec'}:")
+        for problem in error.problems:
+            console.print(f"  {problem}", markup=False)
+    else:
+        console.print("[red]error:[/] ", end="")
+        console.print(str(error), markup=False)
+
+
+def _print_json(data: Any) -> None:
+    typer.echo(json.dumps(data, indent=2, default=str))
+
+
+# ---- cluster ----------------------------------------------------------------------
+
+
+@command()
+def up(cluster: Optional[str] = ClusterFile, json_out: bool = Json, debug: bool = Debug):
+    """Start the local (or a simulated) Ray cluster, dashboard included."""
+    from orchestrator import cluster as clusters
+
+    info = clusters.up(cluster, progress=lambda m: _console(err=True).print(m))
+    if json_out:
+        return _print_json({"dashboard": info.dashboard_url, "name": info.name})
+    _console().print(f"cluster [bold]{info.name}[/] is up; dashboard {info.dashboard_url}")
+
+
+@command()
+def down(debug: bool = Debug):
+    """Stop the cluster orch started (only the processes it started)."""
+    from orchestrator import cluster as clusters
+
+    if not clusters.down(progress=lambda m: _console().print(m)):
+        _console().print("no cluster started by orch is running")
+
+
+@command("cluster")
+def cluster_status(address: Optional[str] = Address, json_out: bool = Json, debug: bool = Debug):
+    """Nodes, their hardware, free and used resources."""
+    from orchestrator import cluster as clusters
+    from orchestrator import render
+
+    info = clusters.require(address)
+    snap = clusters.live_snapshot(info)
+    data = render.cluster_json(info, snap)
+    if json_out:
+        return _print_json(data)
+    _console().print(render.cluster_table(data))
+
+
+# ---- specs and plans ---------------------------------------------------------------
+
+
+@command()
+def validate(spec: str = typer.Argument(..., help="JOB.yaml"),
+             set_: List[str] = typer.Option([], "--set", help="KEY=VALUE override (repeatable)."),
+             debug: bool = Debug):
+    """Check a job spec and print every error; creates nothing."""
+    from orchestrator.specload import load_spec
+
+    job = load_spec(spec, set_)
+    _console().print(f"[green]ok[/] {spec}: job {job.name} ({job.framework}, "
+                     f"{job.resources.workers} x {job.resources.accelerator})")
+
+
+@command()
+def schema(debug: bool = Debug):
+    """JSON Schema of the job spec (for editors)."""
+    from orchestrator.spec import json_schema
+
+    _print_json(json_schema())
+
+
+@command()
+def plan(spec: str = typer.Argument(..., help="JOB.yaml"), cluster: Optional[str] = ClusterFile,
+         address: Optional[str] = Address,
+         set_: List[str] = typer.Option([], "--set", help="KEY=VALUE override (repeatable)."),
+         json_out: bool = Json, debug: bool = Debug):
+    """The allocator's decision, without running anything (exit 1 if infeasible)."""
+    from orchestrator import api, render
+    from orchestrator.specload import load_spec
+
+    data = api.plan(load_spec(spec, set_), address=address, cluster_file=cluster)
+    if json_out:
+        _print_json(data)
+    else:
+        _console().print(render.plan_table(data))
+    raise typer.Exit(1 if data["status"] == "infeasible" else 0)
+
+
+# ---- jobs --------------------------------------------------------------------------
+
+
+@command()
+def submit(spec: str = typer.Argument(..., help="JOB.yaml"),
+           set_: List[str] = typer.Option([], "--set", help="KEY=VALUE override (repeatable)."),
+           dry_run: bool = typer.Option(False, "--dry-run", help="Print the Ray Job request; submit nothing."),
+           wait: bool = typer.Option(False, "--wait", help="Follow progress; exit with the job's outcome."),
+           address: Optional[str] = Address, json_out: bool = Json, debug: bool = Debug):
+    """Validate, plan and enqueue a job; print its id."""
+    from orchestrator import api, render
+
+    say = (lambda m: None) if json_out else (lambda m: _console(err=True).print(m))
+    submitted = api.submit(spec, address=address, overrides=set_, dry_run=dry_run, progress=say)
+    if dry_run:
+        return _print_json(render.dry_run_json(submitted))
+    if not wait:
+        if json_out:
+            return _print_json({"job": submitted["job"], "state": submitted["state"]})
+        return _console().print(f"submitted [bold]{submitted['job']}[/] ({submitted['state']}, "
+                                f"{submitted['plan']['accelerator']} x {submitted['plan']['workers']})")
+    view = render.follow(submitted["job"], address, quiet=json_out)
+    if json_out:
+        _print_json(view.to_json())
+    raise typer.Exit(0 if view.state == "SUCCEEDED" else 1)
+
+
+@command("list")
+def list_jobs(address: Optional[str] = Address, json_out: bool = Json, debug: bool = Debug):
+    """Jobs with state, priority, hardware and age."""
+    from orchestrator import api, render
+
+    views = api.list_jobs(address)
+    if json_out:
+        return _print_json([v.to_json() for v in views])
+    _console().print(render.jobs_table(views))
+
+
+@command()
+def status(job: str = typer.Argument(..., help="Job id or name (latest job of that name)."),
+           address: Optional[str] = Address, json_out: bool = Json, debug: bool = Debug):
+    """One job's state, hardware, restarts and latest metrics."""
+    from orchestrator import api, render
+
+    view = api.status(job, address)
+    if json_out:
+        return _print_json(view.to_json())
+    _console().print(render.status_panel(view))
+
+
+@command()
+def logs(job: str = typer.Argument(...), follow: bool = typer.Option(False, "--follow", "-f"),
+         address: Optional[str] = Address, debug: bool = Debug):
+    """Driver and worker logs."""
+    from orchestrator import api
+
+    output = api.logs(job, address, follow=follow)
+    for chunk in ([output] if isinstance(output, str) else output):
+        sys.stdout.write(chunk)
+        sys.stdout.flush()
+
+
+@command()
+def cancel(job: str = typer.Argument(...), address: Optional[str] = Address,
+           json_out: bool = Json, debug: bool = Debug):
+    """Stop a queued or running job."""
+    from orchestrator import api
+
+    view = api.cancel(job, address)
+    if json_out:
+        return _print_json({"job": view.job, "state": view.state})
+    _console().print(f"cancelled {view.job} (state {view.state})")
+
+
+@command()
+def results(job: str = typer.Argument(...), address: Optional[str] = Address,
+            json_out: bool = Json, debug: bool = Debug):
+    """Final and best metrics, and checkpoints."""
+    from orchestrator import api, render
+
+    data = api.results(job, address)
+    if json_out:
+        return _print_json(data)
+    _console().print(render.results_panel(data))
+
+
+def main() -> None:
+    app()
+
+
+if __name__ == "__main__":
+    main()

@@ -1,0 +1,33 @@
+"""The driver of one orch job inside its Ray Job: ``python -m orchestrator.entry``.
+
+The submitting side puts the validated spec and the plan's Ray Train settings
+into ``ORCH_JOB``; this process only builds the runner and runs it.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import sys
+
+from orchestrator import events
+
+PAYLOAD_ENV = "ORCH_JOB"
+
+
+def main() -> int:
+    payload = json.loads(os.environ[PAYLOAD_ENV])
+    from orchestrator.runners import train
+
+    events.emit("start", job=payload["job"], accelerator=payload["plan"].get("accelerator"))
+    try:
+        result = train.run(payload)
+    except train.TrainingFailed as failure:
+        events.emit("failed", error=str(failure))
+        return 1
+    events.emit("result", **result)
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())

@@ -1,0 +1,50 @@
+"""Errors a user can cause, each rendered by the CLI as one message and an exit code."""
+
+from __future__ import annotations
+
+
+class OrchError(Exception):
+    """Base of orch's user-facing errors; ``exit_code`` follows SPEC.md section 3."""
+
+    exit_code = 1
+
+
+class SpecError(OrchError):
+    """The job spec (or a command's arguments) is invalid: exit 2.
+
+    ``problems`` holds one line per error, each naming the file position,
+    the field path and what to write instead.
+    """
+
+    exit_code = 2
+
+    def __init__(self, problems: list[str] | str, source: str | None = None):
+        self.problems = [problems] if isinstance(problems, str) else list(problems)
+        self.source = source
+        located = self.problems[0].startswith(f"{source}:") if source else True
+        head = f"{source}: " if len(self.problems) == 1 and not located else ""
+        super().__init__(head + "\n".join(self.problems))
+
+
+class InfeasibleError(OrchError):
+    """The job can never run on this cluster (exit 2 at submit, 1 from `orch plan`)."""
+
+    exit_code = 2
+
+    def __init__(self, job: str, reasons: list[str]):
+        self.job = job
+        self.reasons = reasons
+        super().__init__(f"{job} cannot run on this cluster:\n  " + "\n  ".join(reasons))
+
+
+class ClusterUnavailable(OrchError):
+    """The cluster cannot be reached or started: exit 3."""
+
+    exit_code = 3
+
+
+class JobNotFound(OrchError):
+    exit_code = 2
+
+    def __init__(self, job: str):
+        super().__init__(f"no job {job!r}; `orch list` shows the jobs")

@@ -1,0 +1,39 @@
+"""Structured progress lines in a job's log: how a driver tells the CLI what happened.
+
+The driver (and the Ray Train controller, through a callback) prints one
+``::orch:: {json}`` line per event. The CLI reads them back from the job's
+logs through the Jobs API, so the same path works for local and remote
+clusters and nothing about a job lives only in a process's memory.
+"""
+
+from __future__ import annotations
+
+import json
+import re
+import time
+from typing import Any
+
+MARK = "::orch::"
+_LINE = re.compile(re.escape(MARK) + r" (\{.*\})\s*$")
+
+
+def emit(event: str, **fields: Any) -> None:
+    record = {"event": event, "at": time.time(), **fields}
+    print(f"{MARK} {json.dumps(record, default=str)}", flush=True)
+
+
+def parse(log_text: str) -> list[dict[str, Any]]:
+    """Every event in a log, in order; lines that are not events are skipped."""
+    found = []
+    for line in log_text.splitlines():
+        match = _LINE.search(line)
+        if match:
+            try:
+                found.append(json.loads(match.group(1)))
+            except json.JSONDecodeError:
+                continue  # a line cut by the log reader; the next report supersedes it
+    return found
+
+
+def last(events: list[dict[str, Any]], kind: str) -> dict[str, Any] | None:
+    return next((e for e in reversed(events) if e.get("event") == kind), None)

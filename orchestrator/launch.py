@@ -1,0 +1,47 @@
+"""A planned job as a Ray Job request: entrypoint, runtime env and metadata.
+
+One function builds it for both the control plane (at admission) and
+`orch submit --dry-run` (to show it), so what is printed is what is sent.
+"""
+
+from __future__ import annotations
+
+import json
+from typing import Any
+
+from orchestrator import allocator, hardware
+from orchestrator.entry import PAYLOAD_ENV
+from orchestrator.loop import PRECISION_ENV
+from orchestrator.snapshot import ClusterSnapshot
+from orchestrator.spec import JobSpec
+
+SIMULATED_LABEL = "orch.io/simulated"  # set by `orch up --cluster` on nodes with declared accelerators
+ENTRYPOINT = "python -m orchestrator.entry"
+META = "orch_"  # prefix of orch's keys in Ray job metadata
+
+
+def plan_record(plan: allocator.Plan, snapshot: ClusterSnapshot) -> dict[str, Any]:
+    """The plan as stored with the job: SPEC.md's plan JSON plus its Ray Train settings."""
+    chosen = set(plan.nodes)
+    simulated = any(n.labels.get(SIMULATED_LABEL) == "true" for n in snapshot.nodes if n.name in chosen)
+    return {**allocator.to_json(plan), "scaling": allocator.scaling_config_kwargs(plan, simulated=simulated)}
+
+
+def launch_request(job_id: str, spec_json: dict, runtime_env: dict, plan: dict, attempt: int,
+                   storage: str) -> dict[str, Any]:
+    """Entrypoint, runtime env and metadata of one attempt of a job."""
+    spec = JobSpec.model_validate(spec_json)
+    request = hardware.parse_accelerator(plan["accelerator"])
+    payload = {"job": job_id, "spec": spec_json, "plan": {k: v for k, v in plan.items() if k != "scaling"},
+               "scaling": plan["scaling"], "storage": storage, "attempt": attempt}
+    env = {**runtime_env.get("env_vars", {}),
+           PRECISION_ENV: hardware.resolve_precision(spec.precision, request),
+           PAYLOAD_ENV: json.dumps(payload), "PYTHONUNBUFFERED": "1"}
+    metadata = {
+        f"{META}job": job_id, f"{META}name": spec.name, f"{META}framework": spec.framework,
+        f"{META}workers": str(plan["workers"]), f"{META}accelerator": plan["accelerator"],
+        f"{META}priority": str(spec.schedule.priority), f"{META}queue": spec.schedule.queue,
+        f"{META}preemptible": str(spec.schedule.preemptible).lower(), f"{META}attempt": str(attempt),
+        f"{META}plan": json.dumps(payload["plan"]),
+    }
+    return {"entrypoint": ENTRYPOINT, "runtime_env": {**runtime_env, "env_vars": env}, "metadata": metadata}

@@ -1,0 +1,155 @@
+"""How the CLI shows things: rich tables and panels, and the JSON shapes of SPEC.md."""
+
+from __future__ import annotations
+
+import time
+from dataclasses import asdict
+from typing import Any
+
+from rich.console import Group
+from rich.live import Live
+from rich.panel import Panel
+from rich.table import Column, Table
+from rich.text import Text
+
+from orchestrator import api, hardware
+from orchestrator.cluster import ClusterInfo
+from orchestrator.snapshot import ClusterSnapshot
+
+STATE_STYLE = {"SUCCEEDED": "green", "FAILED": "red", "CANCELLED": "yellow", "RUNNING": "cyan",
+               "STARTING": "blue", "QUEUED": "magenta", "PREEMPTED": "yellow"}
+
+
+def _gib(value: float) -> str:
+    return f"{value / hardware.GIB:.1f}GiB"
+
+
+def _resources(resources: dict[str, float]) -> str:
+    parts = []
+    for key in sorted(resources):
+        value = resources[key]
+        if key.startswith(hardware.ACCELERATOR_RESOURCE_PREFIX) or key.endswith("-head"):
+            continue  # markers, not amounts; the labels name the hardware
+        parts.append(f"{key}={_gib(value)}" if key == hardware.MEMORY else f"{key}={value:g}")
+    return " ".join(parts)
+
+
+def cluster_json(info: ClusterInfo, snap: ClusterSnapshot) -> dict[str, Any]:
+    return {
+        "dashboard": info.dashboard_url,
+        "name": snap.name,
+        "nodes": [{"name": n.name, "node_id": n.node_id, "total": dict(n.total), "free": dict(n.free),
+                   "labels": dict(n.labels)} for n in snap.nodes],
+        "queues": {name: asdict(q) for name, q in snap.queues.items()},
+    }
+
+
+def cluster_table(data: dict[str, Any]) -> Table:
+    table = Table(title=f"cluster {data['name']} — dashboard {data['dashboard']}")
+    for column in ("node", "hardware", "total", "free"):
+        table.add_column(column)
+    for node in data["nodes"]:
+        accelerator = node["labels"].get(hardware.LABEL_ACCELERATOR_TYPE, "CPU")
+        table.add_row(node["name"], accelerator, _resources(node["total"]), _resources(node["free"]))
+    return table
+
+
+def plan_table(plan: dict[str, Any]) -> Group:
+    style = {"placeable": "green", "queued": "yellow", "infeasible": "red"}[plan["status"]]
+    head = Table.grid(padding=(0, 2))
+    head.add_row("job", plan["job"])
+    head.add_row("status", Text(plan["status"], style=style))
+    if plan["status"] != "infeasible":
+        head.add_row("accelerator", f"{plan['accelerator']} x {plan['workers']} workers")
+        head.add_row("per worker", _resources(plan["per_worker"]))
+        head.add_row("nodes", ", ".join(plan["nodes"]))
+        head.add_row("cost", f"${plan['cost_per_hour']:.2f}/hour")
+    if plan.get("why"):
+        head.add_row("why", plan["why"])
+    if plan.get("queue_position") is not None:
+        head.add_row("queue", f"{plan['queue_position']} job(s) ahead")
+    parts: list[Any] = [head]
+    if plan["rejected"]:
+        rejected = Table("rejected option", "reason", title="other options")
+        for item in plan["rejected"]:
+            rejected.add_row(item["option"], item["reason"])
+        parts.append(rejected)
+    parts += [Text(f"• {reason}") for reason in plan["reasons"]]
+    return Group(*parts)
+
+
+def dry_run_json(submitted: dict[str, Any]) -> dict[str, Any]:
+    env = submitted["ray_job"]["runtime_env"]["env_vars"]
+    # The payload repeats the spec and plan shown beside it; keep the dry run readable.
+    env["ORCH_JOB"] = "<job payload: spec, plan, Ray Train settings>"
+    return submitted
+
+
+def _age(since: float | None) -> str:
+    if not since:
+        return "-"
+    seconds = int(time.time() - since)
+    return f"{seconds // 3600}h{seconds % 3600 // 60:02d}m" if seconds >= 3600 else f"{seconds // 60}m{seconds % 60:02d}s"
+
+
+def jobs_table(views: list[api.JobView]) -> Table:
+    table = Table("state", "priority", "queue", "hardware", "age", "reason")
+    table.columns.insert(0, Column("job", no_wrap=True))  # ids are copied into other commands: never cut
+    for v in views:
+        table.add_row(v.job, Text(v.state, style=STATE_STYLE.get(v.state, "")), str(v.priority), v.queue,
+                      f"{v.accelerator} x {v.workers}", _age(v.submitted_at), v.reason or "")
+    return table
+
+
+def _metrics_text(metrics: dict[str, Any] | None) -> str:
+    if not metrics:
+        return "-"
+    return "  ".join(f"{k}={v:.4g}" if isinstance(v, float) else f"{k}={v}" for k, v in metrics.items())
+
+
+def status_panel(view: api.JobView) -> Panel:
+    grid = Table.grid(padding=(0, 2))
+    grid.add_row("state", Text(view.state, style=STATE_STYLE.get(view.state, "")))
+    grid.add_row("hardware", f"{view.accelerator} x {view.workers} workers ({view.framework})")
+    grid.add_row("priority", f"{view.priority} (queue {view.queue})")
+    grid.add_row("restarts", f"{view.restarts} (attempt {view.attempt})")
+    grid.add_row("metrics", _metrics_text(view.metrics))
+    grid.add_row("ray job", view.ray_job_id)
+    if view.reason:
+        grid.add_row("reason", Text(view.reason, style="red" if view.state == "FAILED" else ""))
+    grid.add_row("history", " → ".join(h["state"] for h in view.history))
+    return Panel(grid, title=view.job, expand=False)
+
+
+def results_panel(data: dict[str, Any]) -> Panel:
+    grid = Table.grid(padding=(0, 2))
+    grid.add_row("state", Text(data["state"], style=STATE_STYLE.get(data["state"], "")))
+    grid.add_row("metrics", _metrics_text(data["metrics"]))
+    grid.add_row("checkpoint", data["checkpoint"] or "-")
+    for best in data["best_checkpoints"]:
+        grid.add_row("kept", f"{best['path']}  {_metrics_text(best['metrics'])}")
+    if data["reason"]:
+        grid.add_row("reason", Text(data["reason"], style="red"))
+    return Panel(grid, title=data["job"], expand=False)
+
+
+def follow(job: str, address: str | None, quiet: bool = False) -> api.JobView:
+    """Wait for a job, showing its state, epoch and latest metrics live."""
+    if quiet:
+        return api.wait(job, address)
+    from rich.console import Console
+
+    console = Console(stderr=True)
+    started = time.time()
+    with Live(console=console, refresh_per_second=4, transient=False) as live:
+        def update(view: api.JobView) -> None:
+            epoch = (view.metrics or {}).get("epoch")
+            line = Text.assemble((f"{view.job} ", "bold"), (view.state, STATE_STYLE.get(view.state, "")),
+                                 f"  {int(time.time() - started)}s",
+                                 f"  epoch {epoch}" if epoch is not None else "",
+                                 f"  {_metrics_text(view.metrics)}" if view.metrics else "")
+            live.update(line)
+
+        view = api.wait(job, address, on_update=update)
+    console.print(status_panel(view))
+    return view

@@ -1,0 +1,1 @@
+"""What runs inside a job's Ray Job: training, sweeps and inference."""

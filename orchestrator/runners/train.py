@@ -1,0 +1,102 @@
+"""The training runner: a Ray Train trainer built from the spec and the plan."""
+
+from __future__ import annotations
+
+import importlib
+import importlib.util
+import json
+import sys
+from pathlib import Path
+from typing import Any, Callable
+
+from ray.train import CheckpointConfig, FailureConfig, RunConfig, ScalingConfig, UserCallback
+
+from orchestrator import events
+from orchestrator.runners import frameworks
+from orchestrator.spec import JobSpec
+
+RESULT_FILE = "orch_result.json"
+
+
+class TrainingFailed(Exception):
+    """The trainer gave up (worker-group failures beyond max_failures, or a bad loop)."""
+
+
+class ProgressCallback(UserCallback):
+    """Runs in the Train controller: turns each report and failure into an event line."""
+
+    def after_report(self, run_context, metrics: list[dict[str, Any]], checkpoint) -> None:
+        events.emit("report", metrics=metrics[0] if metrics else {},
+                    checkpoint=checkpoint.path if checkpoint else None)
+
+    def after_exception(self, run_context, worker_exceptions: dict[int, Exception]) -> None:
+        causes = {str(rank): f"{type(e).__name__}: {e}"[:500] for rank, e in worker_exceptions.items()}
+        events.emit("worker_failure", causes=causes)
+
+
+def run(payload: dict[str, Any]) -> dict[str, Any]:
+    spec = JobSpec.model_validate(payload["spec"])
+    loop = load_entrypoint(spec.entrypoint, Path.cwd())
+    trainer = frameworks.build_trainer(
+        spec.framework, loop, dict(spec.config), scaling_config(payload["scaling"]),
+        run_config(spec, payload["job"], payload["storage"]),
+    )
+    try:
+        result = trainer.fit()
+    except Exception as error:  # Ray Train raises TrainingFailedError subclasses, loops anything
+        raise TrainingFailed(f"{type(error).__name__}: {error}") from error
+    summary = {
+        "metrics": result.metrics,
+        "checkpoint": result.checkpoint.path if result.checkpoint else None,
+        "best_checkpoints": [{"path": c.path, "metrics": m} for c, m in result.best_checkpoints or []],
+        "path": result.path,
+    }
+    Path(result.path).mkdir(parents=True, exist_ok=True)
+    (Path(result.path) / RESULT_FILE).write_text(json.dumps(summary, default=str))
+    return summary
+
+
+def scaling_config(kwargs: dict[str, Any]) -> ScalingConfig:
+    kwargs = dict(kwargs)
+    if isinstance(kwargs.get("num_workers"), list):  # JSON turned the (min, max) tuple into a list
+        kwargs["num_workers"] = tuple(kwargs["num_workers"])
+    return ScalingConfig(**kwargs)
+
+
+def run_config(spec: JobSpec, job_id: str, storage: str) -> RunConfig:
+    policy = spec.checkpoint
+    return RunConfig(
+        name=job_id,
+        storage_path=storage,
+        failure_config=FailureConfig(max_failures=spec.failure.max_failures),
+        checkpoint_config=CheckpointConfig(
+            num_to_keep=policy.keep,
+            checkpoint_score_attribute=policy.metric,
+            checkpoint_score_order=policy.mode,
+        ),
+        callbacks=[ProgressCallback()],
+    )
+
+
+def load_entrypoint(entrypoint: str, root: Path) -> Callable:
+    """Resolve ``FILE.py:FUNC`` or ``package.module:FUNC`` against the job's working_dir."""
+    target, func_name = entrypoint.rsplit(":", 1)
+    sys.path.insert(0, str(root))
+    if target.endswith(".py"):
+        path = (root / target).resolve()
+        sys.path.insert(0, str(path.parent))
+        module_name = f"orch_entry_{path.stem}"
+        module_spec = importlib.util.spec_from_file_location(module_name, path)
+        module = importlib.util.module_from_spec(module_spec)
+        sys.modules[module_name] = module
+        module_spec.loader.exec_module(module)
+        # Workers cannot import a module loaded from a path: ship its code by value.
+        import ray.cloudpickle
+
+        ray.cloudpickle.register_pickle_by_value(module)
+    else:
+        module = importlib.import_module(target)
+    try:
+        return getattr(module, func_name)
+    except AttributeError:
+        raise TrainingFailed(f"{target} has no function {func_name!r}") from None

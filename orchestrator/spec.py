@@ -1,0 +1,345 @@
+"""The job spec (SPEC.md section 1) as strict pydantic models.
+
+Every default of the job spec lives here and nowhere else. Models forbid
+unknown fields and coerce nothing: a string where a number belongs is an
+error, not a guess. The few string forms the spec allows (``2GiB``,
+``"2..8"``, ``A100:1``, ``350M``) are parsed once, here, into typed values.
+Loading YAML with positions and turning errors into ``SpecError`` lives in
+``specload.py``.
+"""
+
+from __future__ import annotations
+
+import math
+import re
+from typing import Annotated, Any, Literal, Union
+
+from pydantic import (
+    BaseModel,
+    BeforeValidator,
+    ConfigDict,
+    Field,
+    PlainSerializer,
+    WithJsonSchema,
+    model_validator,
+)
+
+from orchestrator import hardware
+from orchestrator.hardware import AcceleratorRequest
+
+NAME_PATTERN = r"^[a-z0-9][a-z0-9-]{0,62}$"
+ENV_NAME_PATTERN = r"^[A-Z_][A-Z0-9_]*$"
+# FILE.py:FUNC (a path relative to working_dir) or package.module:FUNC
+ENTRYPOINT_PATTERN = r"^(?:[A-Za-z0-9_.\-/]+\.py|[A-Za-z_][A-Za-z0-9_]*(?:\.[A-Za-z_][A-Za-z0-9_]*)*):[A-Za-z_][A-Za-z0-9_]*$"
+
+
+class Strict(BaseModel):
+    """Base of every spec model: unknown keys and silent coercion are errors."""
+
+    model_config = ConfigDict(extra="forbid", strict=True, frozen=True)
+
+
+# ---- parsed scalar forms -------------------------------------------------
+
+_BYTE_UNITS = {
+    "": 1, "b": 1,
+    "kib": 1024, "mib": 1024**2, "gib": 1024**3, "tib": 1024**4,
+    "kb": 1000, "mb": 1000**2, "gb": 1000**3, "tb": 1000**4,
+}
+_BYTES = re.compile(r"^\s*(\d+(?:\.\d+)?)\s*([a-zA-Z]*)\s*$")
+
+
+def parse_bytes(value: Any) -> int:
+    """``2GiB`` -> 2147483648; ``16GB`` -> 16000000000; a bare int is bytes."""
+    if isinstance(value, bool):
+        raise ValueError(f"{value!r} is not a size; write e.g. 2GiB or 512MiB")
+    if isinstance(value, int):
+        if value <= 0:
+            raise ValueError(f"{value!r}: a size must be positive")
+        return value
+    if not isinstance(value, str):
+        raise ValueError(f"{value!r} is not a size; write e.g. 2GiB or 512MiB")
+    match = _BYTES.match(value)
+    unit = match.group(2).lower() if match else None
+    if not match or unit not in _BYTE_UNITS:
+        raise ValueError(f"{value!r} is not a size; write a number with KiB, MiB, GiB, TiB, KB, MB, GB or TB (2GiB)")
+    size = int(float(match.group(1)) * _BYTE_UNITS[unit])
+    if size <= 0:
+        raise ValueError(f"{value!r}: a size must be positive")
+    return size
+
+
+_COUNT_SUFFIX = {"": 1, "k": 10**3, "m": 10**6, "b": 10**9, "t": 10**12}
+_COUNT = re.compile(r"^\s*(\d+(?:\.\d+)?)\s*([kKmMbBtT]?)\s*$")
+
+
+def parse_count(value: Any) -> int:
+    """``350M`` -> 350_000_000; ``7B``; a bare int."""
+    if isinstance(value, bool) or not isinstance(value, (int, str)):
+        raise ValueError(f"{value!r} is not a parameter count; write e.g. 350M or 7B")
+    if isinstance(value, int):
+        count = value
+    else:
+        match = _COUNT.match(value)
+        if not match:
+            raise ValueError(f"{value!r} is not a parameter count; write an int or a number with K, M or B (350M)")
+        count = int(float(match.group(1)) * _COUNT_SUFFIX[match.group(2).lower()])
+    if count <= 0:
+        raise ValueError(f"{value!r}: the parameter count must be positive")
+    return count
+
+
+class WorkerRange(BaseModel):
+    """``workers``: a fixed count, or ``"MIN..MAX"`` for elastic training."""
+
+    model_config = ConfigDict(frozen=True)
+    min: int
+    max: int
+
+    @property
+    def elastic(self) -> bool:
+        return self.min != self.max
+
+    def __str__(self) -> str:
+        return str(self.max) if not self.elastic else f"{self.min}..{self.max}"
+
+    def to_yaml(self) -> int | str:
+        """The spec form, parseable again: ``4`` or ``"2..8"``."""
+        return str(self) if self.elastic else self.max
+
+
+def parse_workers(value: Any) -> WorkerRange:
+    if isinstance(value, WorkerRange):
+        return value
+    if isinstance(value, int) and not isinstance(value, bool):
+        if value < 1:
+            raise ValueError(f"must be at least 1, got {value!r}")
+        return WorkerRange(min=value, max=value)
+    if isinstance(value, str):
+        match = re.fullmatch(r"\s*(\d+)\s*\.\.\s*(\d+)\s*", value)
+        if match:
+            low, high = int(match.group(1)), int(match.group(2))
+            if low < 1:
+                raise ValueError(f"{value!r}: the minimum must be at least 1")
+            if low > high:
+                raise ValueError(f"{value!r}: the minimum is larger than the maximum; write {high}..{low}")
+            return WorkerRange(min=low, max=high)
+    raise ValueError(f"{value!r} is not a worker count; write an int >= 1 or a range MIN..MAX such as 2..8")
+
+
+class AcceleratorChoice(BaseModel):
+    """``resources.accelerator``: options tried in order, or any of them (cheapest wins)."""
+
+    model_config = ConfigDict(frozen=True, arbitrary_types_allowed=True)
+    options: tuple[AcceleratorRequest, ...]
+    ordered: bool = True
+
+    def __str__(self) -> str:
+        text = ", ".join(str(o) for o in self.options)
+        if len(self.options) == 1:
+            return text
+        return f"[{text}]" if self.ordered else f"any_of [{text}]"
+
+    def to_yaml(self) -> str | list[str] | dict[str, list[str]]:
+        """The spec form this choice was written in, parseable again."""
+        names = [str(o) for o in self.options]
+        if not self.ordered:
+            return {"any_of": names}
+        return names[0] if len(names) == 1 else names
+
+
+def parse_accelerator_choice(value: Any) -> AcceleratorChoice:
+    if isinstance(value, AcceleratorChoice):
+        return value
+    ordered = True
+    if isinstance(value, dict):
+        if set(value) != {"any_of"}:
+            raise ValueError(f"a mapping here must be {{any_of: [...]}}, got keys {sorted(value)}")
+        value, ordered = value["any_of"], False
+    items = value if isinstance(value, list) else [value]
+    if not items:
+        raise ValueError("the list of accelerator options is empty")
+    options = []
+    for item in items:
+        if not isinstance(item, str):
+            raise ValueError(f"{item!r} is not an accelerator string such as GPU:1 or TPU-v4-16")
+        options.append(hardware.parse_accelerator(item))
+    if len(options) > 1 and any(o.kind == "auto" for o in options):
+        raise ValueError("auto cannot be combined with other options")
+    if len({str(o) for o in options}) != len(options):
+        raise ValueError("an accelerator option is listed twice")
+    return AcceleratorChoice(options=tuple(options), ordered=ordered)
+
+
+_ACCELERATOR_SCHEMA = {
+    "anyOf": [
+        {"type": "string"},
+        {"type": "array", "items": {"type": "string"}, "minItems": 1},
+        {"type": "object", "properties": {"any_of": {"type": "array", "items": {"type": "string"}}},
+         "required": ["any_of"], "additionalProperties": False},
+    ],
+    "description": "CPU, GPU:N, TYPE:N (A100:1), TPU-v5e:4, a TPU slice (TPU-v4-16), auto; "
+    "a list tries options in order, {any_of: [...]} picks the cheapest",
+}
+
+Bytes = Annotated[
+    int,
+    BeforeValidator(parse_bytes),
+    WithJsonSchema({"anyOf": [{"type": "string", "examples": ["2GiB"]}, {"type": "integer"}]}),
+]
+Count = Annotated[
+    int,
+    BeforeValidator(parse_count),
+    WithJsonSchema({"anyOf": [{"type": "string", "examples": ["350M"]}, {"type": "integer"}]}),
+]
+Workers = Annotated[
+    WorkerRange,
+    BeforeValidator(parse_workers),
+    PlainSerializer(WorkerRange.to_yaml),
+    WithJsonSchema({"anyOf": [{"type": "integer", "minimum": 1}, {"type": "string", "pattern": r"^\d+\.\.\d+$"}]}),
+]
+Accelerators = Annotated[
+    AcceleratorChoice,
+    BeforeValidator(parse_accelerator_choice),
+    PlainSerializer(AcceleratorChoice.to_yaml),
+    WithJsonSchema(_ACCELERATOR_SCHEMA),
+]
+PositiveFloat = Annotated[float, Field(gt=0, allow_inf_nan=False)]
+
+
+# ---- sections ------------------------------------------------------------
+
+
+class Resources(Strict):
+    workers: Workers = WorkerRange(min=1, max=1)
+    cpus: PositiveFloat = 1.0
+    memory: Bytes = 2 * 1024**3
+    accelerator: Accelerators = AcceleratorChoice(options=(AcceleratorRequest("cpu"),))
+    accelerator_memory: Bytes | None = None
+    placement: Literal["pack", "spread", "strict_pack", "strict_spread"] = "pack"
+
+
+class Hints(Strict):
+    params: Count | None = None
+
+
+class Schedule(Strict):
+    priority: int = Field(100, ge=0, le=1000)
+    preemptible: bool = False
+    queue: Annotated[str, Field(pattern=NAME_PATTERN)] = "default"
+
+
+class Failure(Strict):
+    max_failures: int = Field(2, ge=-1)
+
+
+class CheckpointPolicy(Strict):
+    keep: int = Field(2, ge=1)
+    metric: str | None = None
+    mode: Literal["min", "max"] = "min"
+
+
+def _pair(kind: str):
+    return Annotated[list[float], Field(min_length=2, max_length=2, description=f"[low, high] for {kind}")]
+
+
+class Uniform(Strict):
+    uniform: _pair("uniform")
+
+
+class LogUniform(Strict):
+    loguniform: _pair("loguniform")
+
+
+class RandInt(Strict):
+    randint: Annotated[list[int], Field(min_length=2, max_length=2)]
+
+
+class Choice(Strict):
+    choice: Annotated[list[Any], Field(min_length=1)]
+
+
+class Grid(Strict):
+    grid: Annotated[list[Any], Field(min_length=1)]
+
+
+Distribution = Union[Uniform, LogUniform, RandInt, Choice, Grid]
+
+
+class Sweep(Strict):
+    metric: str
+    mode: Literal["min", "max"]
+    samples: int = Field(16, ge=1)
+    max_concurrent: Literal["auto"] | Annotated[int, Field(ge=1)] = "auto"
+    search: Literal["random", "grid", "optuna", "hyperopt"] = "random"
+    scheduler: Literal["fifo", "asha", "pbt"] = "asha"
+    space: Annotated[dict[str, Distribution], Field(min_length=1)]
+
+    @model_validator(mode="after")
+    def _ranges_ordered(self) -> "Sweep":
+        for key, dist in self.space.items():
+            bounds = getattr(dist, "uniform", None) or getattr(dist, "loguniform", None) or getattr(dist, "randint", None)
+            if bounds and bounds[0] >= bounds[1]:
+                raise ValueError(f"space.{key}: low {bounds[0]!r} must be below high {bounds[1]!r}")
+            if isinstance(dist, LogUniform) and bounds[0] <= 0:
+                raise ValueError(f"space.{key}: loguniform bounds must be positive")
+        return self
+
+
+class Predict(Strict):
+    model: str
+    input: str
+    output: str
+
+
+class JobSpec(Strict):
+    """One job: what to run, on what hardware, with which policy."""
+
+    name: Annotated[str, Field(pattern=NAME_PATTERN)]
+    framework: Literal["torch", "tensorflow", "jax"] = "torch"
+    entrypoint: Annotated[str, Field(pattern=ENTRYPOINT_PATTERN)]
+    working_dir: str = "."
+    config: dict[str, Any] = Field(default_factory=dict)
+    env: dict[Annotated[str, Field(pattern=ENV_NAME_PATTERN)], str] = Field(default_factory=dict)
+    resources: Resources = Resources()
+    precision: Literal["auto", "fp32", "bf16", "fp16"] = "auto"
+    init_from: str | None = None
+    hints: Hints = Hints()
+    schedule: Schedule = Schedule()
+    failure: Failure = Failure()
+    checkpoint: CheckpointPolicy = CheckpointPolicy()
+    sweep: Sweep | None = None
+    predict: Predict | None = None
+
+    @model_validator(mode="after")
+    def _cross_field(self) -> "JobSpec":
+        if self.sweep:
+            unknown = [k for k in self.sweep.space if k not in self.config]
+            if unknown:
+                raise ValueError(
+                    f"sweep.space: {', '.join(map(repr, unknown))} not in config "
+                    f"(keys: {', '.join(self.config) or 'none'}); add a default value to config"
+                )
+        if self.sweep and self.predict:
+            raise ValueError("sweep and predict cannot both be present: a job trains, sweeps or predicts")
+        _reject_non_finite(self.config, "config")
+        return self
+
+
+def _reject_non_finite(value: Any, path: str) -> None:
+    if isinstance(value, float) and not math.isfinite(value):
+        raise ValueError(f"{path}: {value!r} is not a finite number")
+    if isinstance(value, dict):
+        for key, item in value.items():
+            _reject_non_finite(item, f"{path}.{key}")
+    if isinstance(value, list):
+        for index, item in enumerate(value):
+            _reject_non_finite(item, f"{path}[{index}]")
+
+
+def json_schema() -> dict[str, Any]:
+    """JSON Schema of the job spec, for editors (``orch schema``)."""
+    schema = JobSpec.model_json_schema(mode="validation")
+    schema["$schema"] = "https://json-schema.org/draft/2020-12/schema"
+    schema["title"] = "orch job spec"
+    return schema

@@ -1,0 +1,152 @@
+"""The control plane's durable job table: SQLite in WAL mode on the head node.
+
+Every fact about a job lives here, written before it is acted on, so killing
+the control plane (or `orch down` then `orch up`) loses nothing: on restart
+it reads the table and reconciles with Ray. Inserts are idempotent by job id,
+so a client that retries a submit never creates a job twice.
+"""
+
+from __future__ import annotations
+
+import json
+import sqlite3
+import threading
+import time
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any, Iterable
+
+SCHEMA = """
+CREATE TABLE IF NOT EXISTS jobs (
+    seq INTEGER PRIMARY KEY AUTOINCREMENT,
+    id TEXT NOT NULL UNIQUE,
+    name TEXT NOT NULL,
+    state TEXT NOT NULL,
+    priority INTEGER NOT NULL,
+    queue TEXT NOT NULL,
+    preemptible INTEGER NOT NULL,
+    spec TEXT NOT NULL,
+    request TEXT NOT NULL,
+    plan TEXT,
+    reason TEXT,
+    attempt INTEGER NOT NULL DEFAULT 0,
+    ray_submission_id TEXT,
+    preempt_requested_at REAL,
+    history TEXT NOT NULL DEFAULT '[]',
+    submitted_at REAL NOT NULL,
+    started_at REAL,
+    ended_at REAL,
+    updated_at REAL NOT NULL
+);
+CREATE INDEX IF NOT EXISTS jobs_state ON jobs(state);
+CREATE INDEX IF NOT EXISTS jobs_name ON jobs(name);
+"""
+_JSON_COLUMNS = ("spec", "request", "plan", "history")
+
+
+@dataclass
+class JobRow:
+    """One job as stored; ``spec``, ``request`` and ``plan`` are parsed JSON."""
+
+    seq: int
+    id: str
+    name: str
+    state: str
+    priority: int
+    queue: str
+    preemptible: bool
+    spec: dict[str, Any]
+    request: dict[str, Any]
+    plan: dict[str, Any] | None
+    reason: str | None
+    attempt: int
+    ray_submission_id: str | None
+    preempt_requested_at: float | None
+    history: list[dict[str, Any]]
+    submitted_at: float
+    started_at: float | None
+    ended_at: float | None
+    updated_at: float
+
+
+class Store:
+    """Thread-safe access to the job table (one connection, one lock)."""
+
+    def __init__(self, path: Path):
+        path.parent.mkdir(parents=True, exist_ok=True)
+        self._lock = threading.RLock()  # transition() nests update()
+        self._db = sqlite3.connect(str(path), check_same_thread=False, isolation_level=None)
+        self._db.row_factory = sqlite3.Row
+        self._db.execute("PRAGMA journal_mode=WAL")
+        self._db.execute("PRAGMA synchronous=NORMAL")  # WAL + NORMAL survives process crashes
+        self._db.executescript(SCHEMA)
+
+    def insert(self, job_id: str, name: str, priority: int, queue: str, preemptible: bool,
+               spec: dict, request: dict, plan: dict | None) -> tuple[JobRow, bool]:
+        """Add a QUEUED job; returns (row, created). A repeated id returns the existing row."""
+        now = time.time()
+        with self._lock:
+            cursor = self._db.execute(
+                "INSERT OR IGNORE INTO jobs (id, name, state, priority, queue, preemptible, spec, request,"
+                " plan, history, submitted_at, updated_at) VALUES (?, ?, 'QUEUED', ?, ?, ?, ?, ?, ?, ?, ?, ?)",
+                (job_id, name, priority, queue, int(preemptible), json.dumps(spec), json.dumps(request),
+                 json.dumps(plan) if plan is not None else None,
+                 json.dumps([{"state": "QUEUED", "at": now, "reason": None}]), now, now),
+            )
+            created = cursor.rowcount == 1
+        return self.get(job_id), created
+
+    def get(self, job_id: str) -> JobRow | None:
+        with self._lock:
+            row = self._db.execute("SELECT * FROM jobs WHERE id = ?", (job_id,)).fetchone()
+        return _row(row) if row else None
+
+    def find(self, job_or_name: str) -> JobRow | None:
+        """A job by id, else the latest job of that name."""
+        found = self.get(job_or_name)
+        if found:
+            return found
+        with self._lock:
+            row = self._db.execute("SELECT * FROM jobs WHERE name = ? ORDER BY seq DESC LIMIT 1",
+                                   (job_or_name,)).fetchone()
+        return _row(row) if row else None
+
+    def all(self, states: Iterable[str] | None = None) -> list[JobRow]:
+        query, args = "SELECT * FROM jobs", ()
+        if states is not None:
+            states = tuple(states)
+            query += f" WHERE state IN ({','.join('?' * len(states))})"
+            args = states
+        with self._lock:
+            rows = self._db.execute(query + " ORDER BY seq", args).fetchall()
+        return [_row(r) for r in rows]
+
+    def update(self, job_id: str, **fields: Any) -> None:
+        """Set columns of one job (JSON columns take Python values)."""
+        fields["updated_at"] = time.time()
+        for key in _JSON_COLUMNS:
+            if key in fields and fields[key] is not None:
+                fields[key] = json.dumps(fields[key])
+        columns = ", ".join(f"{key} = ?" for key in fields)
+        with self._lock:
+            self._db.execute(f"UPDATE jobs SET {columns} WHERE id = ?", (*fields.values(), job_id))
+
+    def transition(self, job_id: str, state: str, reason: str | None = None, **fields: Any) -> None:
+        """Move a job to ``state``, recording it in the job's history."""
+        with self._lock:
+            row = self._db.execute("SELECT history FROM jobs WHERE id = ?", (job_id,)).fetchone()
+            history = json.loads(row["history"]) if row else []
+            history.append({"state": state, "at": time.time(), "reason": reason})
+            self.update(job_id, state=state, reason=reason, history=history, **fields)
+
+    def close(self) -> None:
+        with self._lock:
+            self._db.close()
+
+
+def _row(row: sqlite3.Row) -> JobRow:
+    data = dict(row)
+    for key in _JSON_COLUMNS:
+        data[key] = json.loads(data[key]) if data[key] else None
+    data["preemptible"] = bool(data["preemptible"])
+    return JobRow(**data)

@@ -1,0 +1,21 @@
+"""A loop that records where Ray put each worker: node id, node labels, accelerator ids."""
+
+import json
+import os
+
+import ray
+import ray.train
+
+
+def train_loop(config):
+    context = ray.get_runtime_context()
+    rank = ray.train.get_context().get_world_rank()
+    record = {
+        "rank": rank,
+        "node_id": context.get_node_id(),
+        "labels": context.get_node_labels(),
+        "accelerator_ids": {k: list(v) for k, v in context.get_accelerator_ids().items()},
+    }
+    with open(os.path.join(config["out"], f"rank-{rank}.json"), "w") as handle:
+        json.dump(record, handle)
+    ray.train.report({"rank": rank})

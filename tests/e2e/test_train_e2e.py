@@ -1,0 +1,87 @@
+"""End to end: `orch submit --wait` in a subprocess against the shared local cluster."""
+
+from __future__ import annotations
+
+import json
+
+import pytest
+
+from tests.conftest import run_orch
+
+pytestmark = pytest.mark.ray
+
+
+def _submit_and_wait(spec: str, *overrides: str) -> dict:
+    sets = [arg for item in overrides for arg in ("--set", item)]
+    done = run_orch("submit", spec, "--wait", "--json", *sets)
+    assert done.returncode == 0, done.stdout + done.stderr
+    assert "Traceback" not in done.stderr
+    return json.loads(done.stdout)
+
+
+def _ray_job(local_cluster, job_id: str) -> dict:
+    from orchestrator.client import JobsClient
+
+    return JobsClient(local_cluster).get(job_id)
+
+
+def test_torch_mlp_trains_to_90_percent_and_shows_in_ray(local_cluster):
+    view = _submit_and_wait("jobs/digits/torch-mlp.yaml")
+    assert view["state"] == "SUCCEEDED"
+    assert view["metrics"]["test_accuracy"] >= 0.90
+    info = _ray_job(local_cluster, view["job"])
+    assert info["status"] == "SUCCEEDED"
+    meta = info["metadata"]
+    assert meta["orch_job"] == view["job"]
+    assert meta["orch_name"] == "digits-mlp"
+    assert meta["orch_framework"] == "torch"
+    assert meta["orch_workers"] == "2"
+    assert meta["orch_accelerator"] == "CPU"
+    assert json.loads(meta["orch_plan"])["status"] == "placeable"
+
+    results = run_orch("results", view["job"], "--json")
+    assert results.returncode == 0, results.stderr
+    data = json.loads(results.stdout)
+    assert data["checkpoint"] and data["metrics"]["test_accuracy"] >= 0.90
+    assert [m["epoch"] for m in data["history"]] == list(range(12))
+    # checkpoint.keep: 2 with metric test_accuracy keeps the best two
+    assert len(data["best_checkpoints"]) == 2
+
+
+def test_keras_mlp_trains_with_tensorflow(local_cluster):
+    pytest.importorskip("tensorflow")
+    view = _submit_and_wait("jobs/digits/keras-mlp.yaml")
+    assert view["state"] == "SUCCEEDED"
+    assert view["metrics"]["test_accuracy"] >= 0.90
+    meta = _ray_job(local_cluster, view["job"])["metadata"]
+    assert meta["orch_framework"] == "tensorflow"
+    assert meta["orch_name"] == "digits-keras"
+
+
+def test_list_status_logs_cancel(local_cluster):
+    started = run_orch("submit", "jobs/digits/torch-cnn.yaml", "--json", "--set", "config.epochs=500")
+    assert started.returncode == 0, started.stderr
+    job = json.loads(started.stdout)["job"]
+    listed = json.loads(run_orch("list", "--json").stdout)
+    assert job in [v["job"] for v in listed]
+    status = json.loads(run_orch("status", job, "--json").stdout)
+    for key in ("job", "name", "state", "priority", "queue", "accelerator", "workers", "reason",
+                "restarts", "metrics", "ray_job_id"):
+        assert key in status
+    cancelled = run_orch("cancel", job, "--json")
+    assert cancelled.returncode == 0, cancelled.stderr
+    from orchestrator import api
+
+    view = api.wait(job, poll_s=0.5)
+    assert view.state == "CANCELLED"
+    assert "Running entrypoint" in run_orch("logs", job).stdout
+
+
+def test_failing_loop_reports_failed_with_reason(local_cluster, tmp_path):
+    (tmp_path / "boom.py").write_text("def train_loop(config):\n    raise ValueError('boom at step 0')\n")
+    (tmp_path / "job.yaml").write_text("name: boom\nentrypoint: boom.py:train_loop\nfailure: {max_failures: 0}\n")
+    done = run_orch("submit", str(tmp_path / "job.yaml"), "--wait", "--json")
+    assert done.returncode == 1
+    view = json.loads(done.stdout)
+    assert view["state"] == "FAILED"
+    assert "boom at step 0" in view["reason"]
