@@ -13,7 +13,7 @@ setup: $(VENV)/.installed
 $(VENV)/.installed: pyproject.toml
 	$(PY) -m venv $(VENV)
 	$(BIN)/pip install -q "$(TORCH)"
-	$(BIN)/pip install -q -e ".[torch,tensorflow,dev]"
+	$(BIN)/pip install -q -e ".[torch,tensorflow,tune,dev]"
 	touch $@
 
 # Sets everything up, starts the embedded local Ray cluster, trains the main example.

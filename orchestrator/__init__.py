@@ -5,7 +5,7 @@ The library API (the CLI is a thin shell over it)::
     import orchestrator
     spec = orchestrator.load_spec("jobs/digits/torch-mlp.yaml")
     job = orchestrator.submit(spec)
-    view = orchestrator.wait(job.job)
+    view = orchestrator.wait(job["job"])
 
 Names are imported on first use, so importing orch (and `orch --help`)
 never imports Ray or a framework.
@@ -14,6 +14,12 @@ never imports Ray or a framework.
 from __future__ import annotations
 
 import importlib
+
+from orchestrator import auth as _auth
+
+# Ray reads its auth mode once, when its first client starts: set it before
+# anything in this process imports Ray, so every client orch makes sends the token.
+_auth.apply_to_environ()
 
 _EXPORTS = {
     "load_spec": "orchestrator.specload",

@@ -515,3 +515,22 @@ def _number(value: float) -> float | int:
 
 def _params(count: int) -> str:
     return f"{count / 1e9:g}B" if count >= 1e9 else f"{count / 1e6:g}M"
+
+
+def concurrent_trials(spec: JobSpec, snapshot: ClusterSnapshot) -> int:
+    """How many trials of ``spec``'s sweep fit ``snapshot``'s free resources at once.
+
+    Each trial is a whole worker group (gang), planned and taken from the free
+    resources one after another, so the count never exceeds what fits together
+    and running trials never wait on each other's CPUs. Capped at ``samples``;
+    at least 1, since a trial that does not fit now waits like any job.
+    """
+    limit = spec.sweep.samples if spec.sweep else 1
+    count = 0
+    while count < limit:
+        decision = plan(spec, snapshot)
+        if not isinstance(decision, Plan) or decision.status != "placeable":
+            break
+        snapshot = snapshot.allocate(decision.demand())
+        count += 1
+    return max(count, 1)

@@ -200,7 +200,10 @@ def results(job: str, address: str | None = None) -> dict[str, Any]:
             "metrics": outcome.get("metrics") or view.metrics, "checkpoint": outcome.get("checkpoint"),
             "best_checkpoints": outcome.get("best_checkpoints", []), "path": outcome.get("path"),
             "attempts": view.attempt,
-            "history": [{**e["metrics"], "attempt": e["attempt"]} for e in found if e.get("event") == "report"]}
+            "history": [{**e["metrics"], "attempt": e["attempt"]} for e in found if e.get("event") == "report"],
+            # Sweeps: each trial as it last ended (a resumed sweep reruns only unfinished trials).
+            "trials": list({e["trial_id"]: {k: v for k, v in e.items() if k not in ("event", "at")}
+                            for e in found if e.get("event") == "trial"}.values())}
 
 
 def wait(job: str, address: str | None = None, on_update: Callable[[JobView], None] = lambda _: None,

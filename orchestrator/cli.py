@@ -22,14 +22,19 @@ app = typer.Typer(add_completion=False, no_args_is_help=True, pretty_exceptions_
 Address = typer.Option(None, "--address", help="Ray dashboard URL (default: $ORCH_ADDRESS, else the local cluster).")
 Json = typer.Option(False, "--json", help="Print JSON for scripts.")
 Debug = typer.Option(False, "--debug", help="Show tracebacks.")
+PIPED_WIDTH = 200
 ClusterFile = typer.Option(None, "--cluster", help="A cluster file (cluster/*.yaml).")
 
 
 def _console(err: bool = False):
     from rich.console import Console
 
-    # soft_wrap: messages stay one line each, for people and for grep
-    return Console(stderr=err, highlight=False, soft_wrap=True)
+    # soft_wrap: messages stay one line each, for people and for grep. Piped
+    # output is not squeezed into 80 columns: tables keep one line per job.
+    console = Console(stderr=err, highlight=False, soft_wrap=True)
+    if not console.is_terminal and "COLUMNS" not in os.environ:
+        console.width = PIPED_WIDTH
+    return console
 
 
 def command(name: str | None = None) -> Callable[[Callable], Callable]:

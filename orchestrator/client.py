@@ -43,7 +43,7 @@ def _typed(base: str, path: str, error: urllib.error.HTTPError) -> Exception:
         return ClusterUnavailable(f"{base} refused the auth token (HTTP {error.code}); set RAY_AUTH_TOKEN or "
                                   f"the token file {auth.token_path()} to the cluster's token")
     if error.code == 404:
-        return JobNotFound(path.rstrip("/").split("/")[-1] if "/jobs/" in path else path)
+        return JobNotFound(path.split("/jobs/", 1)[1].split("/")[0] if "/jobs/" in path else path)
     if error.code == 422 and detail.get("type") == "InfeasibleError":
         return InfeasibleError(detail["error"].split(" ", 1)[0], detail.get("reasons") or [detail["error"]])
     if error.code == 422:
@@ -56,7 +56,8 @@ class ControlClient:
 
     def __init__(self, info: ClusterInfo):
         if not info.control_url:
-            raise ClusterUnavailable(f"{info.dashboard_url} has no orch control plane; start it with `orch up`")
+            raise ClusterUnavailable(f"cannot reach an orch control plane for {info.dashboard_url}: orch's queue "
+                                     "runs beside a cluster that `orch up` started on this machine")
         self.base = info.control_url
 
     def submit(self, submission: dict) -> dict:
@@ -89,7 +90,10 @@ class JobsClient:
         return http(self.base, f"/api/jobs/{submission_id}")
 
     def logs(self, submission_id: str) -> str:
-        return http(self.base, f"/api/jobs/{submission_id}/logs")["logs"]
+        try:
+            return http(self.base, f"/api/jobs/{submission_id}/logs")["logs"]
+        except JobNotFound:  # admitted a moment ago: the control plane has not handed it to Ray yet
+            return ""
 
     def stop(self, submission_id: str) -> bool:
         return bool(http(self.base, f"/api/jobs/{submission_id}/stop", {}, "POST")["stopped"])
@@ -98,12 +102,14 @@ class JobsClient:
         auth.apply_to_environ()
         from ray.job_submission import JobSubmissionClient
 
-        logging.getLogger("ray").setLevel(logging.WARNING)  # no per-upload INFO lines in the CLI
         secret = auth.token()
         try:
-            return JobSubmissionClient(self.base, headers={"Authorization": f"Bearer {secret}"} if secret else {})
+            client = JobSubmissionClient(self.base, headers={"Authorization": f"Bearer {secret}"} if secret else {})
         except ConnectionError as error:
             raise ClusterUnavailable(f"cannot reach the Ray dashboard at {self.base}: {error}") from None
+        # After the client: Ray sets up its loggers on first use. No per-upload INFO lines in the CLI.
+        logging.getLogger("ray.dashboard.modules.dashboard_sdk").setLevel(logging.WARNING)
+        return client
 
     def upload_working_dir(self, path: str) -> str:
         """Package and upload a folder to the cluster; returns its ``gcs://`` URI.

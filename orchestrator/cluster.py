@@ -35,6 +35,7 @@ DRIVER_RESOURCE = "orch_driver"  # slots for sweep trial drivers (DESIGN.md)
 DRIVER_SLOTS = 64
 START_TIMEOUT_S = 90
 SIM_OBJECT_STORE_BYTES = 256 * 1024**2
+CONTROL_LOCK = "control.lock"  # held by the live control plane for as long as it runs
 
 
 def orch_home() -> Path:
@@ -89,14 +90,42 @@ def resolve(address: str | None) -> ClusterInfo | None:
         return ClusterInfo(dashboard_url=url.rstrip("/"), name=url)
     info = read_state()
     if info and _groups_alive(info.process_groups):
-        if not _groups_alive([info.control_pgid] if info.control_pgid else []):
+        if not _control_alive():
             with _lock():
                 info = read_state()
-                if not _groups_alive([info.control_pgid] if info.control_pgid else []):
+                if not _control_alive():
                     _start_control(info)  # it crashed or was killed: its state is on disk
                     _write_state(info)
         return info
     return None
+
+
+def hold_control_lock(home: Path, wait_s: float = 0.0):
+    """The control plane's claim on ``home``: an open file with an exclusive flock, or None if taken.
+
+    The kernel drops the lock when the process dies however it dies, so a
+    free lock means no control plane (a pid could be reused, or a zombie's).
+    ``wait_s`` rides out liveness probes, which hold the lock for an instant.
+    """
+    handle = open(home / CONTROL_LOCK, "a")
+    deadline = time.monotonic() + wait_s
+    while True:
+        try:
+            fcntl.flock(handle, fcntl.LOCK_EX | fcntl.LOCK_NB)
+            return handle
+        except BlockingIOError:
+            if time.monotonic() >= deadline:
+                handle.close()
+                return None
+            time.sleep(0.05)
+
+
+def _control_alive() -> bool:
+    held = hold_control_lock(orch_home())
+    if held is None:
+        return True
+    held.close()
+    return False
 
 
 def require(address: str | None) -> ClusterInfo:
@@ -199,12 +228,15 @@ def _start_nodes(info: ClusterInfo, nodes: list[Node], progress) -> None:
     progress(f"starting Ray head {head.name} (dashboard {info.dashboard_url})")
     head_args = ["--head", "--port", str(gcs_port), "--dashboard-host", "127.0.0.1",
                  "--dashboard-port", str(dash_port), "--ray-client-server-port", str(_free_port())]
-    info.process_groups.append(_spawn(head, head_args, logs, is_head=True))
+    info.process_groups.append(_spawn(head, head_args, logs, info.gcs_address, is_head=True))
     _wait_until(lambda: _answers(f"{info.dashboard_url}/api/jobs/"), "the Ray head", logs / f"{head.name}.log")
-    for node in workers:
+    _wait_for_nodes(info.gcs_address, 1)
+    # One at a time: several raylets starting at once on a small machine time out.
+    for joined, node in enumerate(workers, start=2):
         progress(f"starting Ray node {node.name}")
-        info.process_groups.append(_spawn(node, ["--address", info.gcs_address], logs, is_head=False))
-    _wait_for_nodes(info.gcs_address, len(nodes))
+        info.process_groups.append(_spawn(node, ["--address", info.gcs_address], logs, info.gcs_address,
+                                          is_head=False))
+        _wait_for_nodes(info.gcs_address, joined)
 
 
 def _start_control(info: ClusterInfo) -> None:
@@ -223,7 +255,7 @@ def _start_control(info: ClusterInfo) -> None:
                 orch_home() / "logs" / "control.log")
 
 
-def _spawn(node: Node, role_args: list[str], logs: Path, is_head: bool) -> int:
+def _spawn(node: Node, role_args: list[str], logs: Path, gcs_address: str, is_head: bool) -> int:
     args = [_ray_executable(), "start", "--block", "--disable-usage-stats", *role_args,
             *_resource_args(node, is_head),
             "--dashboard-agent-listen-port", str(_free_port()),
@@ -234,6 +266,8 @@ def _spawn(node: Node, role_args: list[str], logs: Path, is_head: bool) -> int:
     env = auth.ray_env()
     # Job drivers run `python`: make it this interpreter, which has orch and Ray installed.
     env["PATH"] = f"{Path(sys.executable).parent}{os.pathsep}{env.get('PATH', '')}"
+    # Drivers connect to this cluster even when another runs on the machine (Ray would pick the newest).
+    env["RAY_ADDRESS"] = gcs_address
     proc = subprocess.Popen(args, stdout=log, stderr=subprocess.STDOUT, stdin=subprocess.DEVNULL,
                             start_new_session=True, env=env)
     return proc.pid  # start_new_session: the pid is the process group id

@@ -18,7 +18,7 @@ from typing import Any, Callable
 from orchestrator import allocator, events, queue
 from orchestrator.client import JobsClient
 from orchestrator.errors import InfeasibleError, JobNotFound
-from orchestrator.launch import launch_request
+from orchestrator.launch import launch_request, plan_record
 from orchestrator.snapshot import ClusterSnapshot
 from orchestrator.spec import JobSpec
 from orchestrator.store import JobRow, Store
@@ -155,7 +155,7 @@ class Control:
         snapshot = _held(_all_free(self.snapshot_source()), running)
         decision = queue.decide(queue_state(queued, running, snapshot))
         for job_id, plan in decision.admit:
-            self._launch(self.store.get(job_id), allocator.to_json(plan))
+            self._launch(self.store.get(job_id), plan_record(plan, snapshot))
         for victim, reason in decision.preempt:
             self.store.update(victim, preempt_requested_at=self.clock(), reason=reason)
         for job_id, reason in decision.waiting.items():
@@ -168,7 +168,7 @@ class Control:
         if not resubmit:  # write ahead: a crash after this line relaunches, never loses the job
             self.store.transition(row.id, "STARTING", None, attempt=attempt, plan=plan,
                                   ray_submission_id=submission_id)
-        request = launch_request(row, plan, attempt, submission_id, self.storage)
+        request = launch_request(row.id, row.spec, row.request["runtime_env"], plan, attempt, self.storage)
         try:
             self.jobs.submit(entrypoint=request["entrypoint"], submission_id=submission_id,
                              runtime_env=request["runtime_env"], metadata=request["metadata"])
@@ -191,14 +191,27 @@ def _held(snapshot: ClusterSnapshot, running: list[JobRow]) -> ClusterSnapshot:
     """
     demand: dict[str, dict[str, float]] = {}
     for row in running:
-        for node in (row.plan or {}).get("nodes", []):
+        for node, resources in _demand(row).items():
             held = demand.setdefault(node, {})
-            for resource, amount in row.plan["per_worker"].items():
+            for resource, amount in resources.items():
                 held[resource] = held.get(resource, 0.0) + amount
     known = {n.name for n in snapshot.nodes}
     return snapshot.allocate({n: d for n, d in demand.items() if n in known})
 
 
-def queue_state(queued: list[JobRow], running: list[JobRow], snapshot: ClusterSnapshot):
-    """The policy's input, built from stored rows."""
-    raise NotImplementedError  # wired to queue.py's input type once it lands
+def _demand(row: JobRow) -> dict[str, dict[str, float]]:
+    """node -> resources a stored plan holds (as ``Plan.demand()`` for a live plan)."""
+    demand: dict[str, dict[str, float]] = {}
+    for node in (row.plan or {}).get("nodes", []):
+        held = demand.setdefault(node, {})
+        for resource, amount in row.plan["per_worker"].items():
+            held[resource] = held.get(resource, 0.0) + amount
+    return demand
+
+
+def queue_state(queued: list[JobRow], running: list[JobRow], snapshot: ClusterSnapshot) -> queue.QueueState:
+    """The policy's input, built from stored rows; ``snapshot`` already excludes what ``running`` holds."""
+    waiting = [queue.QueuedJob(r.id, JobSpec.model_validate(r.spec), r.seq) for r in queued]
+    holding = [queue.RunningJob(r.id, r.queue, r.priority, r.preemptible, _demand(r), r.started_at or 0.0,
+                                stopping=r.preempt_requested_at is not None) for r in running]
+    return queue.QueueState.build(snapshot, waiting, holding)

@@ -19,9 +19,12 @@ def main() -> int:
     payload = json.loads(os.environ[PAYLOAD_ENV])
     from orchestrator.runners import train
 
+    runner = train
+    if payload["spec"].get("sweep"):
+        from orchestrator.runners import tune as runner  # Tune loads only for sweeps
     events.emit("start", job=payload["job"], accelerator=payload["plan"].get("accelerator"))
     try:
-        result = train.run(payload)
+        result = runner.run(payload)
     except train.TrainingFailed as failure:
         events.emit("failed", error=str(failure))
         return 1

@@ -93,8 +93,9 @@ def _age(since: float | None) -> str:
 
 
 def jobs_table(views: list[api.JobView]) -> Table:
-    table = Table("state", "priority", "queue", "hardware", "age", "reason")
-    table.columns.insert(0, Column("job", no_wrap=True))  # ids are copied into other commands: never cut
+    # ids are copied into other commands: never cut; the reason takes what width is left.
+    table = Table(*(Column(name, no_wrap=True) for name in ("job", "state", "priority", "queue", "hardware", "age")),
+                  Column("reason", ratio=1, overflow="fold"))
     for v in views:
         table.add_row(v.job, Text(v.state, style=STATE_STYLE.get(v.state, "")), str(v.priority), v.queue,
                       f"{v.accelerator} x {v.workers}", _age(v.submitted_at), v.reason or "")

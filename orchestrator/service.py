@@ -115,6 +115,9 @@ def main() -> None:
     from orchestrator.client import JobsClient
     from orchestrator.control import Control
 
+    held = cluster.hold_control_lock(Path(args.home), wait_s=5.0)
+    if held is None:
+        raise SystemExit(f"another orch control plane serves {args.home}")
     info = cluster.ClusterInfo(dashboard_url=args.dashboard, gcs_address=args.gcs, name=args.name,
                                cluster_file=args.cluster_file, storage=args.storage)
     control = Control(Store(Path(args.home) / DB_NAME), JobsClient(info),

@@ -15,6 +15,8 @@ from pathlib import Path
 
 import pytest
 
+import orchestrator  # noqa: F401  first: it sets Ray's auth mode before any test module imports Ray
+
 REPO = Path(__file__).resolve().parents[1]
 ORCH = str(Path(sys.executable).with_name("orch"))
 

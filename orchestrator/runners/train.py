@@ -51,9 +51,14 @@ def run(payload: dict[str, Any]) -> dict[str, Any]:
         "best_checkpoints": [{"path": c.path, "metrics": m} for c, m in result.best_checkpoints or []],
         "path": result.path,
     }
-    Path(result.path).mkdir(parents=True, exist_ok=True)
-    (Path(result.path) / RESULT_FILE).write_text(json.dumps(summary, default=str))
+    save_summary(summary)
     return summary
+
+
+def save_summary(summary: dict[str, Any]) -> None:
+    """Keep a run's summary in its folder, beside its checkpoints."""
+    Path(summary["path"]).mkdir(parents=True, exist_ok=True)
+    (Path(summary["path"]) / RESULT_FILE).write_text(json.dumps(summary, default=str))
 
 
 def scaling_config(kwargs: dict[str, Any]) -> ScalingConfig:

@@ -1,0 +1,282 @@
+"""The sweep runner: a Ray Tune search whose trials each run the training runner's trainer.
+
+Every trial builds the same Ray Train trainer as ``runners/train.py``, with the
+trial's sampled values merged over ``config``. Choices made here (SPEC.md is
+silent on them):
+- ``grid`` entries are enumerated (every value, ``samples`` times, as Tune's
+  ``grid_search``); with ``search: grid`` ``choice`` entries are enumerated
+  too. Optuna and HyperOpt cannot enumerate: they pick among the values.
+- ``pbt`` perturbs the ``uniform``/``loguniform`` entries; the others stay
+  what the trial (or the trial it cloned) started with, so weights keep fitting.
+- ``max_concurrent: auto`` counts the trials that fit the free resources when
+  the sweep starts (``allocator.concurrent_trials``).
+- A trial's Train run lives under ``<storage>/<job>/train/``; a restarted
+  driver resumes the sweep (``Tuner.restore``): finished trials stay
+  finished, unfinished ones continue from their last checkpoint.
+
+Train's reports reach Tune through a queue and ``tune.report`` in the trial,
+not through ``TuneReportCallback``, which gives Tune metrics but no
+checkpoint: each report here carries a tiny Tune checkpoint naming the
+trial's Train run, which PBT hands from trial to trial and a restored sweep
+resumes from.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import importlib.util
+import json
+import os
+import secrets
+import shutil
+import tempfile
+import threading
+from pathlib import Path
+from typing import Any, Callable
+
+import ray
+from ray import tune
+from ray.tune.integration.ray_train import CHECKPOINT_PATH_KEY
+from ray.tune.result import AUTO_RESULT_KEYS
+from ray.util.queue import Queue
+
+from orchestrator import allocator, cluster, events
+from orchestrator.runners import frameworks
+from orchestrator.runners.train import (
+    ProgressCallback,
+    TrainingFailed,
+    load_entrypoint,
+    run_config,
+    save_summary,
+    scaling_config,
+)
+from orchestrator.snapshot import QueueConfig
+from orchestrator.spec import Choice, Grid, JobSpec, LogUniform, RandInt, Sweep, Uniform
+
+# A trial's driver holds one of these instead of a CPU: a driver taking CPU its
+# own workers need deadlocks Train inside Tune, and Ray refuses {"CPU": 0}.
+DRIVER_SLOT = {cluster.DRIVER_RESOURCE: 1}
+# PBT compares trials every this many reports (epochs, for loops that report each epoch).
+PBT_INTERVAL = 2
+POINTER_FILE = "orch_train_run.json"
+ACCELERATOR_KEY = "accelerator"
+_NOT_METRICS = set(AUTO_RESULT_KEYS) | {"trial_id", "experiment_tag", "done", "date", "should_checkpoint"}
+_SEARCHERS = {"optuna": ("optuna", "ray.tune.search.optuna", "OptunaSearch"),
+              "hyperopt": ("hyperopt", "ray.tune.search.hyperopt", "HyperOptSearch")}
+
+
+def run(payload: dict[str, Any]) -> dict[str, Any]:
+    spec = JobSpec.model_validate(payload["spec"])
+    job, storage, accelerator = payload["job"], payload["storage"], payload["plan"].get("accelerator")
+    if not ray.is_initialized():
+        ray.init(address="auto")  # the Ray Job's own cluster
+    trainable = tune.with_resources(_trial_function(spec, payload), DRIVER_SLOT)
+    path = os.path.join(storage, job)
+    if tune.Tuner.can_restore(path):
+        tuner = tune.Tuner.restore(path, trainable)
+    else:
+        tuner = tune.Tuner(
+            trainable,
+            param_space=search_space(spec.sweep),
+            tune_config=tune.TuneConfig(
+                metric=spec.sweep.metric, mode=spec.sweep.mode, num_samples=spec.sweep.samples,
+                max_concurrent_trials=_max_concurrent(spec), search_alg=_searcher(spec.sweep.search),
+                scheduler=_scheduler(spec.sweep)),
+            run_config=tune.RunConfig(name=job, storage_path=storage, verbose=0,
+                                      callbacks=[_TrialEvents(accelerator)]),
+        )
+    summary = _summary(tuner.fit(), spec, path)
+    save_summary(summary)
+    return summary
+
+
+# ---- the search ------------------------------------------------------------------
+
+
+def search_space(sweep: Sweep) -> dict[str, Any]:
+    """The spec's distributions as Tune search-space entries."""
+    return {key: _domain(dist, sweep.search) for key, dist in sweep.space.items()}
+
+
+def _domain(dist, search: str):
+    if isinstance(dist, Uniform):
+        return tune.uniform(*dist.uniform)
+    if isinstance(dist, LogUniform):
+        return tune.loguniform(*dist.loguniform)
+    if isinstance(dist, RandInt):
+        return tune.randint(*dist.randint)  # high excluded, as in the spec's example [32, 257]
+    values = dist.grid if isinstance(dist, Grid) else dist.choice
+    enumerated = search == "grid" or (isinstance(dist, Grid) and search == "random")
+    return tune.grid_search(values) if enumerated else tune.choice(values)
+
+
+def _searcher(search: str):
+    if search not in _SEARCHERS:
+        return None  # random and grid: Tune's own variant generator
+    package, module, name = _SEARCHERS[search]
+    if importlib.util.find_spec(package) is None:
+        raise TrainingFailed(f"search: {search} needs the {package!r} package where the job runs; "
+                             f"install orch with the tune extra (pip install 'orch[tune]')")
+    return getattr(importlib.import_module(module), name)()
+
+
+def _scheduler(sweep: Sweep):
+    from ray.tune.schedulers import ASHAScheduler, PopulationBasedTraining
+
+    if sweep.scheduler == "asha":
+        return ASHAScheduler(time_attr="training_iteration")
+    if sweep.scheduler == "fifo":
+        return None
+    mutations = {key: _domain(dist, sweep.search) for key, dist in sweep.space.items()
+                 if isinstance(dist, (Uniform, LogUniform))}
+    if not mutations:
+        raise TrainingFailed("scheduler: pbt perturbs continuous values; sweep.space has no uniform "
+                             "or loguniform entry")
+    return PopulationBasedTraining(time_attr="training_iteration", perturbation_interval=PBT_INTERVAL,
+                                   hyperparam_mutations=mutations)
+
+
+def _max_concurrent(spec: JobSpec) -> int:
+    """``max_concurrent``, with ``auto`` counted on the cluster's free resources now."""
+    slots = int(ray.cluster_resources().get(cluster.DRIVER_RESOURCE, 0))
+    if slots < 1:
+        raise TrainingFailed(f"sweeps need the custom resource {cluster.DRIVER_RESOURCE!r} on a node for "
+                             f"trial drivers (`orch up` declares it on the head); this cluster has none")
+    if spec.sweep.max_concurrent != "auto":
+        return spec.sweep.max_concurrent
+    info = cluster.ClusterInfo(dashboard_url="", gcs_address=ray.get_runtime_context().gcs_address)
+    snapshot = cluster.live_snapshot(info)
+    # The driver cannot read the queue's quota; the queue admitted the sweep, so plan in an unlimited one.
+    queue = spec.schedule.queue
+    snapshot = dataclasses.replace(snapshot, queues={queue: QueueConfig(queue, None, None, None)})
+    return min(allocator.concurrent_trials(spec, snapshot), slots)
+
+
+# ---- one trial -------------------------------------------------------------------
+
+
+def _trial_function(spec: JobSpec, payload: dict[str, Any]) -> Callable[[dict], None]:
+    loop = load_entrypoint(spec.entrypoint, Path.cwd())
+    scaling = scaling_config(payload["scaling"])
+    accelerator = payload["plan"].get("accelerator")
+    runs = os.path.join(payload["storage"], payload["job"], "train")
+
+    def trial(sampled: dict) -> None:
+        trial_id = tune.get_context().get_trial_id()
+        name = _train_run(trial_id, runs)
+        reports = Queue(maxsize=1, actor_options={"num_cpus": 0})
+        settings = dataclasses.replace(run_config(spec, name, runs), callbacks=[_ForwardReports(reports)])
+        trainer = frameworks.build_trainer(spec.framework, loop, {**spec.config, **sampled}, scaling, settings)
+        threading.Thread(target=_fit, args=(trainer, reports), daemon=True).start()
+        # tune.report works only in this thread, so Train's reports come here through the queue.
+        while (item := reports.get())[0] == "report":
+            _, metrics, checkpoint = item
+            _report({**metrics, ACCELERATOR_KEY: accelerator}, checkpoint, {"run": name, "trial": trial_id})
+        if item[0] == "failed":
+            raise TrainingFailed(item[1])
+
+    return trial
+
+
+class _ForwardReports(ProgressCallback):
+    """Runs in the Train controller: passes each report to the trial's thread (failures still become events)."""
+
+    def __init__(self, reports: Queue):
+        self._reports = reports
+
+    def after_report(self, run_context, metrics: list[dict[str, Any]], checkpoint) -> None:
+        # Blocks until the trial took the previous report, so Tune's scheduler keeps up with training.
+        self._reports.put(("report", metrics[0] if metrics else {}, checkpoint.path if checkpoint else None))
+
+
+def _fit(trainer, reports: Queue) -> None:
+    try:
+        trainer.fit()
+    except Exception as error:  # Ray Train raises TrainingFailedError subclasses, loops anything
+        reports.put(("failed", f"{type(error).__name__}: {error}"))
+    else:
+        reports.put(("done",))
+
+
+def _report(metrics: dict[str, Any], checkpoint: str | None, pointer: dict[str, str]) -> None:
+    """Report to Tune; with a Tune checkpoint naming the Train run, which PBT copies between trials."""
+    if checkpoint is None:
+        tune.report(metrics)
+        return
+    with tempfile.TemporaryDirectory() as folder:
+        Path(folder, POINTER_FILE).write_text(json.dumps(pointer))
+        tune.report({**metrics, CHECKPOINT_PATH_KEY: checkpoint}, checkpoint=tune.Checkpoint.from_directory(folder))
+
+
+def _train_run(trial_id: str, runs: str) -> str:
+    """The Train run name this trial continues (a run with an existing name resumes from its last checkpoint).
+
+    New trial: its own run. Restored trial: the run its last checkpoint names.
+    After a PBT exploit the checkpoint names another trial's run: continue a copy of it.
+    """
+    checkpoint = tune.get_checkpoint()
+    if checkpoint is None:
+        return trial_id
+    with checkpoint.as_directory() as folder:
+        pointer = json.loads(Path(folder, POINTER_FILE).read_text())
+    if pointer["trial"] == trial_id:
+        return pointer["run"]
+    name = f"{trial_id}-{secrets.token_hex(3)}"
+    shutil.copytree(os.path.join(runs, pointer["run"]), os.path.join(runs, name))
+    return name
+
+
+# ---- outcome ---------------------------------------------------------------------
+
+
+class _TrialEvents(tune.Callback):
+    """Runs in the sweep's driver: a "report" event per trial report, a "trial" event as each trial ends.
+
+    Emitted here rather than in the trials: Ray deduplicates similar log lines
+    of different worker processes, and would drop some of theirs.
+    """
+
+    def __init__(self, accelerator: str | None):
+        self._accelerator = accelerator
+
+    def on_trial_result(self, iteration, trials, trial, result, **info) -> None:
+        record = trial_record(trial.trial_id, trial.config, trial.status, result, self._accelerator)
+        events.emit("report", trial_id=trial.trial_id, metrics=record["metrics"], checkpoint=record["checkpoint"])
+
+    def on_trial_complete(self, iteration, trials, trial, **info) -> None:
+        events.emit("trial", **trial_record(trial.trial_id, trial.config, "TERMINATED",
+                                            trial.last_result, self._accelerator))
+
+    def on_trial_error(self, iteration, trials, trial, **info) -> None:
+        error = trial.error_file and Path(trial.error_file).read_text()[-500:]
+        events.emit("trial", **trial_record(trial.trial_id, trial.config, "ERROR",
+                                            trial.last_result, self._accelerator, error))
+
+
+def trial_record(trial_id: str, config: dict, state: str, result: dict, accelerator: str | None,
+                 error: str | None = None) -> dict[str, Any]:
+    """One trial as orch shows it: its sampled config, state, last metrics and checkpoint."""
+    metrics = {k: v for k, v in (result or {}).items() if k not in _NOT_METRICS}
+    return {
+        "trial_id": trial_id, "config": config, "state": state,
+        "checkpoint": metrics.pop(CHECKPOINT_PATH_KEY, None),
+        "accelerator": metrics.pop(ACCELERATOR_KEY, accelerator),
+        "duration_s": (result or {}).get("time_total_s"),
+        "metrics": metrics, "error": error,
+    }
+
+
+def _summary(grid, spec: JobSpec, path: str) -> dict[str, Any]:
+    trials = [trial_record(r.metrics.get("trial_id") or Path(r.path).name, r.config,
+                           "ERROR" if r.error else "TERMINATED", r.metrics, None,
+                           f"{type(r.error).__name__}: {r.error}"[-500:] if r.error else None)
+              for r in grid]
+    try:
+        best = grid.get_best_result()  # the TuneConfig's metric and mode, on each trial's last report
+    except RuntimeError:
+        errors = "; ".join(t["error"] for t in trials if t["error"])
+        raise TrainingFailed(f"no trial reported {spec.sweep.metric!r}" + (f": {errors}" if errors else ""))
+    record = next(t for t in trials if t["trial_id"] == best.metrics.get("trial_id"))
+    return {"metrics": record["metrics"], "checkpoint": record["checkpoint"],
+            "best_config": {**spec.config, **best.config}, "best_trial": record["trial_id"],
+            "trials": trials, "path": path}

@@ -1,0 +1,155 @@
+"""`orch simulate` as a library: trace loading, the simulated clock, preemption, borrow limits, the report."""
+
+from __future__ import annotations
+
+import json
+
+import pytest
+
+from orchestrator.errors import SpecError
+from orchestrator.simulate import check_invariants, load_trace, percentile, simulate, trace_job
+from orchestrator.snapshot import load_cluster_file, snapshot_from_cluster
+from tests.conftest import REPO
+from tests.unit.test_queue import LAB, cluster
+
+CPU4 = {"name": "cpu", "cpus": 4, "memory": "16GiB"}
+
+
+def job(name: str, submit: float, runtime: float, cpus: float = 1, **fields) -> dict:
+    return {"name": name, "class": fields.pop("cls", "small"), "submit_s": submit, "runtime_s": runtime,
+            "resources": {"cpus": cpus, "memory": "1GiB", **fields.pop("resources", {})}, **fields}
+
+
+def run(snapshot, lines: list[dict], policy: str = "orch", on_step=None) -> dict:
+    return simulate(snapshot, [trace_job(line) for line in lines], policy, on_step)
+
+
+# ---- traces ------------------------------------------------------------------------------
+
+
+def test_load_trace_builds_specs(tmp_path):
+    path = tmp_path / "t.jsonl"
+    path.write_text(json.dumps(job("j1", 0.1, 0.2, priority=50, queue="cq-1", preemptible=True)) + "\n\n"
+                    + json.dumps({"name": "j2", "submit_s": 1, "runtime_s": 2}) + "\n")
+    first, second = load_trace(path)
+    assert (first.name, first.job_class, first.submit_s, first.runtime_s) == ("j1", "small", 0.1, 0.2)
+    assert first.spec.schedule.queue == "cq-1" and first.spec.schedule.preemptible
+    assert second.spec.schedule.priority == 100  # the spec's default
+    assert second.job_class == "default"
+
+
+@pytest.mark.parametrize(("text", "message"), [
+    ('{"name": "j1", "submit_s": 0, "runtime_s": 1}\n{"name": "j2", "submit_s": 0', ":2: not valid JSON"),
+    ('{"name": "j1", "submit_s": 0, "runtime_s": 1, "runtme": 2}', ":1: runtme: Extra inputs are not permitted"),
+    ('{"name": "j1", "submit_s": 0, "runtime_s": 0}', ":1: runtime_s: Input should be greater than 0"),
+    ('{"name": "j1", "submit_s": 0, "runtime_s": 1, "resources": {"accelerator": "B300:1"}}',
+     ":1: resources.accelerator"),
+    ('{"name": "j1", "submit_s": 0, "runtime_s": 1}\n{"name": "j1", "submit_s": 0, "runtime_s": 1}',
+     ":2: name 'j1' is used on line 1 already"),
+])
+def test_bad_lines_name_their_number(tmp_path, text, message):
+    path = tmp_path / "bad.jsonl"
+    path.write_text(text)
+    with pytest.raises(SpecError, match=message.replace(".", r"\.")):
+        load_trace(path)
+
+
+def test_the_example_trace_loads():
+    assert len(load_trace(REPO / "jobs" / "traces" / "example.jsonl")) == 40
+
+
+# ---- the report ----------------------------------------------------------------------------
+
+
+def test_report_has_specs_fields_and_counts():
+    report = run(cluster(CPU4), [job("a", 0, 10, cpus=4), job("b", 0, 10, cpus=4, cls="big"), job("c", 5, 5)])
+    assert set(report) >= {"jobs", "makespan_s", "utilization", "mean_wait_s", "mean_jct_s", "by_class",
+                           "by_queue", "preemptions", "wall_s"}
+    assert report["jobs"] == 3 and report["makespan_s"] == 25
+    assert report["mean_wait_s"] == pytest.approx((0 + 10 + 15) / 3, abs=1e-3)
+    assert report["mean_jct_s"] == pytest.approx((10 + 20 + 20) / 3, abs=1e-3)
+    assert report["by_class"]["big"] == {"jobs": 1, "mean_wait_s": 10, "p99_wait_s": 10}
+    assert report["utilization"] == pytest.approx((40 + 40 + 5) / (4 * 25))
+
+
+def test_utilization_averages_resource_kinds():
+    snapshot = cluster(CPU4, {"name": "t4", "cpus": 4, "memory": "16GiB", "accelerator": "T4:1"})
+    report = run(snapshot, [job("gpu", 0, 10, resources={"accelerator": "T4:1"}), job("cpu", 0, 10, cpus=4)])
+    assert report["utilization_by_resource"] == {"CPU": pytest.approx(5 / 8), "GPU": 1.0}
+    assert report["utilization"] == pytest.approx((5 / 8 + 1) / 2, abs=1e-4)
+
+
+def test_jobs_that_never_fit_are_rejected():
+    report = run(cluster(CPU4), [job("ok", 0, 1), job("huge", 0, 1, cpus=64)])
+    assert (report["jobs"], report["rejected"]) == (1, 1)
+
+
+def test_percentile_is_nearest_rank():
+    assert percentile(list(range(1, 101)), 0.99) == 99
+    assert percentile([], 0.99) == 0.0
+
+
+# ---- policies in simulated time -----------------------------------------------------------------
+
+
+def test_a_stream_of_small_jobs_does_not_starve_a_big_one():
+    snapshot = cluster({"name": "cpu", "count": 2, "cpus": 4, "memory": "16GiB"})
+    stream = [job(f"s{i}", i * 0.5, 3, cpus=1) for i in range(400)]  # keeps the cluster busy without a queue
+    big = job("big", 2, 10, cpus=4, resources={"workers": 2}, cls="big")
+    report = run(snapshot, [*stream, big])
+    # The big job waits at most for the small jobs already running on its reserved nodes.
+    assert report["by_class"]["big"]["mean_wait_s"] <= 3
+
+
+def test_preempted_job_loses_work_since_its_start():
+    low = job("low", 0, 100, cpus=4, priority=10, preemptible=True)
+    high = job("high", 50, 10, cpus=4, priority=500, cls="high")
+    report = run(cluster(CPU4), [low, high])
+    assert report["preemptions"] == 1 and report["by_class"]["high"]["mean_wait_s"] == 0
+    assert report["makespan_s"] == 160  # low restarts at 60 and runs its full 100 s
+
+
+def test_preempted_job_resumes_from_its_last_checkpoint():
+    low = job("low", 0, 100, cpus=4, priority=10, preemptible=True, checkpoint_s=30)
+    report = run(cluster(CPU4), [low, job("high", 50, 10, cpus=4, priority=500)])
+    assert report["makespan_s"] == 130  # 30 s were saved: 70 s left at 60
+
+
+def test_reclaim_in_simulated_time():
+    snapshot = cluster({"name": "a100", "count": 2, "cpus": 16, "memory": "64GiB", "accelerator": "A100:4"},
+                       queues=LAB)
+    gpu4 = {"accelerator": "A100:4"}
+    lines = [job("a1", 0, 100, queue="a", resources=gpu4), job("a2", 0, 100, queue="a", preemptible=True,
+                                                               resources=gpu4),
+             job("b1", 10, 10, queue="b", priority=1, resources=gpu4, cls="owner")]
+    report = run(snapshot, lines)
+    assert report["preemptions"] == 1 and report["by_class"]["owner"]["mean_wait_s"] == 0
+    assert report["by_queue"]["a"]["max_borrowed"]["GPU"] == 4
+
+
+def test_borrow_limits_hold_at_every_instant():
+    snapshot = snapshot_from_cluster(load_cluster_file(REPO / "cluster" / "cohorts.yaml"))
+    trace = load_trace(REPO / "jobs" / "traces" / "example.jsonl")
+    seen = []
+
+    def check(now, state):
+        problems = check_invariants(state)
+        assert not problems, f"t={now}: {problems}"
+        seen.append(now)
+
+    report = simulate(snapshot, trace, on_step=check)
+    assert report["jobs"] == len(trace) and len(seen) > len(trace)
+    for name, queue in snapshot.queues.items():
+        for key, peak in report["by_queue"].get(name, {}).get("max_borrowed", {}).items():
+            assert peak <= (queue.borrow or {}).get(key, 0.0)
+
+
+def test_fifo_blocks_behind_the_head_where_orch_backfills():
+    snapshot = cluster({"name": "cpu", "count": 2, "cpus": 4, "memory": "16GiB"})
+    lines = [job("long", 0, 100, cpus=3, cls="long"), job("long-2", 0, 100, cpus=2, cls="long"),  # 1, 2 free
+             job("big", 1, 10, cpus=4, cls="big"), *(job(f"s{i}", 2 + i, 5, cpus=1) for i in range(10))]
+    orch, fifo = run(snapshot, lines), run(snapshot, lines, "fifo")
+    assert fifo["by_class"]["small"]["mean_wait_s"] >= 90  # all behind big, which waits for the long jobs
+    # orch reserves cpu-1 for big and runs the small jobs one by one on cpu-0's spare CPU.
+    assert orch["by_class"]["big"] == fifo["by_class"]["big"]
+    assert orch["by_class"]["small"]["mean_wait_s"] < 25
