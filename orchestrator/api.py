@@ -22,11 +22,12 @@ from orchestrator.client import ControlClient, JobsClient
 from orchestrator.errors import ClusterUnavailable, InfeasibleError
 from orchestrator.launch import launch_request, plan_record
 from orchestrator.runners.frameworks import worker_env
+from orchestrator.secrets import redact, redact_stream, resolve_env, split_env
 from orchestrator.snapshot import ClusterSnapshot
 from orchestrator.spec import JobSpec
 from orchestrator.specload import load_spec
+from orchestrator.store import TERMINAL
 
-TERMINAL = ("SUCCEEDED", "FAILED", "CANCELLED")
 
 
 @dataclass
@@ -96,7 +97,11 @@ def submit(spec: JobSpec | str | Path, *, address: str | None = None, overrides=
     spec = _spec(spec, overrides)
     job_id = new_job_id(spec.name)
     spec_json = spec.model_dump(mode="json")
-    runtime_env = {"working_dir": spec.working_dir, "env_vars": {**spec.env, **worker_env(spec.framework)}}
+    env = resolve_env(spec, os.environ)
+    hidden = split_env(spec).secret  # reach the workers through the control plane, never Ray's job record
+    runtime_env = {"working_dir": spec.working_dir,
+                   "env_vars": {**{k: v for k, v in env.values.items() if k not in hidden},
+                                **worker_env(spec.framework)}}
     if dry_run:
         return _dry_run(spec, job_id, runtime_env, address)
     info = cluster.resolve(address) or _start_local(address, progress)
@@ -106,7 +111,8 @@ def submit(spec: JobSpec | str | Path, *, address: str | None = None, overrides=
         raise InfeasibleError(spec.name, decision["reasons"] or [f"{r['option']}: {r['reason']}"
                                                                   for r in decision["rejected"]])
     runtime_env["working_dir"] = JobsClient(info).upload_working_dir(spec.working_dir)
-    row = control.submit({"job": job_id, "spec": spec_json, "request": {"runtime_env": runtime_env}})
+    row = control.submit({"job": job_id, "spec": spec_json, "request": {"runtime_env": runtime_env},
+                          "secrets": {name: env.values[name] for name in hidden}})
     return {"job": row["id"], "state": row["state"], "plan": decision}
 
 
@@ -145,7 +151,7 @@ def _events(jobs: JobsClient, row: dict) -> list[dict]:
     found: list[dict] = []
     for attempt, submission_id in enumerate(_attempt_ids(row), start=1):
         found += [{**e, "attempt": attempt} for e in events.parse(jobs.logs(submission_id))]
-    return found
+    return redact(found, _known_secrets(row))
 
 
 def _view(row: dict, log_events: list[dict] | None = None) -> JobView:
@@ -181,7 +187,18 @@ def logs(job: str, address: str | None = None, follow: bool = False):
     row = control.get(job)
     if not row["ray_submission_id"]:
         return f"{row['id']} is {row['state']}: no logs yet ({row['reason'] or 'waiting to start'})\n"
-    return jobs.follow_logs(row["ray_submission_id"]) if follow else jobs.logs(row["ray_submission_id"])
+    hidden = _known_secrets(row)
+    if follow:
+        return redact_stream(jobs.follow_logs(row["ray_submission_id"]), hidden)
+    return redact(jobs.logs(row["ray_submission_id"]), hidden)
+
+
+def _known_secrets(row: dict) -> frozenset[str]:
+    """The job's secret values as far as this shell knows them (its own environment):
+    a loop that prints a secret does not get it shown back by `orch logs`."""
+    parts = split_env(row["spec"]["env"])
+    return frozenset(os.environ[var] for name, var in parts.from_env.items()
+                     if name in parts.secret and os.environ.get(var))
 
 
 def cancel(job: str, address: str | None = None) -> JobView:

@@ -249,6 +249,25 @@ def results(job: str = typer.Argument(...), address: Optional[str] = Address,
     _console().print(render.results_panel(data))
 
 
+@command()
+def simulate(cluster: str = typer.Option(..., "--cluster", help="A cluster file with nodes and queues."),
+             trace: str = typer.Option(..., "--trace", help="TRACE.jsonl: one job a line (SPEC.md section 3)."),
+             policy: str = typer.Option("orch", "--policy", help="orch, or fifo (the baseline)."),
+             json_out: bool = Json, debug: bool = Debug):
+    """Replay a trace through the real allocator and queue policy in simulated time (no Ray)."""
+    from orchestrator import render, simulate as sim
+    from orchestrator.errors import SpecError
+    from orchestrator.queue import POLICIES
+    from orchestrator.snapshot import load_cluster_file, snapshot_from_cluster
+
+    if policy not in POLICIES:
+        raise SpecError(f"--policy: unknown policy {policy!r}; use one of {', '.join(POLICIES)}")
+    report = sim.simulate(snapshot_from_cluster(load_cluster_file(cluster)), sim.load_trace(trace), policy)
+    if json_out:
+        return _print_json(report)
+    _console().print(render.simulation_tables(report))
+
+
 def main() -> None:
     app()
 

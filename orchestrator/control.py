@@ -10,9 +10,12 @@ killed at any point resumes from the table. Ray and the cluster are injected
 
 from __future__ import annotations
 
+import json
+import os
 import threading
 import time
 import traceback
+from pathlib import Path
 from typing import Any, Callable
 
 from orchestrator import allocator, events, queue
@@ -26,6 +29,7 @@ from orchestrator.store import JobRow, Store
 ACTIVE = ("STARTING", "RUNNING")
 RAY_TO_STATE = {"PENDING": "STARTING", "RUNNING": "RUNNING", "SUCCEEDED": "SUCCEEDED", "FAILED": "FAILED"}
 PREEMPT_GRACE_S = 60.0
+SECRETS_DIR = ".orch-secrets"
 
 
 class Control:
@@ -49,7 +53,8 @@ class Control:
                                   or [f"{option}: {reason}" for option, reason in decision.rejected])
         row, created = self.store.insert(
             submission["job"], spec.name, spec.schedule.priority, spec.schedule.queue,
-            spec.schedule.preemptible, spec=submission["spec"], request=submission["request"], plan=None)
+            spec.schedule.preemptible, spec=submission["spec"], request=submission["request"], plan=None,
+            secrets=submission.get("secrets"))
         self._wake.set()
         return row, created
 
@@ -168,7 +173,8 @@ class Control:
         if not resubmit:  # write ahead: a crash after this line relaunches, never loses the job
             self.store.transition(row.id, "STARTING", None, attempt=attempt, plan=plan,
                                   ray_submission_id=submission_id)
-        request = launch_request(row.id, row.spec, row.request["runtime_env"], plan, attempt, self.storage)
+        request = launch_request(row.id, row.spec, row.request["runtime_env"], plan, attempt, self.storage,
+                                 secrets_file=self._write_secrets(row.id, submission_id))
         try:
             self.jobs.submit(entrypoint=request["entrypoint"], submission_id=submission_id,
                              runtime_env=request["runtime_env"], metadata=request["metadata"])
@@ -176,6 +182,24 @@ class Control:
             if "already exists" in str(error):
                 return
             self.store.transition(row.id, "FAILED", f"Ray refused the job: {error}", ended_at=self.clock())
+
+
+    def _write_secrets(self, job_id: str, submission_id: str) -> str | None:
+        """The job's secrets in a file only this user can read; the driver reads and deletes it.
+
+        Ray's job record (entrypoint, runtime env, metadata) is served by the
+        Jobs API and dashboard to anyone with the token, so secrets never go there.
+        """
+        secrets = self.store.secrets(job_id)
+        if not secrets:
+            return None
+        folder = Path(self.storage) / SECRETS_DIR
+        folder.mkdir(mode=0o700, parents=True, exist_ok=True)
+        path = folder / f"{submission_id}.json"
+        fd = os.open(path, os.O_WRONLY | os.O_CREAT | os.O_TRUNC, 0o600)
+        with os.fdopen(fd, "w") as handle:
+            json.dump(secrets, handle)
+        return str(path)
 
 
 def _all_free(snapshot: ClusterSnapshot) -> ClusterSnapshot:

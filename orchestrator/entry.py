@@ -17,6 +17,7 @@ PAYLOAD_ENV = "ORCH_JOB"
 
 def main() -> int:
     payload = json.loads(os.environ[PAYLOAD_ENV])
+    payload["secrets"] = _take_secrets(payload.get("secrets_file"))
     from orchestrator.runners import train
 
     runner = train
@@ -30,6 +31,20 @@ def main() -> int:
         return 1
     events.emit("result", **result)
     return 0
+
+
+def _take_secrets(path: str | None) -> dict[str, str]:
+    """Read the job's secret env values and delete the file: they live on only in this process."""
+    if not path:
+        return {}
+    try:
+        with open(path) as handle:
+            secrets = json.load(handle)
+    except FileNotFoundError:  # a relaunch of this attempt: the first driver took them
+        events.emit("warning", message="the job's secret env values were already taken; workers run without them")
+        return {}
+    os.unlink(path)
+    return secrets
 
 
 if __name__ == "__main__":

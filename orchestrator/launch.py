@@ -28,12 +28,12 @@ def plan_record(plan: allocator.Plan, snapshot: ClusterSnapshot) -> dict[str, An
 
 
 def launch_request(job_id: str, spec_json: dict, runtime_env: dict, plan: dict, attempt: int,
-                   storage: str) -> dict[str, Any]:
+                   storage: str, secrets_file: str | None = None) -> dict[str, Any]:
     """Entrypoint, runtime env and metadata of one attempt of a job."""
     spec = JobSpec.model_validate(spec_json)
     request = hardware.parse_accelerator(plan["accelerator"])
     payload = {"job": job_id, "spec": spec_json, "plan": {k: v for k, v in plan.items() if k != "scaling"},
-               "scaling": plan["scaling"], "storage": storage, "attempt": attempt}
+               "scaling": plan["scaling"], "storage": storage, "attempt": attempt, "secrets_file": secrets_file}
     env = {**runtime_env.get("env_vars", {}),
            PRECISION_ENV: hardware.resolve_precision(spec.precision, request),
            PAYLOAD_ENV: json.dumps(payload), "PYTHONUNBUFFERED": "1"}

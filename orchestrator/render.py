@@ -154,3 +154,21 @@ def follow(job: str, address: str | None, quiet: bool = False) -> api.JobView:
         view = api.wait(job, address, on_update=update)
     console.print(status_panel(view))
     return view
+
+
+def simulation_tables(report: dict[str, Any]) -> Group:
+    """`orch simulate`: the totals, then waits by class and usage by queue."""
+    totals = Table.grid(padding=(0, 2))
+    for label, value in [("policy", report["policy"]), ("jobs", f"{report['jobs']} ({report['rejected']} never fit)"),
+                         ("makespan", f"{report['makespan_s']:,.0f} s"), ("utilization", f"{report['utilization']:.1%}"),
+                         ("mean wait", f"{report['mean_wait_s']:,.1f} s"), ("mean JCT", f"{report['mean_jct_s']:,.1f} s"),
+                         ("preemptions", str(report["preemptions"])), ("wall time", f"{report['wall_s']:.2f} s")]:
+        totals.add_row(label, value)
+    classes = Table("class", "jobs", "mean wait s", "p99 wait s", title="waits by class")
+    for name, row in sorted(report["by_class"].items()):
+        classes.add_row(name, str(row["jobs"]), f"{row['mean_wait_s']:,.1f}", f"{row['p99_wait_s']:,.1f}")
+    queues = Table("queue", "mean usage", "most borrowed", title="usage by queue")
+    for name, row in sorted(report["by_queue"].items()):
+        borrowed = _resources({k: v for k, v in row.get("max_borrowed", {}).items() if v}) or "-"
+        queues.add_row(name, f"{row['mean_usage']:.1%}", borrowed)
+    return Group(totals, classes, queues)

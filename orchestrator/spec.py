@@ -11,15 +11,20 @@ Loading YAML with positions and turning errors into ``SpecError`` lives in
 from __future__ import annotations
 
 import math
+import posixpath
 import re
+from pathlib import PurePosixPath
 from typing import Annotated, Any, Literal, Union
 
 from pydantic import (
+    AfterValidator,
     BaseModel,
     BeforeValidator,
     ConfigDict,
+    Discriminator,
     Field,
     PlainSerializer,
+    Tag,
     WithJsonSchema,
     model_validator,
 )
@@ -29,6 +34,8 @@ from orchestrator.hardware import AcceleratorRequest
 
 NAME_PATTERN = r"^[a-z0-9][a-z0-9-]{0,62}$"
 ENV_NAME_PATTERN = r"^[A-Z_][A-Z0-9_]*$"
+# a variable of the submitter's environment (any case: http_proxy is common)
+SUBMITTER_ENV_PATTERN = r"^[A-Za-z_][A-Za-z0-9_]*$"
 # FILE.py:FUNC (a path relative to working_dir) or package.module:FUNC
 ENTRYPOINT_PATTERN = r"^(?:[A-Za-z0-9_.\-/]+\.py|[A-Za-z_][A-Za-z0-9_]*(?:\.[A-Za-z_][A-Za-z0-9_]*)*):[A-Za-z_][A-Za-z0-9_]*$"
 
@@ -207,6 +214,129 @@ Accelerators = Annotated[
 PositiveFloat = Annotated[float, Field(gt=0, allow_inf_nan=False)]
 
 
+# ---- paths -----------------------------------------------------------------
+#
+# Each path field has a root it must not escape (SPEC.md section 1 and
+# docs/spec.md "Paths"): an entrypoint file lies inside working_dir; relative
+# checkpoint and input paths are read from working_dir; predict.output is
+# written under the job's output folder. These checks need no files; those
+# that follow symlinks run in specload, where the files are.
+
+_URI = re.compile(r"^[A-Za-z][A-Za-z0-9+.-]*://")
+_CONTROL = re.compile(r"[\x00-\x1f\x7f]")
+
+
+def _plain_text(value: str) -> str:
+    """Refuse empty values and control characters (a NUL byte, a newline, an escape sequence)."""
+    if not value.strip():
+        raise ValueError("must not be empty")
+    bad = _CONTROL.search(value)
+    if bad:
+        raise ValueError(f"{value!r} contains the control character {bad.group()!r}; write a plain path")
+    return value
+
+
+def _inside(value: str, root: str, example: str) -> PurePosixPath:
+    """``value`` as a relative path that stays inside ``root``: no leading '/', '~' or any '..'."""
+    path = PurePosixPath(value)
+    if value.startswith("~"):
+        raise ValueError(f"{value!r}: '~' is not expanded here; write a path inside {root}, such as {example}")
+    if path.is_absolute() or ".." in path.parts:
+        raise ValueError(f"{value!r} must be a path inside {root}, without '..' or a leading '/', such as {example}")
+    return path
+
+
+def check_entrypoint(value: str) -> str:
+    """A ``FILE.py:FUNC`` entrypoint names a file inside working_dir."""
+    file, _, func = value.rpartition(":")
+    if file.endswith(".py"):
+        try:
+            _inside(file, "working_dir", f"train.py:{func}")
+        except ValueError as error:
+            raise ValueError(f"{error}; move the file into working_dir or set working_dir to its folder") from None
+    return value
+
+
+def check_working_dir(value: str) -> str:
+    """Any folder, relative to the spec's folder or absolute; never the filesystem root."""
+    _plain_text(value)
+    if value.startswith("~"):
+        raise ValueError(f"{value!r}: '~' is not expanded here; write the folder's absolute path "
+                         "or a path relative to the spec's folder")
+    if value.startswith("/") and posixpath.normpath(value) in ("/", "//"):
+        raise ValueError(f"{value!r} would ship the whole filesystem to the cluster; "
+                         "point working_dir at the job's own folder")
+    return value
+
+
+def check_source(value: str) -> str:
+    """A checkpoint or input to read: ``job:NAME``, a URI (``s3://...``), an absolute path,
+    or a path relative to working_dir without '..'."""
+    _plain_text(value)
+    if value.startswith("job:"):
+        if not re.fullmatch(NAME_PATTERN, value[4:]):
+            raise ValueError(f"{value!r}: after 'job:' write the name or id of an earlier job "
+                             "(lowercase letters, digits and '-'), such as job:digits-mlp")
+        return value
+    if _URI.match(value) or PurePosixPath(value).is_absolute():
+        return value
+    _inside(value, "working_dir", "checkpoints/best, or write an absolute path or job:NAME")
+    return value
+
+
+def check_input(value: str) -> str:
+    """predict.input: a URI, an absolute path, or a path relative to working_dir without '..'."""
+    _plain_text(value)
+    if _URI.match(value) or PurePosixPath(value).is_absolute():
+        return value
+    _inside(value, "working_dir", "data/test.npz, or write an absolute path")
+    return value
+
+
+def check_output(value: str) -> str:
+    """predict.output: a file under the job's output folder, never outside it."""
+    _plain_text(value)
+    if _URI.match(value):
+        raise ValueError(f"{value!r}: write a path relative to the job's output folder, "
+                         "such as out/predictions.npz (URIs are not supported here)")
+    path = _inside(value, "the job's output folder", "out/predictions.npz")
+    if not path.name or path.name == ".":
+        raise ValueError(f"{value!r} must name a file, such as out/predictions.npz")
+    return value
+
+
+EntrypointStr = Annotated[str, Field(pattern=ENTRYPOINT_PATTERN), AfterValidator(check_entrypoint)]
+WorkingDir = Annotated[str, AfterValidator(check_working_dir)]
+SourcePath = Annotated[str, AfterValidator(check_source)]
+InputPath = Annotated[str, AfterValidator(check_input)]
+OutputPath = Annotated[str, AfterValidator(check_output)]
+
+
+# ---- env and secrets -----------------------------------------------------------
+
+
+class EnvFrom(Strict):
+    """A value read from the submitter's environment when the job is submitted, e.g.
+    {from_env: WANDB_API_KEY, secret: true}; secret values are shown as *** everywhere."""
+
+    # The spec (and all that stores it) holds only the variable's name; the value is read
+    # by orchestrator.secrets.resolve_env at submit time and goes to the workers' env only.
+
+    from_env: Annotated[str, Field(pattern=SUBMITTER_ENV_PATTERN)]
+    secret: bool = False
+
+
+def _env_kind(value: Any) -> str:
+    return "EnvFrom" if isinstance(value, (dict, EnvFrom)) else "str"
+
+
+EnvValue = Annotated[
+    Union[Annotated[str, Tag("str")], Annotated[EnvFrom, Tag("EnvFrom")]],
+    Discriminator(_env_kind),
+]
+EnvName = Annotated[str, Field(pattern=ENV_NAME_PATTERN)]
+
+
 # ---- sections ------------------------------------------------------------
 
 
@@ -287,9 +417,9 @@ class Sweep(Strict):
 
 
 class Predict(Strict):
-    model: str
-    input: str
-    output: str
+    model: SourcePath
+    input: InputPath
+    output: OutputPath
 
 
 class JobSpec(Strict):
@@ -297,13 +427,13 @@ class JobSpec(Strict):
 
     name: Annotated[str, Field(pattern=NAME_PATTERN)]
     framework: Literal["torch", "tensorflow", "jax"] = "torch"
-    entrypoint: Annotated[str, Field(pattern=ENTRYPOINT_PATTERN)]
-    working_dir: str = "."
+    entrypoint: EntrypointStr
+    working_dir: WorkingDir = "."
     config: dict[str, Any] = Field(default_factory=dict)
-    env: dict[Annotated[str, Field(pattern=ENV_NAME_PATTERN)], str] = Field(default_factory=dict)
+    env: dict[EnvName, EnvValue] = Field(default_factory=dict)
     resources: Resources = Resources()
     precision: Literal["auto", "fp32", "bf16", "fp16"] = "auto"
-    init_from: str | None = None
+    init_from: SourcePath | None = None
     hints: Hints = Hints()
     schedule: Schedule = Schedule()
     failure: Failure = Failure()

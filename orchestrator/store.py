@@ -8,6 +8,7 @@ so a client that retries a submit never creates a job twice.
 
 from __future__ import annotations
 
+import contextlib
 import json
 import sqlite3
 import threading
@@ -40,7 +41,12 @@ CREATE TABLE IF NOT EXISTS jobs (
 );
 CREATE INDEX IF NOT EXISTS jobs_state ON jobs(state);
 CREATE INDEX IF NOT EXISTS jobs_name ON jobs(name);
+CREATE TABLE IF NOT EXISTS secrets (
+    id TEXT PRIMARY KEY REFERENCES jobs(id),
+    env TEXT NOT NULL
+);
 """
+TERMINAL = ("SUCCEEDED", "FAILED", "CANCELLED")
 _JSON_COLUMNS = ("spec", "request", "plan", "history")
 
 
@@ -82,10 +88,12 @@ class Store:
         self._db.executescript(SCHEMA)
 
     def insert(self, job_id: str, name: str, priority: int, queue: str, preemptible: bool,
-               spec: dict, request: dict, plan: dict | None) -> tuple[JobRow, bool]:
-        """Add a QUEUED job; returns (row, created). A repeated id returns the existing row."""
+               spec: dict, request: dict, plan: dict | None,
+               secrets: dict[str, str] | None = None) -> tuple[JobRow, bool]:
+        """Add a QUEUED job (and its secrets, in the same transaction); returns (row, created).
+        A repeated id returns the existing row."""
         now = time.time()
-        with self._lock:
+        with self._lock, self._transaction():
             cursor = self._db.execute(
                 "INSERT OR IGNORE INTO jobs (id, name, state, priority, queue, preemptible, spec, request,"
                 " plan, history, submitted_at, updated_at) VALUES (?, ?, 'QUEUED', ?, ?, ?, ?, ?, ?, ?, ?, ?)",
@@ -94,7 +102,25 @@ class Store:
                  json.dumps([{"state": "QUEUED", "at": now, "reason": None}]), now, now),
             )
             created = cursor.rowcount == 1
+            if created and secrets:
+                self._db.execute("INSERT INTO secrets (id, env) VALUES (?, ?)", (job_id, json.dumps(secrets)))
         return self.get(job_id), created
+
+    def secrets(self, job_id: str) -> dict[str, str]:
+        """A job's secret env values (NAME -> value), kept apart from the job row and never served."""
+        with self._lock:
+            row = self._db.execute("SELECT env FROM secrets WHERE id = ?", (job_id,)).fetchone()
+        return json.loads(row["env"]) if row else {}
+
+    @contextlib.contextmanager
+    def _transaction(self):
+        self._db.execute("BEGIN IMMEDIATE")
+        try:
+            yield
+        except BaseException:
+            self._db.execute("ROLLBACK")
+            raise
+        self._db.execute("COMMIT")
 
     def get(self, job_id: str) -> JobRow | None:
         with self._lock:
@@ -138,6 +164,8 @@ class Store:
             history = json.loads(row["history"]) if row else []
             history.append({"state": state, "at": time.time(), "reason": reason})
             self.update(job_id, state=state, reason=reason, history=history, **fields)
+            if state in TERMINAL:  # an ended job runs no more: its secrets go
+                self._db.execute("DELETE FROM secrets WHERE id = ?", (job_id,))
 
     def close(self) -> None:
         with self._lock:

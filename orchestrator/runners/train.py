@@ -5,6 +5,7 @@ from __future__ import annotations
 import importlib
 import importlib.util
 import json
+import os
 import sys
 from pathlib import Path
 from typing import Any, Callable
@@ -36,7 +37,7 @@ class ProgressCallback(UserCallback):
 
 def run(payload: dict[str, Any]) -> dict[str, Any]:
     spec = JobSpec.model_validate(payload["spec"])
-    loop = load_entrypoint(spec.entrypoint, Path.cwd())
+    loop = worker_loop(spec, payload)
     trainer = frameworks.build_trainer(
         spec.framework, loop, dict(spec.config), scaling_config(payload["scaling"]),
         run_config(spec, payload["job"], payload["storage"]),
@@ -81,6 +82,24 @@ def run_config(spec: JobSpec, job_id: str, storage: str) -> RunConfig:
         ),
         callbacks=[ProgressCallback()],
     )
+
+
+def worker_loop(spec: JobSpec, payload: dict[str, Any]) -> Callable:
+    """The spec's loop as each worker runs it: with the job's secret env values set first."""
+    loop = load_entrypoint(spec.entrypoint, Path.cwd())
+    return _WithEnv(loop, payload["secrets"]) if payload.get("secrets") else loop
+
+
+class _WithEnv:
+    """A loop that sets env values in its worker before it runs. They travel inside the
+    pickled loop, not in a runtime env that Ray's APIs would show."""
+
+    def __init__(self, loop: Callable, env: dict[str, str]):
+        self.loop, self.env = loop, env
+
+    def __call__(self, config):
+        os.environ.update(self.env)
+        return self.loop(config)
 
 
 def load_entrypoint(entrypoint: str, root: Path) -> Callable:

@@ -45,10 +45,10 @@ from orchestrator.runners import frameworks
 from orchestrator.runners.train import (
     ProgressCallback,
     TrainingFailed,
-    load_entrypoint,
     run_config,
     save_summary,
     scaling_config,
+    worker_loop,
 )
 from orchestrator.snapshot import QueueConfig
 from orchestrator.spec import Choice, Grid, JobSpec, LogUniform, RandInt, Sweep, Uniform
@@ -156,7 +156,7 @@ def _max_concurrent(spec: JobSpec) -> int:
 
 
 def _trial_function(spec: JobSpec, payload: dict[str, Any]) -> Callable[[dict], None]:
-    loop = load_entrypoint(spec.entrypoint, Path.cwd())
+    loop = worker_loop(spec, payload)
     scaling = scaling_config(payload["scaling"])
     accelerator = payload["plan"].get("accelerator")
     runs = os.path.join(payload["storage"], payload["job"], "train")

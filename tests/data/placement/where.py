@@ -1,5 +1,7 @@
-"""A loop that records where Ray put each worker: node id, node labels, accelerator ids."""
+"""A loop that records where Ray put each worker: node id, node labels, accelerator ids
+(and, with config "probe", a hash of that env variable as the worker sees it)."""
 
+import hashlib
 import json
 import os
 
@@ -16,6 +18,9 @@ def train_loop(config):
         "labels": context.get_node_labels(),
         "accelerator_ids": {k: list(v) for k, v in context.get_accelerator_ids().items()},
     }
+    if "probe" in config:
+        seen = os.environ.get(config["probe"])
+        record["probe_sha256"] = hashlib.sha256(seen.encode()).hexdigest() if seen is not None else None
     with open(os.path.join(config["out"], f"rank-{rank}.json"), "w") as handle:
         json.dump(record, handle)
     ray.train.report({"rank": rank})

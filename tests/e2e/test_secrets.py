@@ -1,0 +1,53 @@
+"""Secret env values reach the workers and nothing else: not Ray's job record, not orch's output."""
+
+from __future__ import annotations
+
+import hashlib
+import json
+from pathlib import Path
+
+import pytest
+
+from tests.conftest import REPO, run_orch
+
+pytestmark = pytest.mark.ray
+
+SECRET = "orch-test-secret-7f3a9c1e"
+
+
+def test_secret_env_reaches_workers_and_no_api_shows_it(local_cluster, tmp_path):
+    out = tmp_path / "out"
+    out.mkdir()
+    spec = {"name": "secret-probe", "entrypoint": "where.py:train_loop",
+            "working_dir": str(REPO / "tests/data/placement"), "config": {"out": str(out), "probe": "API_KEY"},
+            "resources": {"workers": 1, "memory": "1GiB"},
+            "env": {"API_KEY": {"from_env": "ORCH_TEST_API_KEY", "secret": True}, "PLAIN": "shown"}}
+    path = tmp_path / "job.yaml"
+    path.write_text(json.dumps(spec))
+    env = {"ORCH_TEST_API_KEY": SECRET}
+
+    done = run_orch("submit", str(path), "--wait", "--json", env=env)
+    assert done.returncode == 0, done.stdout + done.stderr
+    job = json.loads(done.stdout)["job"]
+    seen = json.loads(next(out.glob("rank-*.json")).read_text())
+    assert seen["probe_sha256"] == hashlib.sha256(SECRET.encode()).hexdigest()
+
+    from orchestrator.client import JobsClient, http
+
+    shown = [done.stdout, done.stderr, json.dumps(JobsClient(local_cluster).list()),
+             json.dumps(http(local_cluster.dashboard_url, f"/api/jobs/{job}"))]
+    for command in (["status", job, "--json"], ["list", "--json"], ["results", job, "--json"], ["logs", job]):
+        shown.append(run_orch(*command, env=env).stdout)
+    assert all(SECRET not in text for text in shown)
+    assert '"PLAIN": "shown"' in shown[3]  # plain env stays in the runtime env, as before
+    assert not list(Path(local_cluster.storage, ".orch-secrets").glob("*.json"))  # the driver took its file
+
+
+def test_missing_secret_variable_exits_2_naming_the_field(local_cluster, tmp_path):
+    spec = {"name": "secret-missing", "entrypoint": "where.py:train_loop",
+            "working_dir": str(REPO / "tests/data/placement"),
+            "env": {"API_KEY": {"from_env": "ORCH_TEST_UNSET_VARIABLE", "secret": True}}}
+    path = tmp_path / "job.yaml"
+    path.write_text(json.dumps(spec))
+    done = run_orch("submit", str(path))
+    assert done.returncode == 2 and "env.API_KEY.from_env" in done.stderr and "Traceback" not in done.stderr

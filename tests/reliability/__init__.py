@@ -1,0 +1,1 @@
+"""Reliability and security checks that need no Ray cluster (issue 9)."""
