@@ -517,20 +517,26 @@ def _params(count: int) -> str:
     return f"{count / 1e9:g}B" if count >= 1e9 else f"{count / 1e6:g}M"
 
 
-def concurrent_trials(spec: JobSpec, snapshot: ClusterSnapshot) -> int:
-    """How many trials of ``spec``'s sweep fit ``snapshot``'s free resources at once.
+def trial_plans(spec: JobSpec, snapshot: ClusterSnapshot) -> list[Plan]:
+    """The sweep's trial slots: one plan per trial that fits ``snapshot``'s free resources at once.
 
     Each trial is a whole worker group (gang), planned and taken from the free
-    resources one after another, so the count never exceeds what fits together
-    and running trials never wait on each other's CPUs. Capped at ``samples``;
-    at least 1, since a trial that does not fit now waits like any job.
+    resources one after another, so the slots never overlap and running trials
+    never wait on each other's CPUs. With a fallback list, later slots may get a
+    later option (A100 slots first, then T4). Capped at ``samples``.
     """
     limit = spec.sweep.samples if spec.sweep else 1
-    count = 0
-    while count < limit:
+    slots: list[Plan] = []
+    while len(slots) < limit:
         decision = plan(spec, snapshot)
         if not isinstance(decision, Plan) or decision.status != "placeable":
             break
         snapshot = snapshot.allocate(decision.demand())
-        count += 1
-    return max(count, 1)
+        slots.append(decision)
+    return slots
+
+
+def concurrent_trials(spec: JobSpec, snapshot: ClusterSnapshot) -> int:
+    """How many trials run at once: the slots that fit now, at least 1 (a trial that
+    does not fit now waits like any job)."""
+    return max(len(trial_plans(spec, snapshot)), 1)

@@ -19,12 +19,13 @@ from typing import Any, Callable
 
 from orchestrator import allocator, cluster, events
 from orchestrator.client import ControlClient, JobsClient
-from orchestrator.errors import ClusterUnavailable, InfeasibleError
+from orchestrator.errors import ClusterUnavailable, InfeasibleError, JobNotFound, SpecError
 from orchestrator.launch import launch_request, plan_record
+from orchestrator.loop import INIT_FROM_ENV
 from orchestrator.runners.frameworks import worker_env
 from orchestrator.secrets import redact, redact_stream, resolve_env, split_env
 from orchestrator.snapshot import ClusterSnapshot
-from orchestrator.spec import JobSpec
+from orchestrator.spec import JOB_SOURCE, JobSpec
 from orchestrator.specload import load_spec
 from orchestrator.store import TERMINAL
 
@@ -52,6 +53,8 @@ class JobView:
     ended_at: float | None = None
     history: list[dict[str, Any]] = field(default_factory=list)
     plan: dict[str, Any] | None = None
+    workers_usage: list[dict[str, Any]] = field(default_factory=list)
+    failures: list[dict[str, Any]] = field(default_factory=list)  # worker-group restarts and their causes
 
     def to_json(self) -> dict[str, Any]:
         return asdict(self)
@@ -110,10 +113,34 @@ def submit(spec: JobSpec | str | Path, *, address: str | None = None, overrides=
     if decision["status"] == "infeasible":
         raise InfeasibleError(spec.name, decision["reasons"] or [f"{r['option']}: {r['reason']}"
                                                                   for r in decision["rejected"]])
+    source = spec.predict.model if spec.predict else spec.init_from
+    if source:
+        field = "predict.model" if spec.predict else "init_from"
+        runtime_env["env_vars"][INIT_FROM_ENV] = checkpoint_of(source, field, address)
     runtime_env["working_dir"] = JobsClient(info).upload_working_dir(spec.working_dir)
     row = control.submit({"job": job_id, "spec": spec_json, "request": {"runtime_env": runtime_env},
                           "secrets": {name: env.values[name] for name in hidden}})
     return {"job": row["id"], "state": row["state"], "plan": decision}
+
+
+def checkpoint_of(source: str, field: str = "init_from", address: str | None = None) -> str:
+    """Where ``init_from`` / ``predict.model`` points: a path as written (relative ones are
+    read from the job's working_dir), or for ``job:NAME`` that job's best checkpoint (by
+    its own checkpoint metric), else its latest. The job must have SUCCEEDED."""
+    if not source.startswith(JOB_SOURCE):
+        return source
+    try:
+        found = results(source[len(JOB_SOURCE):], address)
+    except JobNotFound:
+        raise SpecError(f"{field}: {source}: no such job; `orch list` shows the jobs") from None
+    if found["state"] != "SUCCEEDED" or not found["checkpoint"]:
+        raise SpecError(f"{field}: {source}: job {found['job']} is {found['state']} and has "
+                        f"{'a' if found['checkpoint'] else 'no'} checkpoint; name a job that SUCCEEDED")
+    metric, mode = found["checkpoint_policy"]["metric"], found["checkpoint_policy"]["mode"]
+    kept = [c for c in found["best_checkpoints"] if metric and metric in (c["metrics"] or {})]
+    if not kept:
+        return found["checkpoint"]
+    return (max if mode == "max" else min)(kept, key=lambda c: c["metrics"][metric])["path"]
 
 
 def _start_local(address: str | None, progress) -> cluster.ClusterInfo:
@@ -157,11 +184,14 @@ def _events(jobs: JobsClient, row: dict) -> list[dict]:
 def _view(row: dict, log_events: list[dict] | None = None) -> JobView:
     spec, chosen = row["spec"], row["plan"] or {}
     report = events.last(log_events or [], "report")
+    failures = [{"attempt": e.get("attempt"), "at": e.get("at"), "causes": e.get("causes", {})}
+                for e in log_events or [] if e.get("event") == "worker_failure"]
     return JobView(
         job=row["id"], name=row["name"], state=row["state"], priority=row["priority"], queue=row["queue"],
         accelerator=chosen.get("accelerator") or str(spec["resources"]["accelerator"]),
         workers=str(chosen.get("workers") or spec["resources"]["workers"]), reason=row["reason"],
-        restarts=sum(1 for e in log_events or [] if e.get("event") == "worker_failure"),
+        restarts=len(failures),
+        failures=failures,
         metrics=report["metrics"] if report else None, ray_job_id=row["ray_submission_id"],
         framework=spec["framework"], attempt=row["attempt"], submitted_at=row["submitted_at"],
         started_at=row["started_at"], ended_at=row["ended_at"], history=row["history"], plan=row["plan"],
@@ -174,11 +204,15 @@ def list_jobs(address: str | None = None) -> list[JobView]:
     return [_view(row) for row in reversed(control.list())]
 
 
-def status(job: str, address: str | None = None) -> JobView:
-    """One job by id or name (the latest of that name), with its latest metrics."""
+def status(job: str, address: str | None = None, usage: bool = False) -> JobView:
+    """One job by id or name (the latest of that name), with its latest metrics; with
+    ``usage``, its running workers' CPU, memory and GPU use."""
     control, jobs = _clients(address)
     row = control.get(job)
-    return _view(row, _events(jobs, row))
+    view = _view(row, _events(jobs, row))
+    if usage and row["state"] == "RUNNING":
+        view.workers_usage = jobs.worker_usage(row["ray_submission_id"])
+    return view
 
 
 def logs(job: str, address: str | None = None, follow: bool = False):
@@ -216,6 +250,7 @@ def results(job: str, address: str | None = None) -> dict[str, Any]:
     return {"job": view.job, "name": view.name, "state": view.state, "reason": view.reason,
             "metrics": outcome.get("metrics") or view.metrics, "checkpoint": outcome.get("checkpoint"),
             "best_checkpoints": outcome.get("best_checkpoints", []), "path": outcome.get("path"),
+            "checkpoint_policy": row["spec"]["checkpoint"], "output": outcome.get("output"),
             "attempts": view.attempt,
             "history": [{**e["metrics"], "attempt": e["attempt"]} for e in found if e.get("event") == "report"],
             # Sweeps: each trial as it last ended (a resumed sweep reruns only unfinished trials).

@@ -204,10 +204,10 @@ def list_jobs(address: Optional[str] = Address, json_out: bool = Json, debug: bo
 @command()
 def status(job: str = typer.Argument(..., help="Job id or name (latest job of that name)."),
            address: Optional[str] = Address, json_out: bool = Json, debug: bool = Debug):
-    """One job's state, hardware, restarts and latest metrics."""
+    """One job's state, hardware, restarts and their causes, latest metrics, and workers' CPU/GPU/memory use."""
     from orchestrator import api, render
 
-    view = api.status(job, address)
+    view = api.status(job, address, usage=True)
     if json_out:
         return _print_json(view.to_json())
     _console().print(render.status_panel(view))

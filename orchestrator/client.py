@@ -51,6 +51,9 @@ def _typed(base: str, path: str, error: urllib.error.HTTPError) -> Exception:
     return ClusterUnavailable(f"{base}{path}: HTTP {error.code}: {detail.get('error', '')}")
 
 
+TRAIN_WORKER = "RayTrainWorker"  # the actor class of Ray Train's workers
+
+
 class ControlClient:
     """orch's control plane: the queue and the job table."""
 
@@ -110,6 +113,25 @@ class JobsClient:
         # After the client: Ray sets up its loggers on first use. No per-upload INFO lines in the CLI.
         logging.getLogger("ray.dashboard.modules.dashboard_sdk").setLevel(logging.WARNING)
         return client
+
+    def worker_usage(self, submission_id: str) -> list[dict[str, Any]]:
+        """CPU, memory and GPU use of a job's live Ray Train workers, from the dashboard's
+        per-process stats (what its Actors page shows)."""
+        job_id = self.get(submission_id).get("job_id")
+        actors = http(self.base, "/logical/actors")["data"]["actors"].values()
+        usage = []
+        for actor in actors:
+            if actor.get("className") != TRAIN_WORKER or actor.get("state") != "ALIVE" or actor.get("jobId") != job_id:
+                continue
+            stats = actor.get("processStats") or {}
+            usage.append({
+                "pid": actor.get("pid"), "node_id": actor["address"]["nodeId"],
+                "cpu_percent": stats.get("cpuPercent"), "rss_bytes": (stats.get("memoryInfo") or {}).get("rss"),
+                "gpus": [{"name": g.get("name"), "utilization_percent": g.get("utilizationGpu"),
+                          "memory_used_mib": g.get("memoryUsed"), "memory_total_mib": g.get("memoryTotal")}
+                         for g in actor.get("gpus") or []],
+            })
+        return sorted(usage, key=lambda u: u["pid"] or 0)
 
     def upload_working_dir(self, path: str) -> str:
         """Package and upload a folder to the cluster; returns its ``gcs://`` URI.

@@ -89,7 +89,8 @@ def resolve(address: str | None) -> ClusterInfo | None:
         url = address if "://" in address else f"http://{address}"
         return ClusterInfo(dashboard_url=url.rstrip("/"), name=url)
     info = read_state()
-    if info and _groups_alive(info.process_groups):
+    # The head is the cluster: a lost worker node leaves a smaller cluster, not none.
+    if info and _groups_alive(info.process_groups[:1]):
         if not _control_alive():
             with _lock():
                 info = read_state()

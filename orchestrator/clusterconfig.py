@@ -7,6 +7,9 @@ KubeRay group's ``maxReplicas`` x ``numOfHosts``) plus the head, all free, so th
 ``allocator.plan(spec, snapshot)`` answers "can this job ever run there, and on
 what?" before any node exists.
 
+The head comes first: its type is the first node type of every snapshot read here
+(``autoscale`` relies on it: the head always exists, and no autoscaler launches one).
+
 Every node type becomes an orch cluster-file entry (``snapshot.NodeEntry``), so the
 Ray resource and label names of the nodes come from the one place that defines them
 (``NodeEntry.expand``), exactly as ``orch up --cluster`` simulates them. Only CPU,
@@ -130,8 +133,9 @@ def snapshot_from_launcher(path: str | Path) -> ClusterSnapshot:
     cap = config.get("max_workers")
     head = config["head_node_type"]
     entries, problems = [], []
-    for key, node_type in config["available_node_types"].items():
-        where = f"available_node_types.{key}"
+    types = config["available_node_types"]
+    for key in sorted(types, key=lambda k: k != head):  # the head first, then the config's order
+        node_type, where = types[key], f"available_node_types.{key}"
         default = 0 if key == head else cap
         workers = node_type.get("max_workers", default)
         if workers is None:
@@ -314,7 +318,7 @@ def _entry(key: str, count: int, resources: Mapping[str, float], labels: Mapping
     if pod_type and not (accelerator or "").startswith("TPU-"):
         raise _Problem(f"{where}.resources", f"its nodes are {pod_type} TPU hosts: declare TPU (chips per host) "
                        f"and the type, e.g. the label {hardware.LABEL_ACCELERATOR_TYPE}: TPU-V4")
-    name = re.sub(r"[^a-z0-9-]+", "-", key.lower()).strip("-")
+    name = type_name(key)
     try:
         entry = NodeEntry(name=name, count=count, cpus=float(resources[hardware.CPU]),
                           memory=int(resources[hardware.MEMORY]), accelerator=accelerator,
@@ -328,6 +332,15 @@ def _entry(key: str, count: int, resources: Mapping[str, float], labels: Mapping
             raise _Problem(f"{where}.labels.{label}", f"{labels[label]!r}, but the node's hardware makes it "
                            f"{derived.get(label)!r}")
     return entry
+
+
+def type_name(key: str) -> str:
+    """A launcher node type or KubeRay group as an orch node name: ``GPU_Pool`` -> ``gpu-pool``.
+
+    Nodes of the type are named ``<type_name>-<index>`` in the snapshot; Ray labels the
+    live nodes it launches with the type as configured (``ray.io/node-group``).
+    """
+    return re.sub(r"[^a-z0-9-]+", "-", str(key).lower()).strip("-")
 
 
 def _accelerator(resources: Mapping[str, float], labels: Mapping[str, str], where: str) -> str | None:
@@ -373,12 +386,33 @@ def _message(error: Mapping[str, Any]) -> str:
     return f"{where}: {message}" if where else message
 
 
+def config_kind(path: str | Path) -> str:
+    """``raycluster`` (a KubeRay manifest), ``launcher`` (a Ray cluster launcher YAML) or ``cluster`` (orch's)."""
+    docs = _documents(Path(path))
+    if any(isinstance(d, dict) and d.get("kind") == "RayCluster" for d in docs):
+        return "raycluster"
+    if len(docs) == 1 and isinstance(docs[0], dict) and "available_node_types" in docs[0]:
+        return "launcher"
+    return "cluster"
+
+
 def snapshot_from_config(path: str | Path) -> ClusterSnapshot:
     """Any cluster description orch reads: a RayCluster, a launcher YAML or an orch cluster file."""
-    path = Path(path)
-    docs = _documents(path)
-    if any(isinstance(d, dict) and d.get("kind") == "RayCluster" for d in docs):
+    kind = config_kind(path)
+    if kind == "raycluster":
         return snapshot_from_raycluster(path)
-    if len(docs) == 1 and isinstance(docs[0], dict) and "available_node_types" in docs[0]:
+    if kind == "launcher":
         return snapshot_from_launcher(path)
     return snapshot_from_cluster(load_cluster_file(path))
+
+
+def autoscaling_snapshot(path: str | Path) -> ClusterSnapshot | None:
+    """The max-scale snapshot of a cluster an autoscaler grows (launcher YAML, RayCluster), else None.
+
+    An orch cluster file lists nodes that all exist (``orch up`` starts every one), so
+    there is nothing to scale and the answer is None.
+    """
+    kind = config_kind(path)
+    if kind == "cluster":
+        return None
+    return snapshot_from_raycluster(path) if kind == "raycluster" else snapshot_from_launcher(path)

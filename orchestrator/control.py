@@ -6,6 +6,12 @@ pure policy (`queue.decide`) what to admit and preempt and act on it. Every
 change is written to the store before Ray is called, so a control plane
 killed at any point resumes from the table. Ray and the cluster are injected
 (`jobs`, `snapshot_source`): tests drive `step()` against fakes.
+
+With a `max_scale_source` (the cluster an autoscaler grows, at its largest:
+`clusterconfig.autoscaling_snapshot`), a job is refused at submit only when it
+fits neither the nodes that exist nor the cluster at max scale, and jobs that
+need new nodes are launched so that their pending placement groups make the
+autoscaler add them (`autoscale.extend`; its docstring has the rules).
 """
 
 from __future__ import annotations
@@ -18,7 +24,7 @@ import traceback
 from pathlib import Path
 from typing import Any, Callable
 
-from orchestrator import allocator, events, queue
+from orchestrator import allocator, autoscale, events, queue
 from orchestrator.client import JobsClient
 from orchestrator.errors import InfeasibleError, JobNotFound
 from orchestrator.launch import launch_request, plan_record
@@ -30,15 +36,18 @@ ACTIVE = ("STARTING", "RUNNING")
 RAY_TO_STATE = {"PENDING": "STARTING", "RUNNING": "RUNNING", "SUCCEEDED": "SUCCEEDED", "FAILED": "FAILED"}
 PREEMPT_GRACE_S = 60.0
 SECRETS_DIR = ".orch-secrets"
+DRIVER_LOST = "driver lost"  # the reason's prefix on requeues after a killed driver
 
 
 class Control:
     """Owns the queue: admits, launches, watches, preempts and requeues jobs."""
 
     def __init__(self, store: Store, jobs: JobsClient, snapshot_source: Callable[[], ClusterSnapshot],
-                 storage: str, clock: Callable[[], float] = time.time, grace_s: float = PREEMPT_GRACE_S):
+                 storage: str, clock: Callable[[], float] = time.time, grace_s: float = PREEMPT_GRACE_S,
+                 max_scale_source: Callable[[], ClusterSnapshot] | None = None):
         self.store, self.jobs, self.snapshot_source = store, jobs, snapshot_source
         self.storage, self.clock, self.grace_s = storage, clock, grace_s
+        self.max_scale_source = max_scale_source  # None: every node exists already (no autoscaler)
         self._wake = threading.Event()
         self._step_lock = threading.Lock()
 
@@ -47,7 +56,11 @@ class Control:
     def submit(self, submission: dict[str, Any]) -> tuple[JobRow, bool]:
         """Queue a job unless it can never fit; idempotent by job id."""
         spec = JobSpec.model_validate(submission["spec"])
-        decision = allocator.plan(spec, _all_free(self.snapshot_source()))
+        live = _all_free(self.snapshot_source())
+        if self.max_scale_source is None:
+            decision = allocator.plan(spec, live)
+        else:  # it may fit nodes the autoscaler can still launch
+            decision = autoscale.feasible(spec, live, self.max_scale_source())
         if isinstance(decision, allocator.Infeasible):
             raise InfeasibleError(spec.name, list(decision.reasons)
                                   or [f"{option}: {reason}" for option, reason in decision.rejected])
@@ -124,6 +137,8 @@ class Control:
         state = RAY_TO_STATE[status]
         if state == row.state:
             return
+        if state == "FAILED" and self._restart_lost_driver(row, info):
+            return
         fields: dict[str, Any] = {}
         reason = None
         if state == "RUNNING":
@@ -133,6 +148,23 @@ class Control:
         if state == "FAILED":
             reason = self._failure_reason(row, info)
         self.store.transition(row.id, state, reason, **fields)
+
+    def _restart_lost_driver(self, row: JobRow, info: dict) -> bool:
+        """Requeue a job whose driver was killed (signal, OOM, lost node) while it ran, within
+        ``failure.max_failures``. The next attempt resumes from storage: Train from its last
+        checkpoint, a sweep from its experiment state, so finished trials do not run again.
+        A loop that failed on its own (its driver says so) is not retried here."""
+        code = info.get("driver_exit_code")
+        killed = code is None or code < 0 or code >= 128
+        if not killed or events.last(events.parse(self.jobs.logs(row.ray_submission_id)), "failed"):
+            return False
+        budget = JobSpec.model_validate(row.spec).failure.max_failures
+        lost = sum(1 for h in row.history if (h.get("reason") or "").startswith(DRIVER_LOST))
+        if budget != -1 and lost >= budget:
+            return False
+        detail = f"exit code {code}" if code is not None else (info.get("message") or "no exit code").strip()
+        self.store.transition(row.id, "QUEUED", f"{DRIVER_LOST} ({detail}); resumes from its last checkpoint")
+        return True
 
     def _failure_reason(self, row: JobRow, info: dict) -> str | None:
         failed = events.last(events.parse(self.jobs.logs(row.ray_submission_id)), "failed")
@@ -157,15 +189,37 @@ class Control:
     def _schedule(self) -> queue.Decision:
         queued = self.store.all(["QUEUED"])
         running = self.store.all(ACTIVE)
-        snapshot = _held(_all_free(self.snapshot_source()), running)
-        decision = queue.decide(queue_state(queued, running, snapshot))
+        notes: dict[str, str] = {}
+        if self.max_scale_source is None:
+            snapshot = _held(_all_free(self.snapshot_source()), running)
+            decision = queue.decide(queue_state(queued, running, snapshot))
+        else:
+            max_scale = self.max_scale_source()
+            books = autoscale.account(_all_free(self.snapshot_source()), max_scale,
+                                      [(row.id, _demand(row)) for row in running])
+            snapshot = books.snapshot
+            state = autoscaling_queue_state(queued, running, books)
+            decision, notes = autoscale.extend(state, queue.decide(state), max_scale)
+            self._note_nodes_coming(running, books)
         for job_id, plan in decision.admit:
             self._launch(self.store.get(job_id), plan_record(plan, snapshot))
+            if job_id in notes and self.store.get(job_id).state == "STARTING":
+                self.store.update(job_id, reason=notes[job_id])
         for victim, reason in decision.preempt:
             self.store.update(victim, preempt_requested_at=self.clock(), reason=reason)
         for job_id, reason in decision.waiting.items():
             self.store.update(job_id, reason=reason)
         return decision
+
+    def _note_nodes_coming(self, running: list[JobRow], books: autoscale.Books) -> None:
+        """A running job's reason says it waits for the autoscaler while nodes it needs are coming;
+        cleared once they joined. Other reasons (a preemption, a cancel) are left as they are."""
+        for row in running:
+            text = books.waiting.get(row.id)
+            want = f"{autoscale.WAITS}: {text}" if text else None
+            mine = row.reason is None or row.reason.startswith(autoscale.WAITS)
+            if mine and row.reason != want:
+                self.store.update(row.id, reason=want)
 
     def _launch(self, row: JobRow, plan: dict, resubmit: bool = False) -> None:
         attempt = row.attempt if resubmit else row.attempt + 1
@@ -239,3 +293,13 @@ def queue_state(queued: list[JobRow], running: list[JobRow], snapshot: ClusterSn
     holding = [queue.RunningJob(r.id, r.queue, r.priority, r.preemptible, _demand(r), r.started_at or 0.0,
                                 stopping=r.preempt_requested_at is not None) for r in running]
     return queue.QueueState.build(snapshot, waiting, holding)
+
+
+def autoscaling_queue_state(queued: list[JobRow], running: list[JobRow], books: autoscale.Books) -> queue.QueueState:
+    """As ``queue_state``, with what running jobs hold as ``autoscale.account`` counted it (their
+    demand on new nodes moved to the nodes that joined, or on the virtual nodes still coming)."""
+    waiting = [queue.QueuedJob(r.id, JobSpec.model_validate(r.spec), r.seq) for r in queued]
+    holding = [queue.RunningJob(r.id, r.queue, r.priority, r.preemptible, books.demands.get(r.id, {}),
+                                r.started_at or 0.0, stopping=r.preempt_requested_at is not None)
+               for r in running]
+    return queue.QueueState.build(books.snapshot, waiting, holding)

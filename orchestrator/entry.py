@@ -23,6 +23,8 @@ def main() -> int:
     runner = train
     if payload["spec"].get("sweep"):
         from orchestrator.runners import tune as runner  # Tune loads only for sweeps
+    elif payload["spec"].get("predict"):
+        from orchestrator.runners import predict as runner
     events.emit("start", job=payload["job"], accelerator=payload["plan"].get("accelerator"))
     try:
         result = runner.run(payload)

@@ -1,7 +1,15 @@
 """Helpers for training-loop authors: what orch decided for this run.
 
 A loop stays a plain Ray Train loop; these only read the choices orch made
-(precision) from the worker's environment.
+(precision, the checkpoint to start from) from the worker's environment.
+
+Starting weights (``init_from``) come through Ray Train's checkpoint API::
+
+    checkpoint, resumed = orchestrator.loop.starting_checkpoint()
+    if resumed:      # this run's own last checkpoint: load everything, continue its epochs
+        ...
+    elif checkpoint: # init_from: load the weights you want to keep, start at epoch 0
+        ...
 """
 
 from __future__ import annotations
@@ -10,6 +18,7 @@ import contextlib
 import os
 
 PRECISION_ENV = "ORCH_PRECISION"
+INIT_FROM_ENV = "ORCH_INIT_FROM"  # the checkpoint init_from (or predict.model) resolved to at submit
 
 
 def precision() -> str:
@@ -25,3 +34,35 @@ def autocast(device):
     if dtype is None:
         return contextlib.nullcontext()
     return torch.autocast(device_type=device.type, dtype=dtype)
+
+
+def starting_checkpoint():
+    """(checkpoint, resumed): the run's own last checkpoint (resumed is True) when it has
+    one (a restart, a preemption), else ``init_from``'s checkpoint, else (None, False)."""
+    import ray.train
+
+    own = ray.train.get_checkpoint()
+    if own is not None:
+        return own, True
+    return init_checkpoint(), False
+
+
+def init_checkpoint():
+    """``init_from``'s checkpoint (relative paths are read from the job's working_dir), or None."""
+    source = os.environ.get(INIT_FROM_ENV)
+    if not source:
+        return None
+    import ray.train
+
+    return ray.train.Checkpoint(source if "://" in source else os.path.abspath(source))
+
+
+def device():
+    """The torch device this worker should use: its GPU when Ray gave it one and CUDA is
+    real (simulated GPUs are not), else the CPU."""
+    import ray
+    import torch
+
+    if torch.cuda.is_available() and ray.get_gpu_ids():
+        return torch.device("cuda", 0)  # Ray sets CUDA_VISIBLE_DEVICES to the worker's GPUs
+    return torch.device("cpu")

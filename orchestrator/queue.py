@@ -64,8 +64,6 @@ _DEFER = "defer"  # compared by identity: a job that must borrow goes to the sec
 # How many waiting jobs of one step hold a reservation (see the module docstring).
 RESERVATIONS = 4
 POLICIES = ("orch", "fifo")
-_HOLD_QUOTA = True  # EXPERIMENT
-_WANT_ALL = False  # EXPERIMENT
 
 
 class JobState(str, Enum):
@@ -181,11 +179,13 @@ class Pending:
 
     def __init__(self, jobs: Iterable[QueuedJob] = ()):
         self._jobs: dict[str, QueuedJob] = {}
-        self._groups: dict[tuple, list[QueuedJob]] = {}
+        self._queues: dict[str, dict[tuple, list[QueuedJob]]] = {}  # queue -> group key -> jobs
         self._group_of: dict[str, tuple] = {}
         self._shapes: dict[tuple, int] = {}
-        self._count: Counter = Counter()  # (queue, shape id) -> queued jobs
+        self._count: dict[int, Counter] = {}  # shape id -> queue -> queued jobs
         self._resources: dict[int, Resources] = {}  # shape id -> its resources
+        self._heads: dict[str, QueuedJob] = {}  # queue -> its first job in order
+        self._stale: set[str] = set()  # queues whose head was removed
         self._arrival: list[QueuedJob] = []
         for job in jobs:
             self.add(job)
@@ -196,22 +196,33 @@ class Pending:
         shape = self._shapes.setdefault((job.spec.resources, job.spec.hints.params), len(self._shapes))
         key = (job.priority, job.queue, shape)
         self._jobs[job.id], self._group_of[job.id] = job, key
-        self._count[(job.queue, shape)] += 1
+        self._count.setdefault(shape, Counter())[job.queue] += 1
         self._resources.setdefault(shape, job.spec.resources)
-        bisect.insort(self._groups.setdefault(key, []), job, key=_seq)
+        bisect.insort(self._queues.setdefault(job.queue, {}).setdefault(key, []), job, key=_seq)
         bisect.insort(self._arrival, job, key=_seq)
+        head = self._heads.get(job.queue)
+        if job.queue not in self._stale and (head is None or _order(job) < _order(head)):
+            self._heads[job.queue] = job
 
     def remove(self, job_id: str) -> QueuedJob:
         job = self._jobs.pop(job_id)
         key = self._group_of.pop(job_id)
-        group = self._groups[key]
+        groups = self._queues[job.queue]
+        group = groups[key]
         group.pop(_index(group, job))
         if not group:
-            del self._groups[key]
-        self._count[key[1:]] -= 1
-        if not self._count[key[1:]]:
-            del self._count[key[1:]]
+            del groups[key]
+            if not groups:
+                del self._queues[job.queue]
+        counts = self._count[key[2]]
+        counts[key[1]] -= 1
+        if not counts[key[1]]:
+            del counts[key[1]]
+            if not counts:
+                del self._count[key[2]]
         self._arrival.pop(_index(self._arrival, job))
+        if self._heads.get(job.queue) is job:
+            self._stale.add(job.queue)
         return job
 
     def __len__(self) -> int:
@@ -223,16 +234,33 @@ class Pending:
     def get(self, job_id: str) -> QueuedJob:
         return self._jobs[job_id]
 
-    def groups(self) -> list[tuple[int, list[QueuedJob]]]:
-        """(shape id, jobs in submit order) per group; equal shape ids plan alike."""
-        return [(key[2], jobs) for key, jobs in self._groups.items()]
+    def groups(self, skip: Iterable[str] = ()) -> list[tuple[int, list[QueuedJob]]]:
+        """(shape id, jobs in submit order) per group, less the groups of queues in ``skip``;
+        equal shape ids plan alike."""
+        return [(key[2], jobs) for queue, groups in self._queues.items() if queue not in skip
+                for key, jobs in groups.items()]
 
     def in_arrival_order(self) -> Iterator[QueuedJob]:
         return iter(self._arrival)
 
-    def shapes(self) -> list[tuple[str, Resources]]:
-        """(queue, resources) of the queued jobs, each pair once."""
-        return [(queue, self._resources[shape]) for queue, shape in self._count]
+    def heads(self) -> Mapping[str, QueuedJob]:
+        """Each queue's first job in order: highest priority, then earliest (read only)."""
+        for queue in self._stale:
+            groups = self._queues.get(queue)
+            if groups:
+                self._heads[queue] = min((jobs[0] for jobs in groups.values()), key=_order)
+            else:
+                self._heads.pop(queue, None)
+        self._stale.clear()
+        return self._heads
+
+    def shapes(self) -> list[tuple[Resources, Iterable[str]]]:
+        """The distinct ``resources`` of the queued jobs, each with the queues that hold such jobs."""
+        return [(self._resources[shape], counts.keys()) for shape, counts in self._count.items()]
+
+
+def _order(job: QueuedJob) -> tuple[int, float]:
+    return -job.priority, job.seq
 
 
 def _seq(job: QueuedJob) -> float:
@@ -392,6 +420,25 @@ def quota_room(queue: QueueConfig, resource: str, usage: Mapping[str, Mapping[st
     borrow = min((queue.borrow or {}).get(resource, 0.0), max(lendable, 0.0))
     return queue.quota[resource] + borrow - held
 
+def _least(resources: Resources) -> dict[str, float]:
+    """The CPUs and memory a job of ``resources`` holds at least, whatever accelerator option it gets."""
+    workers = resources.workers.min
+    return {hardware.CPU: resources.cpus * workers, hardware.MEMORY: float(resources.memory * workers)}
+
+
+def _cohorts(snapshot: ClusterSnapshot) -> dict[str, list[QueueConfig]]:
+    """Cohort name -> its queues; remembered with the snapshot's index (derived snapshots share both)."""
+    key = ("queue: cohorts", id(snapshot.queues))
+    known = snapshot.index.memo.get(key)
+    if known is None or known[0] is not snapshot.queues:
+        cohorts: dict[str, list[QueueConfig]] = {}
+        for queue in snapshot.queues.values():
+            if queue.cohort:
+                cohorts.setdefault(queue.cohort, []).append(queue)
+        known = snapshot.index.memo[key] = (snapshot.queues, cohorts)
+    return known[1]
+
+
 def _busy(node, kind: str) -> float:
     """The held share of ``kind`` on ``node``."""
     total = node.total.get(kind, 0.0)
@@ -449,13 +496,8 @@ class _Step:
         self.holder: dict[str, QueuedJob] = {}  # node -> the first job with a reservation on it
         self.reservations = 0
         self.usage = {name: dict(held) for name, held in state.usage.items()}
-        # usage plus the quota that waiting jobs with a reservation hold (see _reserve_demand)
-        self.claims = {name: dict(held) for name, held in state.usage.items()}
-        self.claimer: dict[str, str] = {}  # queue -> its first waiting job that holds quota
-        self.cohorts: dict[str, list[QueueConfig]] = {}
-        for queue in self.queues.values():
-            if queue.cohort:
-                self.cohorts.setdefault(queue.cohort, []).append(queue)
+        self.cohorts = _cohorts(state.snapshot)
+        self.rooms: dict[tuple[str, str], float] = {}  # (queue, resource) -> quota_room, for the usage now
         self.keys_of: dict[tuple[int, str], tuple] = {}
         self.keys: set[tuple] | None = None  # all placement keys of the queue, when needed
         self.failed: dict[tuple, str] = {}  # placement keys that did not fit the view -> why
@@ -476,7 +518,10 @@ class _Step:
     def run(self) -> Decision:
         """Jobs that stay within their queue's quota first, then those that borrow (as in Kueue):
         borrowing never takes what a cohort's owner is waiting for."""
-        groups = self.state.pending.groups()
+        # Without reasons to explain, a queue whose first job exceeds its CPU quota is left out:
+        # quota room only shrinks within a step, so that job and all behind it wait, and waiting
+        # on quota they neither preempt nor reserve (nor hold back other queues).
+        groups = self.state.pending.groups(skip=() if self.explain else self._quota_bound())
         deferred = self._walk(groups, [(-jobs[0].priority, jobs[0].seq, i, 0) for i, (_, jobs) in enumerate(groups)])
         self.lending = True
         self._walk(groups, deferred)
@@ -507,6 +552,16 @@ class _Step:
                 return []  # nothing behind can start or preempt: skip the rest of the queue
         return deferred
 
+    def _quota_bound(self) -> set[str]:
+        """Queues whose first job in order needs more CPUs than the queue may hold more now."""
+        bound = set()
+        for name, job in self.state.pending.heads().items():
+            queue = self.queues.get(name)
+            if queue is not None and queue.quota and hardware.CPU in queue.quota:
+                if _least(job.spec.resources)[hardware.CPU] > self._room(queue, hardware.CPU) + EPS:
+                    bound.add(name)
+        return bound
+
     def _all_failed(self, groups: list[tuple[int, list[QueuedJob]]]) -> bool:
         """Every placement key of the queue failed this step (the view only shrinks within a step)."""
         if self.keys is None:
@@ -528,17 +583,18 @@ class _Step:
 
     def _consider(self, job: QueuedJob, key: tuple) -> str | None:
         """Admit ``job`` (None) or say why it waits, preempting or reserving on the way."""
-        failed = self.failed.get(key)
-        if failed is not None and not self._may_preempt(job, key):
-            return failed
         # CPUs and memory per worker are the same for every accelerator option: a quota that
-        # cannot hold them needs no plan to say so.
-        resources = job.spec.resources
-        least = {hardware.CPU: resources.cpus * resources.workers.min,
-                 hardware.MEMORY: float(resources.memory * resources.workers.min)}
+        # cannot hold them needs no plan to say so. Quota first: a job over its queue's quota
+        # holds back the later jobs of its queue, whatever else it waits for.
+        least = _least(job.spec.resources)
         over = self._over_quota(job, least)
         if over:
             return over
+        if not self.lending and self._borrows(job, least):
+            return _DEFER  # no need to plan it now: it is considered again with the jobs that borrow
+        failed = self.failed.get(key)
+        if failed is not None and not self._may_preempt(job, key):
+            return failed
         result = allocator.plan(job.spec, self.view)
         if isinstance(result, Infeasible):
             return waits_for(result, self.free, ())
@@ -549,12 +605,11 @@ class _Step:
         if not self.lending and self._borrows(job, need):
             return _DEFER
         if result.status == "placeable":
-            taken = self._takes_device_share(result)
+            taken = self._takes_device_share(result, self.view)
             if taken:
                 spared = allocator.plan(job.spec, self._spared_view())
                 if not (isinstance(spared, Plan) and spared.status == "placeable"):
-                    kept = (f"waits for CPUs: the free ones are on {', '.join(taken)}, "
-                            f"kept for queued jobs that want its devices")
+                    kept = f"waits for CPUs: the free ones are on {', '.join(taken)}, kept for jobs waiting for its devices"
                     self.failed.setdefault(key, kept)
                     return kept
                 result = spared
@@ -568,43 +623,45 @@ class _Step:
         """Accelerator node classes whose devices some queued job may run on, its queue's quota permitting."""
         index = self.free.index
         wanted: set[int] = set()
-        for queue, resources in self.state.pending.shapes():
+        for resources, queues in self.state.pending.shapes():
             key = ("queue: device classes", resources)
             classes = index.memo.get(key)
             if classes is None:
                 classes = index.memo[key] = device_classes(resources, index)
-            if classes and not classes <= wanted and (_WANT_ALL or self._quota_allows(queue, resources)):
+            if classes and not classes <= wanted and any(self._may_hold(queue, resources) for queue in queues):
                 wanted |= classes
         return wanted
 
-    def _quota_allows(self, name: str, resources: Resources) -> bool:
-        """Some accelerator option of ``resources`` fits what queue ``name`` may hold more now."""
+    def _may_hold(self, name: str, resources: Resources) -> bool:
+        """Queue ``name`` may hold a job of ``resources`` on top of what it holds now (some accelerator
+        option within its quota plus borrow limit): else it waits for its own jobs to end, not for nodes."""
         queue = self.queues.get(name)
         if queue is None or not queue.quota:
             return True
         workers = resources.workers.min
-        base = {hardware.CPU: resources.cpus * workers, hardware.MEMORY: float(resources.memory * workers)}
         for option in resources.accelerator.options:
-            need = dict(base)
+            need = _least(resources)
             if option.kind == "slice":
                 need[hardware.TPU] = float(option.slice.chips)
             elif option.kind in ("gpu", "tpu"):
                 need[hardware.GPU if option.kind == "gpu" else hardware.TPU] = float(option.count * workers)
-            if all(amount <= quota_room(queue, key, self.usage, self._cohort(queue)) + EPS
+            held = self.usage.get(name, {})
+            if all(amount <= queue.limit(key) - held.get(key, 0.0) + EPS
                    for key, amount in need.items() if amount > EPS and key in queue.quota):
                 return True
         return False
 
-    def _takes_device_share(self, placed: Plan) -> list[str]:
-        """Nodes where CPU-only ``placed`` would take CPUs or memory that come with free wanted devices."""
+    def _takes_device_share(self, placed: Plan, free: ClusterSnapshot) -> list[str]:
+        """Nodes where ``placed``, if CPU work, would take from ``free`` CPUs or memory that come
+        with free devices that queued jobs want."""
         if not self.kept or device_kind(placed.per_worker) != hardware.CPU:
             return []
-        index, taken = self.view.index, []
+        index, taken = free.index, []
         for name, demand in placed.demand().items():
             pos = index.position[name]
             cid = index.class_of[pos]
             if cid in self.kept:
-                node = self.view.nodes[pos]
+                node = free.nodes[pos]
                 left = {key: node.free.get(key, 0.0) - amount for key, amount in demand.items()}
                 if any(left.get(key, 0.0) < share - EPS for key, share in device_share(index.classes[cid], node).items()):
                     taken.append(name)
@@ -613,25 +670,29 @@ class _Step:
     def _spared_view(self) -> ClusterSnapshot:
         """The view less what comes with the free devices of wanted accelerator nodes: where CPU work may go."""
         if self.spared is None or self.spared[0] is not self.view:
-            index, spared = self.view.index, {}
-            for cid in self.kept:
-                cls = index.classes[cid]
-                for pos in cls.members:
-                    node = self.view.nodes[pos]
-                    share = device_share(cls, node)
-                    if share:
-                        spared[node.name] = {**node.free, **{key: max(node.free.get(key, 0.0) - amount, 0.0)
-                                                             for key, amount in share.items()}}
-            self.spared = (self.view, self.view.with_free(spared) if spared else self.view)
+            self.spared = (self.view, self._spared(self.view))
         return self.spared[1]
+
+    def _spared(self, free: ClusterSnapshot) -> ClusterSnapshot:
+        """``free`` less the CPUs and memory that come with the free devices of wanted accelerator nodes."""
+        index, spared = free.index, {}
+        for cid in self.kept:
+            cls = index.classes[cid]
+            for pos in cls.members:
+                node = free.nodes[pos]
+                share = device_share(cls, node)
+                if share:
+                    spared[node.name] = {**node.free, **{key: max(node.free.get(key, 0.0) - amount, 0.0)
+                                                         for key, amount in share.items()}}
+        return free.with_free(spared) if spared else free
 
     def _admit(self, job: QueuedJob, plan: Plan, need: Mapping[str, float]) -> None:
         demand = plan.demand()
         self.free, self.view = self.free.allocate(demand), self.view.allocate(demand)
-        usage, claims = self.usage.setdefault(job.queue, dict.fromkeys(QUOTA_RESOURCES, 0.0)), self._claimed(job.queue)
+        usage = self.usage.setdefault(job.queue, dict.fromkeys(QUOTA_RESOURCES, 0.0))
         for key, amount in need.items():
             usage[key] += amount
-            claims[key] += amount
+        self.rooms.clear()
         self.decision.admit.append((job.id, plan))
 
     def _blocked(self, job: QueuedJob, key: tuple, queued: Plan, need: Mapping[str, float]) -> str:
@@ -676,14 +737,18 @@ class _Step:
             first = self.behind.get((queue.name, resource))
             if first:
                 return f"behind {first} in queue {queue.name}, which waits for the queue's {resource} quota"
-            room = quota_room(queue, resource, self.claims, self._cohort(queue))
+            room = self._room(queue, resource)
             if amount > room + EPS:
                 self.behind[(queue.name, resource)] = job.id
                 return self._quota_text(queue, resource, amount, room) if self.explain else "over quota"
         return None
 
-    def _claimed(self, queue: str) -> dict[str, float]:
-        return self.claims.setdefault(queue, dict.fromkeys(QUOTA_RESOURCES, 0.0))
+    def _room(self, queue: QueueConfig, resource: str) -> float:
+        """``quota_room`` of ``queue``, remembered until usage changes (an admission)."""
+        room = self.rooms.get((queue.name, resource))
+        if room is None:
+            room = self.rooms[(queue.name, resource)] = quota_room(queue, resource, self.usage, self._cohort(queue))
+        return room
 
     def _quota_text(self, queue: QueueConfig, resource: str, amount: float, room: float) -> str:
         held = self.usage.get(queue.name, {}).get(resource, 0.0)
@@ -698,16 +763,12 @@ class _Step:
         if borrow:
             text += (f"; borrowing from cohort {queue.cohort} (up to {_amount(resource, borrow)}) "
                      f"it may hold {_amount(resource, max(room, 0.0))} more now")
-        claimed = self.claims.get(queue.name, {}).get(resource, 0.0) - held
-        if claimed > EPS:
-            text += (f"; {_amount(resource, claimed)} more is held for {self.claimer[queue.name]}, "
-                     f"which waits for nodes")
         return text
 
     def _borrows(self, job: QueuedJob, need: Mapping[str, float]) -> bool:
         """``job`` would take its queue beyond its own quota, or a job of its queue ahead of it does."""
         queue = self.queues.get(job.queue)
-        held = self.claims.get(job.queue, {})
+        held = self.usage.get(job.queue, {})
         over = False
         for key, quota in ((queue.quota or {}) if queue else {}).items():
             if need.get(key, 0.0) > EPS and ((queue.name, key) in self.deferring
@@ -746,8 +807,18 @@ class _Step:
     def _may_preempt(self, job: QueuedJob, key: tuple) -> bool:
         # A job that must borrow does not preempt: jobs within their quota go first, so they
         # would take what its victims free (borrowing uses only what is left unused).
-        return (not self.lending and (key, job.queue, job.priority) not in self.tried
-                and self._may_preempt_below(job.priority))
+        if self.lending or (key, job.queue, job.priority) in self.tried:
+            return False
+        if (key, None, job.priority) in self.tried and not self._may_reclaim(job.queue):
+            return False  # a job like it of another queue found no victims, and this one reclaims none either
+        return self._may_preempt_below(job.priority)
+
+    def _may_reclaim(self, name: str) -> bool:
+        """Could a job of queue ``name`` reclaim: some other queue of its cohort is over its quota."""
+        queue = self.queues.get(name)
+        if not self.borrowing or queue is None or not queue.quota or not queue.cohort:
+            return False
+        return any(other.name != name and self._over_own_quota(other) for other in self._cohort(queue))
 
     def _preempt(self, job: QueuedJob, key: tuple, need: Mapping[str, float]) -> str | None:
         """Ask the fewest suitable victims to stop so ``job`` fits; the reason it waits, or None."""
@@ -762,6 +833,9 @@ class _Step:
             key=lambda r: (r.priority, -r.held[kind], -r.started))
         victims, fit = self._victims(job, candidates)
         if not victims or self._classes(fit) & self.waiting_on:
+            if not reclaim:
+                # Victims only get fewer within a step: jobs of this key and priority need not look again.
+                self.tried.add((key, None, job.priority))
             return None
         for victim in victims:
             why = "higher-priority" if victim.priority < job.priority else f"queue {job.queue} reclaims its quota for"
@@ -825,7 +899,10 @@ class _Step:
         return self._fits_on(job, released)
 
     def _fits_on(self, job: QueuedJob, free: ClusterSnapshot) -> Plan | None:
-        result = allocator.plan(job.spec, self._view_of(free))
+        view = self._view_of(free)
+        result = allocator.plan(job.spec, view)
+        if isinstance(result, Plan) and result.status == "placeable" and self._takes_device_share(result, view):
+            result = allocator.plan(job.spec, self._spared(view))  # where CPU work may go, as in _consider
         return result if isinstance(result, Plan) and result.status == "placeable" else None
 
     def _after_stopping(self, job: QueuedJob) -> str | None:
@@ -864,20 +941,12 @@ class _Step:
             count = min(2 * count, len(members))
 
     def _reserve_demand(self, job: QueuedJob, demand: Mapping[str, Mapping[str, float]]) -> None:
-        """Hold ``demand`` on its nodes for ``job``, and its queue's quota for it: later jobs of the
-        queue would take that quota (and cohort queues borrow it) while the nodes drain."""
         for name, resources in demand.items():
             held = self.reserved.setdefault(name, {})
             for key, amount in resources.items():
                 held[key] = held.get(key, 0.0) + amount
             self.holder.setdefault(name, job)
         self.view = self._view_of(self.free)
-        if not _HOLD_QUOTA:
-            return
-        claims = self._claimed(job.queue)
-        for key, amount in totals(demand.values()).items():
-            claims[key] += amount
-        self.claimer.setdefault(job.queue, job.id)
 
     def _view_of(self, free: ClusterSnapshot) -> ClusterSnapshot:
         """``free`` less the reservations."""

@@ -118,8 +118,27 @@ def status_panel(view: api.JobView) -> Panel:
     grid.add_row("ray job", view.ray_job_id)
     if view.reason:
         grid.add_row("reason", Text(view.reason, style="red" if view.state == "FAILED" else ""))
+    for failure in view.failures:
+        causes = "; ".join(f"rank {rank}: {cause}" for rank, cause in failure["causes"].items())
+        grid.add_row("restart", Text(f"attempt {failure['attempt']}: {causes or 'worker group failed'}", style="yellow"))
+    for requeue in (h for h in view.history if h["state"] == "QUEUED" and h.get("reason")):
+        grid.add_row("requeued", requeue["reason"])
+    for worker in view.workers_usage:
+        grid.add_row(f"worker {worker['pid']}", _usage_text(worker))
     grid.add_row("history", " → ".join(h["state"] for h in view.history))
     return Panel(grid, title=view.job, expand=False)
+
+
+def _usage_text(worker: dict[str, Any]) -> str:
+    parts = [f"node {worker['node_id'][:8]}"]
+    if worker["cpu_percent"] is not None:
+        parts.append(f"CPU {worker['cpu_percent']:.0f}%")
+    if worker["rss_bytes"]:
+        parts.append(f"memory {_gib(worker['rss_bytes'])}")
+    for gpu in worker["gpus"]:
+        parts.append(f"{gpu['name']} {gpu['utilization_percent'] or 0:.0f}% "
+                     f"{gpu['memory_used_mib'] or 0:.0f}/{gpu['memory_total_mib'] or 0:.0f} MiB")
+    return "  ".join(parts)
 
 
 def results_panel(data: dict[str, Any]) -> Panel:
@@ -129,6 +148,11 @@ def results_panel(data: dict[str, Any]) -> Panel:
     grid.add_row("checkpoint", data["checkpoint"] or "-")
     for best in data["best_checkpoints"]:
         grid.add_row("kept", f"{best['path']}  {_metrics_text(best['metrics'])}")
+    if data.get("output"):
+        grid.add_row("output", data["output"])
+    for trial in data.get("trials", []):
+        grid.add_row("trial", f"{trial['trial_id']} {trial['state']} on {trial['accelerator']}  "
+                              f"{_metrics_text(trial['metrics'])}")
     if data["reason"]:
         grid.add_row("reason", Text(data["reason"], style="red"))
     return Panel(grid, title=data["job"], expand=False)

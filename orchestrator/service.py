@@ -111,17 +111,22 @@ def main() -> None:
     args = parser.parse_args()
     auth.apply_to_environ()
 
-    from orchestrator import cluster
+    from orchestrator import cluster, clusterconfig
     from orchestrator.client import JobsClient
     from orchestrator.control import Control
 
     held = cluster.hold_control_lock(Path(args.home), wait_s=5.0)
     if held is None:
         raise SystemExit(f"another orch control plane serves {args.home}")
+    # A Ray launcher YAML or KubeRay RayCluster describes a cluster the autoscaler grows: plan
+    # against it at its largest. Such a config has no orch queues (only `default`); an orch
+    # cluster file lists nodes that all exist, and its queues.
+    max_scale = clusterconfig.autoscaling_snapshot(args.cluster_file) if args.cluster_file else None
     info = cluster.ClusterInfo(dashboard_url=args.dashboard, gcs_address=args.gcs, name=args.name,
-                               cluster_file=args.cluster_file, storage=args.storage)
+                               cluster_file=None if max_scale else args.cluster_file, storage=args.storage)
     control = Control(Store(Path(args.home) / DB_NAME), JobsClient(info),
-                      lambda: cluster.live_snapshot(info), args.storage)
+                      lambda: cluster.live_snapshot(info), args.storage,
+                      max_scale_source=(lambda: max_scale) if max_scale else None)
     server = serve(control, args.port)
     threading.Thread(target=server.serve_forever, daemon=True).start()
     print(f"orch control plane on 127.0.0.1:{args.port}", flush=True)

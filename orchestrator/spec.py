@@ -269,11 +269,14 @@ def check_working_dir(value: str) -> str:
     return value
 
 
+JOB_SOURCE = "job:"  # init_from / predict.model: an earlier job's checkpoint
+
+
 def check_source(value: str) -> str:
     """A checkpoint or input to read: ``job:NAME``, a URI (``s3://...``), an absolute path,
     or a path relative to working_dir without '..'."""
     _plain_text(value)
-    if value.startswith("job:"):
+    if value.startswith(JOB_SOURCE):
         if not re.fullmatch(NAME_PATTERN, value[4:]):
             raise ValueError(f"{value!r}: after 'job:' write the name or id of an earlier job "
                              "(lowercase letters, digits and '-'), such as job:digits-mlp")

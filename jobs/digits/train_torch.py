@@ -2,6 +2,9 @@
 
 A plain Ray Train loop: each worker trains on its shard, every epoch reports
 metrics and a checkpoint, and a restarted run resumes from the last one.
+Fine-tuning: with ``init_from`` it starts from those weights; config
+``classes`` limits the digits, ``new_head`` re-initialises the output layer and
+``freeze_epochs`` keeps the rest fixed while the new head warms up.
 """
 
 from __future__ import annotations
@@ -48,19 +51,24 @@ def train_loop(config: dict) -> None:
     context = ray.train.get_context()
     rank, world = context.get_world_rank(), context.get_world_size()
     device = ray.train.torch.get_device()
-    (x_train, y_train), (x_test, y_test) = load_split()
+    (x_train, y_train), (x_test, y_test) = load_split(classes=config.get("classes"))
     x_train, y_train = shard(x_train, rank, world), shard(y_train, rank, world)
     x_test_t = torch.from_numpy(x_test).to(device)
     y_test_t = torch.from_numpy(y_test).to(device)
 
     torch.manual_seed(int(config.get("seed", 0)))
     model = ray.train.torch.prepare_model(build_model(config))
-    optimizer = torch.optim.Adam(model.parameters(), lr=float(config.get("lr", 3e-3)))
-    start_epoch = restore(model, optimizer)
+    lr = float(config.get("lr", 3e-3))
+    *body, head_weight, head_bias = model.parameters()
+    optimizer = torch.optim.Adam([{"params": body}, {"params": [head_weight, head_bias]}], lr=lr)
+    start_epoch = restore(model, optimizer, bool(config.get("new_head")))
+    freeze_epochs = int(config.get("freeze_epochs", 0))
     batch_size = int(config.get("batch_size", 64))
     rng = np.random.default_rng(rank)
 
     for epoch in range(start_epoch, int(config.get("epochs", 10))):
+        # Fine-tuning warm-up: a new head learns on the kept features before they change too.
+        optimizer.param_groups[0]["lr"] = 0.0 if epoch < freeze_epochs else lr
         order = rng.permutation(len(x_train))
         for start in range(0, len(order), batch_size):
             index = order[start:start + batch_size]
@@ -76,16 +84,41 @@ def train_loop(config: dict) -> None:
         save_and_report(model, optimizer, epoch, metrics, rank)
 
 
-def restore(model: nn.Module, optimizer) -> int:
-    """Resume from the run's last checkpoint; returns the epoch to start at."""
-    checkpoint = ray.train.get_checkpoint()
+def restore(model: nn.Module, optimizer, new_head: bool = False) -> int:
+    """Resume from the run's last checkpoint, or start from init_from's weights; the epoch to start at."""
+    checkpoint, resumed = orch_loop.starting_checkpoint()
     if checkpoint is None:
         return 0
     with checkpoint.as_directory() as folder:
         state = torch.load(os.path.join(folder, "model.pt"), map_location="cpu")
-    getattr(model, "module", model).load_state_dict(state["model"])
-    optimizer.load_state_dict(state["optimizer"])
-    return state["epoch"] + 1
+    body = getattr(model, "module", model)
+    if resumed:
+        body.load_state_dict(state["model"])
+        optimizer.load_state_dict(state["optimizer"])
+        return state["epoch"] + 1
+    weights = state["model"]
+    if new_head:  # keep the features, learn a fresh classifier for the new classes
+        head = [name for name, _ in body.named_parameters()][-2:]
+        weights = {k: v for k, v in weights.items() if k not in head}
+    body.load_state_dict(weights, strict=False)
+    return 0
+
+
+class Predictor:
+    """Batch inference for `predict:` jobs (Ray Data's map_batches): the checkpoint's model
+    on the device orch's plan chose, one batch of ``x`` at a time."""
+
+    def __init__(self, checkpoint: str, config: dict):
+        self.device = orch_loop.device()
+        state = torch.load(os.path.join(checkpoint, "model.pt"), map_location="cpu")
+        self.model = build_model(config)
+        self.model.load_state_dict(state["model"])
+        self.model.to(self.device).eval()
+
+    def __call__(self, batch: dict) -> dict:
+        with torch.no_grad(), orch_loop.autocast(self.device):
+            logits = self.model(torch.as_tensor(batch["x"], device=self.device))
+        return {**batch, "prediction": logits.argmax(dim=1).cpu().numpy()}
 
 
 def save_and_report(model, optimizer, epoch: int, metrics: dict, rank: int) -> None:

@@ -9,7 +9,9 @@ silent on them):
 - ``pbt`` perturbs the ``uniform``/``loguniform`` entries; the others stay
   what the trial (or the trial it cloned) started with, so weights keep fitting.
 - ``max_concurrent: auto`` counts the trials that fit the free resources when
-  the sweep starts (``allocator.concurrent_trials``).
+  the sweep starts (``allocator.trial_plans``): each is a slot with its own
+  placement, so with a fallback list trials run on several accelerator types
+  at once, and each trial records the type it ran on.
 - A trial's Train run lives under ``<storage>/<job>/train/``; a restarted
   driver resumes the sweep (``Tuner.restore``): finished trials stay
   finished, unfinished ones continue from their last checkpoint.
@@ -31,6 +33,7 @@ import secrets
 import shutil
 import tempfile
 import threading
+import time
 from pathlib import Path
 from typing import Any, Callable
 
@@ -41,6 +44,7 @@ from ray.tune.result import AUTO_RESULT_KEYS
 from ray.util.queue import Queue
 
 from orchestrator import allocator, cluster, events
+from orchestrator.launch import plan_record
 from orchestrator.runners import frameworks
 from orchestrator.runners.train import (
     ProgressCallback,
@@ -59,6 +63,7 @@ DRIVER_SLOT = {cluster.DRIVER_RESOURCE: 1}
 # PBT compares trials every this many reports (epochs, for loops that report each epoch).
 PBT_INTERVAL = 2
 POINTER_FILE = "orch_train_run.json"
+SLOT_POLL_S = 0.5
 ACCELERATOR_KEY = "accelerator"
 _NOT_METRICS = set(AUTO_RESULT_KEYS) | {"trial_id", "experiment_tag", "done", "date", "should_checkpoint"}
 _SEARCHERS = {"optuna": ("optuna", "ray.tune.search.optuna", "OptunaSearch"),
@@ -67,9 +72,15 @@ _SEARCHERS = {"optuna": ("optuna", "ray.tune.search.optuna", "OptunaSearch"),
 
 def run(payload: dict[str, Any]) -> dict[str, Any]:
     spec = JobSpec.model_validate(payload["spec"])
-    job, storage, accelerator = payload["job"], payload["storage"], payload["plan"].get("accelerator")
+    job, storage = payload["job"], payload["storage"]
     if not ray.is_initialized():
         ray.init(address="auto")  # the Ray Job's own cluster
+    # Save the experiment's state at every step, not every ~10 s: a driver killed just
+    # after a trial finished must not find it unfinished on restore and run it again.
+    os.environ.setdefault("TUNE_GLOBAL_CHECKPOINT_S", "0")
+    slots = _trial_slots(spec, payload)
+    # Held here for the sweep's lifetime: Ray ends an actor once no handle to it is left.
+    slot_keeper = _Slots.options(name=_slots_name(job), num_cpus=0, get_if_exists=True).remote(slots)
     trainable = tune.with_resources(_trial_function(spec, payload), DRIVER_SLOT)
     path = os.path.join(storage, job)
     if tune.Tuner.can_restore(path):
@@ -80,12 +91,16 @@ def run(payload: dict[str, Any]) -> dict[str, Any]:
             param_space=search_space(spec.sweep),
             tune_config=tune.TuneConfig(
                 metric=spec.sweep.metric, mode=spec.sweep.mode, num_samples=spec.sweep.samples,
-                max_concurrent_trials=_max_concurrent(spec), search_alg=_searcher(spec.sweep.search),
+                max_concurrent_trials=_max_concurrent(spec, len(slots)), search_alg=_searcher(spec.sweep.search),
                 scheduler=_scheduler(spec.sweep)),
             run_config=tune.RunConfig(name=job, storage_path=storage, verbose=0,
-                                      callbacks=[_TrialEvents(accelerator)]),
+                                      callbacks=[_TrialEvents(job)]),
         )
-    summary = _summary(tuner.fit(), spec, path)
+    try:
+        grid = tuner.fit()
+    finally:
+        ray.kill(slot_keeper)
+    summary = _summary(grid, spec, path)
     save_summary(summary)
     return summary
 
@@ -136,20 +151,55 @@ def _scheduler(sweep: Sweep):
                                    hyperparam_mutations=mutations)
 
 
-def _max_concurrent(spec: JobSpec) -> int:
-    """``max_concurrent``, with ``auto`` counted on the cluster's free resources now."""
-    slots = int(ray.cluster_resources().get(cluster.DRIVER_RESOURCE, 0))
-    if slots < 1:
+def _max_concurrent(spec: JobSpec, slots: int) -> int:
+    """``max_concurrent``; ``auto`` is the number of trial slots that fit now."""
+    if int(ray.cluster_resources().get(cluster.DRIVER_RESOURCE, 0)) < 1:
         raise TrainingFailed(f"sweeps need the custom resource {cluster.DRIVER_RESOURCE!r} on a node for "
                              f"trial drivers (`orch up` declares it on the head); this cluster has none")
-    if spec.sweep.max_concurrent != "auto":
-        return spec.sweep.max_concurrent
+    return slots if spec.sweep.max_concurrent == "auto" else spec.sweep.max_concurrent
+
+
+def _trial_slots(spec: JobSpec, payload: dict[str, Any]) -> list[dict[str, Any]]:
+    """Where trials may run at once: one slot per trial's worker group that fits the free
+    resources now (with a fallback list, on different accelerator types), each with its
+    Ray Train settings. At least the slot the queue admitted the sweep with."""
     info = cluster.ClusterInfo(dashboard_url="", gcs_address=ray.get_runtime_context().gcs_address)
     snapshot = cluster.live_snapshot(info)
     # The driver cannot read the queue's quota; the queue admitted the sweep, so plan in an unlimited one.
     queue = spec.schedule.queue
     snapshot = dataclasses.replace(snapshot, queues={queue: QueueConfig(queue, None, None, None)})
-    return min(allocator.concurrent_trials(spec, snapshot), slots)
+    slots = [{"accelerator": plan.accelerator, "scaling": plan_record(plan, snapshot)["scaling"]}
+             for plan in allocator.trial_plans(spec, snapshot)]
+    return slots or [{"accelerator": payload["plan"].get("accelerator"), "scaling": payload["scaling"]}]
+
+
+def _slots_name(job: str) -> str:
+    return f"orch-trial-slots-{job}"
+
+
+@ray.remote
+class _Slots:
+    """Hands each running trial a slot of its own; a slot whose trial no longer runs is free.
+
+    The sweep's driver tells it which trials run (``sync``) each Tune step, so a
+    trial stopped early or paused (ASHA, PBT) gives its slot up without having to
+    say so: killed trials run no cleanup code.
+    """
+
+    def __init__(self, slots: list[dict[str, Any]]):
+        self.slots, self.holders, self.running = slots, [None] * len(slots), set()
+
+    def sync(self, running: list[str]) -> None:
+        self.running = set(running)
+
+    def acquire(self, trial_id: str) -> dict[str, Any] | None:
+        if trial_id in self.holders:
+            return self.slots[self.holders.index(trial_id)]
+        for index, holder in enumerate(self.holders):
+            if holder is None or holder not in self.running:
+                self.holders[index] = trial_id
+                return self.slots[index]
+        return None
 
 
 # ---- one trial -------------------------------------------------------------------
@@ -157,12 +207,13 @@ def _max_concurrent(spec: JobSpec) -> int:
 
 def _trial_function(spec: JobSpec, payload: dict[str, Any]) -> Callable[[dict], None]:
     loop = worker_loop(spec, payload)
-    scaling = scaling_config(payload["scaling"])
-    accelerator = payload["plan"].get("accelerator")
-    runs = os.path.join(payload["storage"], payload["job"], "train")
+    job = payload["job"]
+    runs = os.path.join(payload["storage"], job, "train")
 
     def trial(sampled: dict) -> None:
         trial_id = tune.get_context().get_trial_id()
+        slot = _acquire_slot(job, trial_id)
+        scaling, accelerator = scaling_config(slot["scaling"]), slot["accelerator"]
         name = _train_run(trial_id, runs)
         reports = Queue(maxsize=1, actor_options={"num_cpus": 0})
         settings = dataclasses.replace(run_config(spec, name, runs), callbacks=[_ForwardReports(reports)])
@@ -187,6 +238,13 @@ class _ForwardReports(ProgressCallback):
     def after_report(self, run_context, metrics: list[dict[str, Any]], checkpoint) -> None:
         # Blocks until the trial took the previous report, so Tune's scheduler keeps up with training.
         self._reports.put(("report", metrics[0] if metrics else {}, checkpoint.path if checkpoint else None))
+
+
+def _acquire_slot(job: str, trial_id: str) -> dict[str, Any]:
+    slots = ray.get_actor(_slots_name(job))
+    while (slot := ray.get(slots.acquire.remote(trial_id))) is None:
+        time.sleep(SLOT_POLL_S)  # the driver has not yet seen a finished trial leave its slot
+    return slot
 
 
 def _fit(trainer, reports: Queue) -> None:
@@ -236,31 +294,33 @@ class _TrialEvents(tune.Callback):
     of different worker processes, and would drop some of theirs.
     """
 
-    def __init__(self, accelerator: str | None):
-        self._accelerator = accelerator
+    def __init__(self, job: str):
+        self._job = job  # the slots actor is found by name: a restored sweep's driver makes a new one
+
+    def on_step_begin(self, iteration, trials, **info) -> None:
+        running = [t.trial_id for t in trials if t.status == "RUNNING"]
+        ray.get_actor(_slots_name(self._job)).sync.remote(running)
 
     def on_trial_result(self, iteration, trials, trial, result, **info) -> None:
-        record = trial_record(trial.trial_id, trial.config, trial.status, result, self._accelerator)
+        record = trial_record(trial.trial_id, trial.config, trial.status, result)
         events.emit("report", trial_id=trial.trial_id, metrics=record["metrics"], checkpoint=record["checkpoint"])
 
     def on_trial_complete(self, iteration, trials, trial, **info) -> None:
-        events.emit("trial", **trial_record(trial.trial_id, trial.config, "TERMINATED",
-                                            trial.last_result, self._accelerator))
+        events.emit("trial", **trial_record(trial.trial_id, trial.config, "TERMINATED", trial.last_result))
 
     def on_trial_error(self, iteration, trials, trial, **info) -> None:
         error = trial.error_file and Path(trial.error_file).read_text()[-500:]
-        events.emit("trial", **trial_record(trial.trial_id, trial.config, "ERROR",
-                                            trial.last_result, self._accelerator, error))
+        events.emit("trial", **trial_record(trial.trial_id, trial.config, "ERROR", trial.last_result, error))
 
 
-def trial_record(trial_id: str, config: dict, state: str, result: dict, accelerator: str | None,
+def trial_record(trial_id: str, config: dict, state: str, result: dict,
                  error: str | None = None) -> dict[str, Any]:
     """One trial as orch shows it: its sampled config, state, last metrics and checkpoint."""
     metrics = {k: v for k, v in (result or {}).items() if k not in _NOT_METRICS}
     return {
         "trial_id": trial_id, "config": config, "state": state,
         "checkpoint": metrics.pop(CHECKPOINT_PATH_KEY, None),
-        "accelerator": metrics.pop(ACCELERATOR_KEY, accelerator),
+        "accelerator": metrics.pop(ACCELERATOR_KEY, None),  # the trial's slot, reported with its metrics
         "duration_s": (result or {}).get("time_total_s"),
         "metrics": metrics, "error": error,
     }
@@ -268,7 +328,7 @@ def trial_record(trial_id: str, config: dict, state: str, result: dict, accelera
 
 def _summary(grid, spec: JobSpec, path: str) -> dict[str, Any]:
     trials = [trial_record(r.metrics.get("trial_id") or Path(r.path).name, r.config,
-                           "ERROR" if r.error else "TERMINATED", r.metrics, None,
+                           "ERROR" if r.error else "TERMINATED", r.metrics,
                            f"{type(r.error).__name__}: {r.error}"[-500:] if r.error else None)
               for r in grid]
     try:

@@ -29,7 +29,7 @@ def test_secret_env_reaches_workers_and_no_api_shows_it(local_cluster, tmp_path)
     done = run_orch("submit", str(path), "--wait", "--json", env=env)
     assert done.returncode == 0, done.stdout + done.stderr
     job = json.loads(done.stdout)["job"]
-    seen = json.loads(next(out.glob("rank-*.json")).read_text())
+    seen = json.loads(next(out.glob("*rank-*.json")).read_text())
     assert seen["probe_sha256"] == hashlib.sha256(SECRET.encode()).hexdigest()
 
     from orchestrator.client import JobsClient, http

@@ -9,6 +9,7 @@ from __future__ import annotations
 import json
 import os
 import tempfile
+import time
 from pathlib import Path
 
 import pytest
@@ -47,7 +48,7 @@ def _job(tmp_path: Path, accelerator: str, workers: int = 1) -> Path:
 
 
 def _placements(tmp_path: Path) -> list[dict]:
-    return [json.loads(p.read_text()) for p in sorted((tmp_path / "out").glob("rank-*.json"))]
+    return [json.loads(p.read_text()) for p in sorted((tmp_path / "out").glob("*rank-*.json"))]
 
 
 def _nodes_by_id(sim_home) -> dict[str, dict]:
@@ -83,6 +84,72 @@ def test_tpu_slice_job_gets_both_hosts_of_the_slice(sim_home, tmp_path):
 
 def test_infeasible_job_is_rejected_with_the_missing_hardware(sim_home, tmp_path):
     job = _job(tmp_path, '"H100:1"')
+    started = time.perf_counter()
     done = run_orch("submit", str(job))
+    assert time.perf_counter() - started < 2.0  # at once, not Ray's forever-PENDING
     assert done.returncode == 2
     assert "H100" in done.stderr and "Traceback" not in done.stderr
+
+
+def test_sweep_with_fallback_runs_trials_on_both_kinds_at_once(sim_home, tmp_path):
+    # [A100:4, T4:1] on two 4xA100 nodes and one T4 node: three trial slots, two
+    # A100 and one T4; a fourth trial waits for a slot instead of overcommitting.
+    out = tmp_path / "out"
+    out.mkdir()
+    spec = {"name": "mixed-sweep", "entrypoint": "where.py:train_loop", "working_dir": str(WHERE),
+            "config": {"out": str(out), "hold_s": 6, "x": 0.5},
+            "resources": {"accelerator": ["A100:4", "T4:1"], "memory": "1GiB"},
+            "sweep": {"metric": "rank", "mode": "max", "samples": 4, "scheduler": "fifo",
+                      "space": {"x": {"uniform": [0, 1]}}}}
+    path = tmp_path / "job.yaml"
+    path.write_text(json.dumps(spec))
+    done = run_orch("submit", str(path), "--wait", "--json")
+    assert done.returncode == 0, done.stdout + done.stderr
+    results = json.loads(run_orch("results", json.loads(done.stdout)["job"], "--json").stdout)
+    kinds = sorted(t["accelerator"] for t in results["trials"])
+    assert len(kinds) == 4 and set(kinds) == {"A100:4", "T4:1"}
+
+    placed = _placements(tmp_path)
+    nodes = _nodes_by_id(sim_home)
+    assert {nodes[w["node_id"]]["name"] for w in placed} >= {"a100-0", "a100-1", "t4-0"}
+    overlapping = max(sum(1 for w in placed if w["started"] <= at < w["ended"]) for at in (w["started"] for w in placed))
+    assert overlapping == 3  # every slot busy at once, never more than the slots
+
+
+def test_job_survives_the_loss_of_a_worker_node(sim_home, tmp_path):
+    # Last in this module: it kills one of the cluster's nodes.
+    import signal
+
+    from orchestrator import cluster
+    from orchestrator.client import JobsClient, http
+
+    done = run_orch("submit", "jobs/digits/torch-mlp.yaml", "--json", "--set", "name=node-loss",
+                    "--set", "config.epochs=10", "--set", "failure.max_failures=2",
+                    "--set", "resources.placement=spread")
+    assert done.returncode == 0, done.stderr
+    job = json.loads(done.stdout)["job"]
+    info = cluster.require(None)
+    deadline = time.monotonic() + 300
+    while True:
+        assert time.monotonic() < deadline, "training did not get going"
+        history = json.loads(run_orch("results", job, "--json").stdout)["history"]
+        ray_job = JobsClient(info).get(job)
+        query = ("/api/v0/actors?detail=1&limit=1000&filter_keys=class_name&filter_predicates=%3D"
+                 "&filter_values=RayTrainWorker")
+        actors = [a for a in http(info.dashboard_url, query)["data"]["result"]["result"]
+                  if a["state"] == "ALIVE" and a["job_id"] == ray_job["job_id"]]
+        if history and history[-1]["epoch"] >= 1 and actors:
+            break
+        time.sleep(1)
+    names = {n.node_id: n.name for n in cluster.live_snapshot(info).nodes}
+    order = [n.name for n in cluster._nodes_to_start(str(REPO / "cluster" / "mixed-sim.yaml"))[0]]
+    victim = next(names[a["node_id"]] for a in actors if names[a["node_id"]] != "head-0")
+    os.killpg(info.process_groups[order.index(victim)], signal.SIGKILL)
+
+    while (view := json.loads(run_orch("status", job, "--json").stdout))["state"] not in (
+            "SUCCEEDED", "FAILED", "CANCELLED"):
+        assert time.monotonic() < deadline + 300, "the job did not finish after the node loss"
+        time.sleep(2)
+    assert view["state"] == "SUCCEEDED", view["reason"]
+    assert view["restarts"] >= 1
+    assert victim not in {n.name for n in cluster.live_snapshot(info).nodes}

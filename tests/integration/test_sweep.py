@@ -7,6 +7,9 @@ The cluster has 2 CPUs and the example asks for 1 worker x 1 CPU per trial, so
 from __future__ import annotations
 
 import json
+import os
+import signal
+import time
 from pathlib import Path
 
 import pytest
@@ -37,3 +40,39 @@ def test_torch_sweep_reaches_93_percent_and_lists_every_trial(local_cluster):
     best = max(t["metrics"]["test_accuracy"] for t in trials)
     assert results["metrics"]["test_accuracy"] == best >= 0.93
     assert Path(results["checkpoint"], "model.pt").exists()
+
+
+def _events(local_cluster, submission_id: str) -> list[dict]:
+    from orchestrator import events
+    from orchestrator.client import JobsClient
+
+    return events.parse(JobsClient(local_cluster).logs(submission_id))
+
+
+def test_killed_sweep_driver_resumes_without_rerunning_finished_trials(local_cluster):
+    pytest.importorskip("optuna")
+    done = run_orch("submit", "jobs/digits/torch-sweep.yaml", "--json", "--set", "name=sweep-kill",
+                    "--set", "sweep.samples=4", "--set", "sweep.scheduler=fifo", "--set", "config.epochs=3")
+    assert done.returncode == 0, done.stderr
+    job = json.loads(done.stdout)["job"]
+    from orchestrator.client import JobsClient
+
+    deadline = time.monotonic() + 300
+    while not [e for e in _events(local_cluster, job) if e["event"] == "trial"]:
+        assert time.monotonic() < deadline, "no trial finished"
+        time.sleep(1)
+    os.kill(int(JobsClient(local_cluster).get(job)["driver_info"]["pid"]), signal.SIGKILL)
+    finished = {e["trial_id"] for e in _events(local_cluster, job) if e["event"] == "trial"}
+
+    waited = run_orch("status", job, "--json")
+    while json.loads(waited.stdout)["state"] not in ("SUCCEEDED", "FAILED", "CANCELLED"):
+        assert time.monotonic() < deadline + 300, "the resumed sweep did not finish"
+        time.sleep(2)
+        waited = run_orch("status", job, "--json")
+    view = json.loads(waited.stdout)
+    assert view["state"] == "SUCCEEDED" and view["attempt"] == 2
+    assert any(h["reason"] and h["reason"].startswith("driver lost") for h in view["history"])
+    resumed = _events(local_cluster, f"{job}-attempt2")
+    assert not {e.get("trial_id") for e in resumed if e["event"] in ("report", "trial")} & finished
+    trials = json.loads(run_orch("results", job, "--json").stdout)["trials"]
+    assert len(trials) == 4 and {t["state"] for t in trials} == {"TERMINATED"}

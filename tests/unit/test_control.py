@@ -15,7 +15,8 @@ import pytest
 
 from orchestrator import events
 from orchestrator.control import ACTIVE, Control
-from orchestrator.snapshot import ClusterSnapshot, Node
+from orchestrator.errors import InfeasibleError
+from orchestrator.snapshot import ClusterFile, ClusterSnapshot, Node, NodeEntry, snapshot_from_cluster
 from orchestrator.spec import JobSpec
 from orchestrator.store import Store
 
@@ -157,3 +158,122 @@ def test_secrets_reach_only_a_private_file_never_rays_job_record(control):
     control.jobs.end("one")
     control.step()
     assert control.store.secrets("one") == {}  # an ended job's secrets are deleted
+
+
+def test_a_killed_driver_is_requeued_within_max_failures_then_fails(control):
+    _submit(control, "one")  # failure.max_failures defaults to 2
+    control.step()
+    for attempt in (1, 2, 3):
+        submission = control.store.get("one").ray_submission_id
+        assert submission == ("one" if attempt == 1 else f"one-attempt{attempt}")
+        control.jobs.end(submission, "FAILED")
+        control.jobs.jobs[submission]["driver_exit_code"] = 137  # SIGKILL
+        control.step()  # requeued and, the cluster being free, launched again in the same round
+    row = control.store.get("one")
+    assert row.state == "FAILED" and row.attempt == 3
+    requeues = [h["reason"] for h in row.history if h["state"] == "QUEUED" and h["reason"]]
+    assert len(requeues) == 2 and all(r.startswith("driver lost (exit code 137)") for r in requeues)
+
+
+def test_a_loop_that_fails_on_its_own_is_not_retried(control):
+    _submit(control, "one")
+    control.step()
+    control.jobs.log["one"] = f"{events.MARK} {json.dumps({'event': 'failed', 'error': 'ValueError: bad lr'})}\n"
+    control.jobs.end("one", "FAILED")
+    control.jobs.jobs["one"]["driver_exit_code"] = 1
+    control.step()
+    assert _state(control, "one") == "FAILED" and control.store.get("one").reason == "ValueError: bad lr"
+
+
+# ---- a cluster the autoscaler grows (issue 8) ------------------------------------------
+
+GIB = 1024**3
+
+
+def _max_scale() -> ClusterSnapshot:
+    """The cluster at its largest: the head, and a node type the autoscaler may launch twice."""
+    return snapshot_from_cluster(ClusterFile(name="test", nodes=[
+        NodeEntry(name="head", cpus=CPUS, memory=8 * GIB),
+        NodeEntry(name="a100-pool", count=2, cpus=8, memory=64 * GIB, accelerator="A100:4")]))
+
+
+def _a100_node(name: str) -> Node:
+    """A node the autoscaler launched: Ray labels it with its node type."""
+    model = _max_scale().node("a100-pool-0")
+    return Node(name, dict(model.total), dict(model.total), {**model.labels, "ray.io/node-group": "a100-pool"})
+
+
+@pytest.fixture
+def scaling(tmp_path):
+    live = [_snapshot().nodes[0]]  # the head only, until a test adds nodes that joined
+    made = Control(Store(tmp_path / "control.db"), FakeJobs(), lambda: ClusterSnapshot("test", tuple(live)),
+                   str(tmp_path / "storage"), clock=Clock(), grace_s=60, max_scale_source=_max_scale)
+    made.live = live
+    yield made
+    made.store.close()
+
+
+def _gpu_job(control: Control, job: str, workers: int = 1, accelerator: str = "A100:4", **schedule) -> None:
+    spec = JobSpec.model_validate({
+        "name": job, "entrypoint": "train.py:loop", "working_dir": ".",
+        "resources": {"workers": workers, "cpus": 1, "memory": "1GiB", "accelerator": accelerator},
+        "schedule": {"priority": 100, **schedule}}).model_dump(mode="json")
+    control.submit({"job": job, "spec": spec, "request": {"runtime_env": {"env_vars": {}}}})
+
+
+def test_a_job_for_nodes_the_autoscaler_can_add_is_queued_then_launched_to_make_them_come(scaling):
+    _gpu_job(scaling, "big", workers=2)  # no A100 node exists yet: accepted, not refused
+    assert _state(scaling, "big") == "QUEUED"
+    scaling.step()  # launched: its placement group pends, and that is what makes the autoscaler act
+    row = scaling.store.get("big")
+    assert row.state == "STARTING" and "big" in scaling.jobs.jobs
+    assert row.reason == "waits for the autoscaler: 2 x A100 node (a100-pool)"
+    assert row.plan["nodes"] == ["a100-pool/new-0", "a100-pool/new-1"]
+    scaling.live += [_a100_node("5e1f0a2b"), _a100_node("77c0d9e4")]  # the nodes joined
+    scaling.step()
+    assert scaling.store.get("big").reason is None
+    _gpu_job(scaling, "next")  # the type is at its max_workers, both nodes held by big
+    scaling.step()
+    assert _state(scaling, "next") == "QUEUED" and "held by job big" in scaling.store.get("next").reason
+
+
+def test_a_job_for_new_nodes_waits_queued_behind_a_job_ahead_that_wants_them(scaling):
+    _gpu_job(scaling, "one")
+    scaling.step()  # on the first new A100 node
+    _gpu_job(scaling, "pair", workers=2, priority=200)  # needs both nodes: waits for one to end
+    _gpu_job(scaling, "solo", priority=50)  # would take the last node pair waits for
+    scaling.step()
+    assert (_state(scaling, "pair"), _state(scaling, "solo")) == ("QUEUED", "QUEUED")
+    pair, solo = scaling.store.get("pair").reason, scaling.store.get("solo").reason
+    assert pair.startswith("waits for 8 x A100: 4 free, 4 held by job one")
+    assert solo == ("waits for the autoscaler: 1 x A100 node (a100-pool); "
+                    "behind pair, which waits ahead of it for the same nodes")
+    scaling.jobs.end("one")
+    scaling.step()
+    assert _state(scaling, "pair") in ACTIVE and _state(scaling, "solo") == "QUEUED"
+
+
+def test_launching_on_a_new_node_beats_preempting(scaling):
+    scaling.live.append(_a100_node("5e1f0a2b"))
+    _gpu_job(scaling, "low", priority=10, preemptible=True)
+    scaling.step()
+    assert scaling.store.get("low").plan["nodes"] == ["5e1f0a2b"]
+    _gpu_job(scaling, "high", priority=200)
+    scaling.step()
+    assert scaling.store.get("low").preempt_requested_at is None
+    high = scaling.store.get("high")
+    assert high.state == "STARTING" and high.reason == "waits for the autoscaler: 1 x A100 node (a100-pool)"
+
+
+def test_a_job_no_node_type_can_hold_is_refused_at_submit_with_reasons(scaling):
+    for accelerator, workers, reason in (("H100:1", 1, "no node has H100"), ("A100:4", 3, "needs 3 workers")):
+        with pytest.raises(InfeasibleError) as refused:
+            _gpu_job(scaling, "never", workers=workers, accelerator=accelerator)
+        assert refused.value.exit_code == 2 and reason in " ".join(refused.value.reasons)
+        assert "at its largest" in refused.value.reasons[-1]
+    assert scaling.store.all() == []
+
+
+def test_without_an_autoscaler_a_job_for_missing_nodes_is_refused_as_before(control):
+    with pytest.raises(InfeasibleError):
+        _gpu_job(control, "gpu")

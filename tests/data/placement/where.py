@@ -1,9 +1,11 @@
 """A loop that records where Ray put each worker: node id, node labels, accelerator ids
-(and, with config "probe", a hash of that env variable as the worker sees it)."""
+(with config "probe", a hash of that env variable as the worker sees it; with
+"hold_s", it runs that long and records when it started and ended)."""
 
 import hashlib
 import json
 import os
+import time
 
 import ray
 import ray.train
@@ -11,8 +13,14 @@ import ray.train
 
 def train_loop(config):
     context = ray.get_runtime_context()
-    rank = ray.train.get_context().get_world_rank()
+    train = ray.train.get_context()
+    rank = train.get_world_rank()
+    started = time.time()
+    time.sleep(config.get("hold_s", 0))
     record = {
+        "run": train.get_experiment_name(),
+        "started": started,
+        "ended": time.time(),
         "rank": rank,
         "node_id": context.get_node_id(),
         "labels": context.get_node_labels(),
@@ -21,6 +29,6 @@ def train_loop(config):
     if "probe" in config:
         seen = os.environ.get(config["probe"])
         record["probe_sha256"] = hashlib.sha256(seen.encode()).hexdigest() if seen is not None else None
-    with open(os.path.join(config["out"], f"rank-{rank}.json"), "w") as handle:
+    with open(os.path.join(config["out"], f"{record['run']}-rank-{rank}.json"), "w") as handle:
         json.dump(record, handle)
     ray.train.report({"rank": rank})
