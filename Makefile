@@ -29,13 +29,19 @@ test: setup
 test-unit: setup
 	$(BIN)/python -m pytest -q -p no:cacheprovider tests/unit
 
-# Slow soak tests, kept out of `make test`.
+# Slow soak tests, kept out of `make test`, and README's reliability table (printed last).
 soak: setup
-	$(BIN)/python -m pytest -q -p no:cacheprovider -m soak; rc=$$?; [ $$rc -eq 5 ] && rc=0; exit $$rc
+	$(BIN)/python -m pytest -q -p no:cacheprovider -m soak --ignore=tests/reliability; rc=$$?; [ $$rc -eq 5 ] && rc=0; exit $$rc
+	$(BIN)/python -m tests.reliability.report
 
 bench: setup
 	$(BIN)/python benchmarks/allocator_scale.py
+	$(BIN)/python benchmarks/scheduling_trace.py
+	$(BIN)/python benchmarks/simulate_scale.py
+	$(BIN)/python benchmarks/submit_latency.py
+	$(BIN)/python benchmarks/list_scale.py
 	$(BIN)/python benchmarks/overhead.py
+	$(BIN)/python benchmarks/sweep_overhead.py
 
 down:
 	-$(BIN)/orch down

@@ -36,6 +36,7 @@ ACTIVE = ("STARTING", "RUNNING")
 RAY_TO_STATE = {"PENDING": "STARTING", "RUNNING": "RUNNING", "SUCCEEDED": "SUCCEEDED", "FAILED": "FAILED"}
 PREEMPT_GRACE_S = 60.0
 SECRETS_DIR = ".orch-secrets"
+SNAPSHOT_TTL_S = 2.0
 DRIVER_LOST = "driver lost"  # the reason's prefix on requeues after a killed driver
 
 
@@ -50,13 +51,15 @@ class Control:
         self.max_scale_source = max_scale_source  # None: every node exists already (no autoscaler)
         self._wake = threading.Event()
         self._step_lock = threading.Lock()
+        self._snapshot_lock = threading.Lock()
+        self._snapshot: tuple[float, ClusterSnapshot] | None = None
 
     # ---- requests from clients --------------------------------------------------
 
     def submit(self, submission: dict[str, Any]) -> tuple[JobRow, bool]:
         """Queue a job unless it can never fit; idempotent by job id."""
         spec = JobSpec.model_validate(submission["spec"])
-        live = _all_free(self.snapshot_source())
+        live = _all_free(self._recent_snapshot())
         if self.max_scale_source is None:
             decision = allocator.plan(spec, live)
         else:  # it may fit nodes the autoscaler can still launch
@@ -75,9 +78,19 @@ class Control:
         """SPEC.md's plan JSON against what orch's jobs hold now, with the queue position."""
         spec = JobSpec.model_validate(spec_json)
         running = self.store.all(ACTIVE)
-        decision = allocator.plan(spec, _held(_all_free(self.snapshot_source()), running))
+        decision = allocator.plan(spec, _held(_all_free(self._recent_snapshot()), running))
         ahead = [r for r in self.store.all(["QUEUED"]) if r.priority >= spec.schedule.priority]
         return {**allocator.to_json(decision), "queue_position": len(ahead)}
+
+    def _recent_snapshot(self) -> ClusterSnapshot:
+        """The cluster as read at most SNAPSHOT_TTL_S ago, for answering clients: submit and
+        plan use its totals (orch accounts for its own jobs' holdings), which change only when
+        nodes come or go, and a GCS read per request would serialise parallel submits."""
+        with self._snapshot_lock:
+            now = time.monotonic()
+            if self._snapshot is None or now - self._snapshot[0] > SNAPSHOT_TTL_S:
+                self._snapshot = (now, self.snapshot_source())
+            return self._snapshot[1]
 
     def cancel(self, job: str) -> JobRow:
         row = self._find(job)

@@ -36,6 +36,24 @@ def autocast(device):
     return torch.autocast(device_type=device.type, dtype=dtype)
 
 
+def grad_scaler(device):
+    """A torch GradScaler, on for fp16 (whose small range needs loss scaling), a pass-through
+    otherwise: ``scaler.scale(loss).backward(); scaler.step(opt); scaler.update()``."""
+    import torch
+
+    return torch.amp.GradScaler(device.type, enabled=precision() == "fp16")
+
+
+def keras_policy() -> str:
+    """Set Keras' global mixed-precision policy for the run's precision; call it before
+    building the model (keep the output layer ``dtype="float32"``). Returns the policy name."""
+    import tensorflow as tf
+
+    name = {"bf16": "mixed_bfloat16", "fp16": "mixed_float16"}.get(precision(), "float32")
+    tf.keras.mixed_precision.set_global_policy(name)
+    return name
+
+
 def starting_checkpoint():
     """(checkpoint, resumed): the run's own last checkpoint (resumed is True) when it has
     one (a restart, a preemption), else ``init_from``'s checkpoint, else (None, False)."""

@@ -498,8 +498,9 @@ class _Step:
         self.usage = {name: dict(held) for name, held in state.usage.items()}
         self.cohorts = _cohorts(state.snapshot)
         self.rooms: dict[tuple[str, str], float] = {}  # (queue, resource) -> quota_room, for the usage now
+        self.holding: dict[str, str] = {}  # queue -> its job that preempts (and holds quota) this step
         self.keys_of: dict[tuple[int, str], tuple] = {}
-        self.keys: set[tuple] | None = None  # all placement keys of the queue, when needed
+        self.keys: set[tuple] | None = None  # all placement keys of the pass, when needed
         self.failed: dict[tuple, str] = {}  # placement keys that did not fit the view -> why
         self.tried: set[tuple] = set()  # (placement key, queue, priority) that looked for victims
         self.behind: dict[tuple[str, str], str] = {}  # (queue, resource) -> job waiting for that quota
@@ -521,8 +522,17 @@ class _Step:
         # Without reasons to explain, a queue whose first job exceeds its CPU quota is left out:
         # quota room only shrinks within a step, so that job and all behind it wait, and waiting
         # on quota they neither preempt nor reserve (nor hold back other queues).
-        groups = self.state.pending.groups(skip=() if self.explain else self._quota_bound())
-        deferred = self._walk(groups, [(-jobs[0].priority, jobs[0].seq, i, 0) for i, (_, jobs) in enumerate(groups)])
+        bound, borrowing = self._quota_bound()
+        groups = self.state.pending.groups(skip=() if self.explain else bound)
+        # A queue whose first job would borrow CPUs goes to the second pass whole: each of its jobs
+        # would borrow too (``_borrows``).
+        first, deferred = [], []
+        for i, (_, jobs) in enumerate(groups):
+            entry = (-jobs[0].priority, jobs[0].seq, i, 0)
+            (deferred if jobs[0].queue in borrowing else first).append(entry)
+        for name in borrowing:
+            self.deferring.add((name, hardware.CPU))
+        deferred += self._walk(groups, first)
         self.lending = True
         self._walk(groups, deferred)
         return self.decision
@@ -531,6 +541,7 @@ class _Step:
         """Consider jobs in order, each group's next job after its last admitted one; the deferred entries."""
         heapq.heapify(heap)
         deferred = []
+        entries, self.keys = list(heap), None  # the placement keys of this pass, when needed
         while heap:
             entry = heapq.heappop(heap)
             _, _, i, pos = entry
@@ -548,25 +559,30 @@ class _Step:
                 self.decision.waiting[job.id] = reason
                 later = f"behind {job.id} (same queue, priority and resources)"
                 self.decision.waiting.update((other.id, later) for other in jobs[pos + 1:])
-            elif not self._may_preempt_below(job.priority) and self._all_failed(groups):
-                return []  # nothing behind can start or preempt: skip the rest of the queue
+            elif ((self.lending or not self._may_preempt_below(job.priority))
+                  and self._all_failed(groups, entries)):
+                return deferred  # nothing behind can start or preempt: skip the rest of the queue
         return deferred
 
-    def _quota_bound(self) -> set[str]:
-        """Queues whose first job in order needs more CPUs than the queue may hold more now."""
-        bound = set()
+    def _quota_bound(self) -> tuple[set[str], set[str]]:
+        """Queues whose first job in order needs more CPUs than the queue may hold more now, and
+        queues whose first job would borrow CPUs (take the queue beyond its own quota)."""
+        bound, borrowing = set(), set()
         for name, job in self.state.pending.heads().items():
             queue = self.queues.get(name)
             if queue is not None and queue.quota and hardware.CPU in queue.quota:
-                if _least(job.spec.resources)[hardware.CPU] > self._room(queue, hardware.CPU) + EPS:
+                cpus = _least(job.spec.resources)[hardware.CPU]
+                if cpus > self._room(queue, hardware.CPU) + EPS:
                     bound.add(name)
-        return bound
+                elif self.usage.get(name, {}).get(hardware.CPU, 0.0) + cpus > queue.quota[hardware.CPU] + EPS:
+                    borrowing.add(name)
+        return bound, borrowing
 
-    def _all_failed(self, groups: list[tuple[int, list[QueuedJob]]]) -> bool:
-        """Every placement key of the queue failed this step (the view only shrinks within a step)."""
+    def _all_failed(self, groups: list[tuple[int, list[QueuedJob]]], entries: list[tuple]) -> bool:
+        """Every placement key of this pass failed this step (the view only shrinks within a step)."""
         if self.keys is None:
-            self.keys = {self._key(shape, jobs[0].queue) for shape, jobs in groups}
-        return len(self.failed) >= len(self.keys)
+            self.keys = {self._key(groups[i][0], groups[i][1][0].queue) for _, _, i, _ in entries}
+        return self.keys <= self.failed.keys()
 
     def _key(self, shape: int, queue: str) -> tuple:
         """Jobs with equal keys get equal plans: same resources, same quota caps."""
@@ -586,6 +602,8 @@ class _Step:
         # CPUs and memory per worker are the same for every accelerator option: a quota that
         # cannot hold them needs no plan to say so. Quota first: a job over its queue's quota
         # holds back the later jobs of its queue, whatever else it waits for.
+        if self.lending and job.queue in self.holding:
+            return f"queue {job.queue} does not borrow while {self.holding[job.queue]} preempts to start"
         least = _least(job.spec.resources)
         over = self._over_quota(job, least)
         if over:
@@ -712,7 +730,7 @@ class _Step:
             return preempting
         base = waits_for(queued, self.free, self.state.running.values()) if self.explain else "waits"
         self.failed.setdefault(key, base)
-        return self._after_stopping(job) or base + self._reserve(job, queued)
+        return self._after_stopping(job, need) or base + self._reserve(job, queued)
 
     def _classes(self, placed: Plan) -> set[int]:
         index = self.view.index
@@ -809,16 +827,21 @@ class _Step:
         # would take what its victims free (borrowing uses only what is left unused).
         if self.lending or (key, job.queue, job.priority) in self.tried:
             return False
-        if (key, None, job.priority) in self.tried and not self._may_reclaim(job.queue):
-            return False  # a job like it of another queue found no victims, and this one reclaims none either
+        if (key, None, job.priority) in self.tried and not self._may_reclaim(job):
+            return False  # a job like it found no victims, and this one reclaims none either
         return self._may_preempt_below(job.priority)
 
-    def _may_reclaim(self, name: str) -> bool:
-        """Could a job of queue ``name`` reclaim: some other queue of its cohort is over its quota."""
-        queue = self.queues.get(name)
+    def _may_reclaim(self, job: QueuedJob) -> bool:
+        """Could ``job`` reclaim (``_reclaim_from``): its queue stays within its own quota, and some
+        other queue of its cohort is over its quota."""
+        queue = self.queues.get(job.queue)
         if not self.borrowing or queue is None or not queue.quota or not queue.cohort:
             return False
-        return any(other.name != name and self._over_own_quota(other) for other in self._cohort(queue))
+        held = self.usage.get(queue.name, {})
+        for key, amount in _least(job.spec.resources).items():
+            if amount > EPS and key in queue.quota and held.get(key, 0.0) + amount > queue.quota[key] + EPS:
+                return False
+        return any(other.name != queue.name and self._over_own_quota(other) for other in self._cohort(queue))
 
     def _preempt(self, job: QueuedJob, key: tuple, need: Mapping[str, float]) -> str | None:
         """Ask the fewest suitable victims to stop so ``job`` fits; the reason it waits, or None."""
@@ -827,9 +850,13 @@ class _Step:
         self.tried.add((key, job.queue, job.priority))
         kind = device_kind(need)
         reclaim = self._reclaim_from(job, need)
+        # CPU work preempts only CPU work: a device job's CPUs come with its devices, and once
+        # requeued it would want them back.
+        cpu_work = kind == hardware.CPU
         candidates = sorted(
             (r for r in self.state.running.values() if r.preemptible and not r.stopping and r.id not in self.victims
-             and r.held[kind] > 0 and (r.priority < job.priority or r.queue in reclaim)),
+             and r.held[kind] > 0 and (r.priority < job.priority or r.queue in reclaim)
+             and not (cpu_work and (r.held[hardware.GPU] or r.held[hardware.TPU]))),
             key=lambda r: (r.priority, -r.held[kind], -r.started))
         victims, fit = self._victims(job, candidates)
         if not victims or self._classes(fit) & self.waiting_on:
@@ -843,6 +870,7 @@ class _Step:
             self.decision.preempted_for[victim.id] = job.id
             self.victims.add(victim.id)
         self._reserve_demand(job, fit.demand())
+        self._hold_quota(job, need)
         return f"preempting {', '.join(v.id for v in victims)} to start"
 
     def _victims(self, job: QueuedJob, candidates: list[RunningJob]) -> tuple[list[RunningJob], Plan | None]:
@@ -905,7 +933,7 @@ class _Step:
             result = allocator.plan(job.spec, self._spared(view))  # where CPU work may go, as in _consider
         return result if isinstance(result, Plan) and result.status == "placeable" else None
 
-    def _after_stopping(self, job: QueuedJob) -> str | None:
+    def _after_stopping(self, job: QueuedJob, need: Mapping[str, float]) -> str | None:
         """``job`` fits once the jobs asked to stop have stopped: claim what they free."""
         stopping = [r for r in self.stopping if r.id not in self.victims]
         if not stopping:
@@ -914,6 +942,7 @@ class _Step:
         if not fit:
             return None
         self._reserve_demand(job, fit.demand())
+        self._hold_quota(job, need)
         freed = sorted({r.id for r in stopping if set(r.demand) & set(fit.nodes)})
         return f"waits for preempted {_names(freed, 'jobs')} to stop"
 
@@ -939,6 +968,16 @@ class _Step:
             if count >= len(members):
                 return ""
             count = min(2 * count, len(members))
+
+    def _hold_quota(self, job: QueuedJob, need: Mapping[str, float]) -> None:
+        """Count ``need`` as held by ``job``'s queue for the rest of the step, and keep the queue from
+        borrowing: else its later jobs would take the quota that ``job`` preempts to use, and once
+        the victims stop it would have to borrow, which never preempts, and could not start."""
+        usage = self.usage.setdefault(job.queue, dict.fromkeys(QUOTA_RESOURCES, 0.0))
+        for key, amount in need.items():
+            usage[key] += amount
+        self.rooms.clear()
+        self.holding.setdefault(job.queue, job.id)
 
     def _reserve_demand(self, job: QueuedJob, demand: Mapping[str, Mapping[str, float]]) -> None:
         for name, resources in demand.items():

@@ -13,6 +13,7 @@ import tempfile
 import ray.train
 
 from data import load_split
+from orchestrator import loop as orch_loop
 
 
 def build_model(config: dict):
@@ -26,7 +27,7 @@ def build_model(config: dict):
         tf.keras.layers.Dropout(dropout),
         tf.keras.layers.Dense(hidden, activation="relu"),
         tf.keras.layers.Dropout(dropout),
-        tf.keras.layers.Dense(10, activation="softmax"),
+        tf.keras.layers.Dense(10, activation="softmax", dtype="float32"),  # stable softmax under mixed precision
     ])
     model.compile(
         optimizer=tf.keras.optimizers.RMSprop(learning_rate=float(config.get("lr", 1e-3))),
@@ -39,6 +40,7 @@ def build_model(config: dict):
 def train_loop(config: dict) -> None:
     import tensorflow as tf
 
+    orch_loop.keras_policy()  # orch's precision decision, before any layer is built
     strategy = tf.distribute.MultiWorkerMirroredStrategy()
     with strategy.scope():
         model = build_model(config)

@@ -63,6 +63,7 @@ def train_loop(config: dict) -> None:
     optimizer = torch.optim.Adam([{"params": body}, {"params": [head_weight, head_bias]}], lr=lr)
     start_epoch = restore(model, optimizer, bool(config.get("new_head")))
     freeze_epochs = int(config.get("freeze_epochs", 0))
+    scaler = orch_loop.grad_scaler(device)  # loss scaling when orch chose fp16
     batch_size = int(config.get("batch_size", 64))
     rng = np.random.default_rng(rank)
 
@@ -77,8 +78,9 @@ def train_loop(config: dict) -> None:
             with orch_loop.autocast(device):
                 loss = nn.functional.cross_entropy(model(xb), yb)
             optimizer.zero_grad()
-            loss.backward()
-            optimizer.step()
+            scaler.scale(loss).backward()
+            scaler.step(optimizer)
+            scaler.update()
         test_loss, accuracy = evaluate(model, x_test_t, y_test_t)
         metrics = {"epoch": epoch, "train_loss": loss.item(), "test_loss": test_loss, "test_accuracy": accuracy}
         save_and_report(model, optimizer, epoch, metrics, rank)

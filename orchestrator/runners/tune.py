@@ -55,7 +55,7 @@ from orchestrator.runners.train import (
     worker_loop,
 )
 from orchestrator.snapshot import QueueConfig
-from orchestrator.spec import Choice, Grid, JobSpec, LogUniform, RandInt, Sweep, Uniform
+from orchestrator.spec import Grid, JobSpec, LogUniform, RandInt, Sweep, Uniform
 
 # A trial's driver holds one of these instead of a CPU: a driver taking CPU its
 # own workers need deadlocks Train inside Tune, and Ray refuses {"CPU": 0}.

@@ -15,7 +15,7 @@ from pathlib import Path
 import numpy as np
 import pytest
 
-from tests.conftest import REPO, run_orch
+from tests.conftest import REPO, run_orch, wait_until_ended
 
 pytestmark = pytest.mark.ray
 DIGITS = REPO / "jobs" / "digits"
@@ -56,12 +56,7 @@ def test_killed_worker_resumes_from_the_last_checkpoint(local_cluster):
         time.sleep(0.5)
     os.kill(int(workers[0]["pid"]), signal.SIGKILL)
 
-    done = run_orch("status", job, "--json")
-    while json.loads(done.stdout)["state"] not in ("SUCCEEDED", "FAILED", "CANCELLED"):
-        assert time.monotonic() < deadline + 300
-        time.sleep(2)
-        done = run_orch("status", job, "--json")
-    view = json.loads(done.stdout)
+    view = wait_until_ended(job)
     assert view["state"] == "SUCCEEDED" and view["restarts"] == 1
     epochs = [m["epoch"] for m in _results(job)["history"]]
     # Resumed at the last checkpoint: every epoch reported, at most one of them twice (a restart
@@ -113,12 +108,7 @@ def test_killed_driver_resumes_past_a_half_written_checkpoint(local_cluster):
     (torn / "model.pt").write_bytes(b"PK\x03\x04 torn")
     before = [m["epoch"] for m in _results(job)["history"]]
 
-    done = run_orch("status", job, "--json")
-    while json.loads(done.stdout)["state"] not in ("SUCCEEDED", "FAILED", "CANCELLED"):
-        assert time.monotonic() < deadline + 300
-        time.sleep(2)
-        done = run_orch("status", job, "--json")
-    view = json.loads(done.stdout)
+    view = wait_until_ended(job)
     assert view["state"] == "SUCCEEDED" and view["attempt"] == 2, view["reason"]
     history = _results(job)["history"]
     resumed = [m["epoch"] for m in history if m["attempt"] == 2]

@@ -14,7 +14,7 @@ from pathlib import Path
 
 import pytest
 
-from tests.conftest import run_orch
+from tests.conftest import run_orch, wait_until_ended
 
 pytestmark = pytest.mark.ray
 
@@ -64,12 +64,7 @@ def test_killed_sweep_driver_resumes_without_rerunning_finished_trials(local_clu
     os.kill(int(JobsClient(local_cluster).get(job)["driver_info"]["pid"]), signal.SIGKILL)
     finished = {e["trial_id"] for e in _events(local_cluster, job) if e["event"] == "trial"}
 
-    waited = run_orch("status", job, "--json")
-    while json.loads(waited.stdout)["state"] not in ("SUCCEEDED", "FAILED", "CANCELLED"):
-        assert time.monotonic() < deadline + 300, "the resumed sweep did not finish"
-        time.sleep(2)
-        waited = run_orch("status", job, "--json")
-    view = json.loads(waited.stdout)
+    view = wait_until_ended(job)
     assert view["state"] == "SUCCEEDED" and view["attempt"] == 2
     assert any(h["reason"] and h["reason"].startswith("driver lost") for h in view["history"])
     resumed = _events(local_cluster, f"{job}-attempt2")

@@ -18,6 +18,7 @@ from pydantic import ValidationError
 
 from orchestrator.errors import SpecError
 from orchestrator.spec import JobSpec
+from tests.conftest import record_figure
 from orchestrator.specload import load_spec, validate_text
 
 HEAD = "name: demo\nentrypoint: train.py:train_loop\n"
@@ -89,6 +90,8 @@ def test_refused_paths_name_field_value_and_suggestion(extra, field, value, sugg
     assert f": {field}: " in problem, problem
     assert value in problem, problem
     assert suggestion in problem, problem
+    record_figure(f"path safety: escaping paths accepted ({len(REFUSED)} cases: .., /, ~, symlinks)", 0,
+                  "0, each refused naming field, value and fix", True)
 
 
 ACCEPTED = [
