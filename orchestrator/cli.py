@@ -19,7 +19,11 @@ import typer
 app = typer.Typer(add_completion=False, no_args_is_help=True, pretty_exceptions_enable=False,
                   help="orch: run training jobs on a Ray cluster of CPUs, GPUs and TPUs.")
 
-Address = typer.Option(None, "--address", help="Ray dashboard URL (default: $ORCH_ADDRESS, else the local cluster).")
+Address = typer.Option(None, "--address", help="Ray dashboard URL (default: $ORCH_ADDRESS, else the local cluster); "
+                       "orch's control plane is then looked for on port 8266 of the same host, "
+                       "or at $ORCH_CONTROL_ADDRESS.")
+Insecure = typer.Option(False, "--insecure", help="Use a cluster even though its Jobs API answers without a token "
+                        "(default: $ORCH_INSECURE).")
 Json = typer.Option(False, "--json", help="Print JSON for scripts.")
 Debug = typer.Option(False, "--debug", help="Show tracebacks.")
 PIPED_WIDTH = 200
@@ -46,6 +50,8 @@ def command(name: str | None = None) -> Callable[[Callable], Callable]:
             from orchestrator.errors import OrchError, SpecError
 
             debug = bool(os.environ.get("ORCH_DEBUG") or kwargs.get("debug"))
+            if kwargs.get("insecure"):
+                os.environ["ORCH_INSECURE"] = "1"  # read where the cluster is resolved (orchestrator.auth)
             try:
                 return func(*args, **kwargs)
             except OrchError as error:
@@ -110,7 +116,8 @@ def down(debug: bool = Debug):
 
 
 @command("cluster")
-def cluster_status(address: Optional[str] = Address, json_out: bool = Json, debug: bool = Debug):
+def cluster_status(address: Optional[str] = Address, insecure: bool = Insecure, json_out: bool = Json,
+                   debug: bool = Debug):
     """Nodes, their hardware, free and used resources."""
     from orchestrator import cluster as clusters
     from orchestrator import render
@@ -148,7 +155,7 @@ def schema(debug: bool = Debug):
 
 @command()
 def plan(spec: str = typer.Argument(..., help="JOB.yaml"), cluster: Optional[str] = ClusterFile,
-         address: Optional[str] = Address,
+         address: Optional[str] = Address, insecure: bool = Insecure,
          set_: List[str] = typer.Option([], "--set", help="KEY=VALUE override (repeatable)."),
          json_out: bool = Json, debug: bool = Debug):
     """The allocator's decision, without running anything (exit 1 if infeasible)."""
@@ -171,7 +178,7 @@ def submit(spec: str = typer.Argument(..., help="JOB.yaml"),
            set_: List[str] = typer.Option([], "--set", help="KEY=VALUE override (repeatable)."),
            dry_run: bool = typer.Option(False, "--dry-run", help="Print the Ray Job request; submit nothing."),
            wait: bool = typer.Option(False, "--wait", help="Follow progress; exit with the job's outcome."),
-           address: Optional[str] = Address, json_out: bool = Json, debug: bool = Debug):
+           address: Optional[str] = Address, insecure: bool = Insecure, json_out: bool = Json, debug: bool = Debug):
     """Validate, plan and enqueue a job; print its id."""
     from orchestrator import api, render
 
@@ -191,7 +198,7 @@ def submit(spec: str = typer.Argument(..., help="JOB.yaml"),
 
 
 @command("list")
-def list_jobs(address: Optional[str] = Address, json_out: bool = Json, debug: bool = Debug):
+def list_jobs(address: Optional[str] = Address, insecure: bool = Insecure, json_out: bool = Json, debug: bool = Debug):
     """Jobs with state, priority, hardware and age."""
     from orchestrator import api, render
 
@@ -203,7 +210,7 @@ def list_jobs(address: Optional[str] = Address, json_out: bool = Json, debug: bo
 
 @command()
 def status(job: str = typer.Argument(..., help="Job id or name (latest job of that name)."),
-           address: Optional[str] = Address, json_out: bool = Json, debug: bool = Debug):
+           address: Optional[str] = Address, insecure: bool = Insecure, json_out: bool = Json, debug: bool = Debug):
     """One job's state, hardware, restarts and their causes, latest metrics, and workers' CPU/GPU/memory use."""
     from orchestrator import api, render
 
@@ -215,7 +222,7 @@ def status(job: str = typer.Argument(..., help="Job id or name (latest job of th
 
 @command()
 def logs(job: str = typer.Argument(...), follow: bool = typer.Option(False, "--follow", "-f"),
-         address: Optional[str] = Address, debug: bool = Debug):
+         address: Optional[str] = Address, insecure: bool = Insecure, debug: bool = Debug):
     """Driver and worker logs."""
     from orchestrator import api
 
@@ -226,7 +233,7 @@ def logs(job: str = typer.Argument(...), follow: bool = typer.Option(False, "--f
 
 
 @command()
-def cancel(job: str = typer.Argument(...), address: Optional[str] = Address,
+def cancel(job: str = typer.Argument(...), address: Optional[str] = Address, insecure: bool = Insecure,
            json_out: bool = Json, debug: bool = Debug):
     """Stop a queued or running job."""
     from orchestrator import api
@@ -238,7 +245,7 @@ def cancel(job: str = typer.Argument(...), address: Optional[str] = Address,
 
 
 @command()
-def results(job: str = typer.Argument(...), address: Optional[str] = Address,
+def results(job: str = typer.Argument(...), address: Optional[str] = Address, insecure: bool = Insecure,
             json_out: bool = Json, debug: bool = Debug):
     """Final and best metrics, and checkpoints."""
     from orchestrator import api, render
@@ -247,6 +254,30 @@ def results(job: str = typer.Argument(...), address: Optional[str] = Address,
     if json_out:
         return _print_json(data)
     _console().print(render.results_panel(data))
+
+
+@command()
+def serve(address: Optional[str] = typer.Option(None, "--address", help="This head's Ray dashboard URL as seen here "
+                                                "(default: $ORCH_ADDRESS, else http://127.0.0.1:8265)."),
+          gcs: Optional[str] = typer.Option(None, "--gcs", help="The GCS address HOST:PORT (default: read from the "
+                                            "Ray dashboard's process on this machine)."),
+          host: str = typer.Option("127.0.0.1", "--host", help="Interface to listen on; keep loopback and reach "
+                                   "it through an SSH tunnel or kubectl port-forward."),
+          port: Optional[int] = typer.Option(None, "--port", help="Port to listen on (default: 8266, where "
+                                             "`--address` clients look)."),
+          home: Optional[str] = typer.Option(None, "--home", help="Folder for the job table (default: $ORCH_HOME, "
+                                             "else ~/.orch)."),
+          storage: Optional[str] = typer.Option(None, "--storage", help="Where jobs keep checkpoints and results; "
+                                                "every node must reach it (default: HOME/storage)."),
+          cluster_file: Optional[str] = typer.Option(None, "--cluster-file", help="The Ray launcher YAML or "
+                                                     "RayCluster the cluster was made from (autoscaler-aware plans)."),
+          name: Optional[str] = typer.Option(None, "--name", help="The cluster's name (default: this host's)."),
+          insecure: bool = Insecure, debug: bool = Debug):
+    """Run orch's control plane in the foreground on a Ray head that `orch up` did not start."""
+    from orchestrator import service
+
+    service.serve_head(address=address, gcs=gcs, host=host, port=port, home=home, storage=storage,
+                       cluster_file=cluster_file, name=name, say=lambda m: _console(err=True).print(m, markup=False))
 
 
 @command()

@@ -7,6 +7,7 @@ packaging and uploading ``working_dir``, and submitting Ray Jobs.
 
 from __future__ import annotations
 
+import contextlib
 import json
 import logging
 import time
@@ -21,27 +22,35 @@ from orchestrator.errors import ClusterUnavailable, InfeasibleError, JobNotFound
 HTTP_TIMEOUT_S = 30
 
 
-def http(base: str, path: str, data: dict | None = None, method: str | None = None) -> Any:
-    """One JSON request with the cluster token; errors become orch's typed errors."""
+def http(base: str, path: str, data: dict | None = None, method: str | None = None, *,
+         service: str | None = None, unreachable: str = "") -> Any:
+    """One JSON request with the cluster token; errors become orch's typed errors.
+
+    ``service`` names what answers at ``base`` in messages; ``unreachable`` is
+    added to the message when nothing answers there.
+    """
     body = json.dumps(data).encode() if data is not None else None
     try:
         with urllib.request.urlopen(auth.request(f"{base}{path}", body, method), timeout=HTTP_TIMEOUT_S) as reply:
             payload = reply.read()
     except urllib.error.HTTPError as error:
-        raise _typed(base, path, error) from None
+        raise _typed(base, path, error, service) from None
     except (urllib.error.URLError, OSError) as error:
-        raise ClusterUnavailable(f"cannot reach {base}: {error}") from None
+        reason = getattr(error, "reason", None) or error
+        where = f"{service} at {base}" if service else base
+        raise ClusterUnavailable(f"cannot reach {where}: {reason}{unreachable}") from None
     return json.loads(payload) if payload else None
 
 
-def _typed(base: str, path: str, error: urllib.error.HTTPError) -> Exception:
+def _typed(base: str, path: str, error: urllib.error.HTTPError, service: str | None = None) -> Exception:
     try:
         detail = json.loads(error.read() or b"{}")
-    except json.JSONDecodeError:
+    except (json.JSONDecodeError, UnicodeDecodeError):
+        detail = {}
+    if not isinstance(detail, dict):
         detail = {}
     if error.code in (401, 403):
-        return ClusterUnavailable(f"{base} refused the auth token (HTTP {error.code}); set RAY_AUTH_TOKEN or "
-                                  f"the token file {auth.token_path()} to the cluster's token")
+        return ClusterUnavailable(auth.refused(f"{service or 'the cluster'} at {base}", error.code))
     if error.code == 404:
         return JobNotFound(path.split("/jobs/", 1)[1].split("/")[0] if "/jobs/" in path else path)
     if error.code == 422 and detail.get("type") == "InfeasibleError":
@@ -49,6 +58,17 @@ def _typed(base: str, path: str, error: urllib.error.HTTPError) -> Exception:
     if error.code == 422:
         return SpecError(detail.get("error", "rejected"))
     return ClusterUnavailable(f"{base}{path}: HTTP {error.code}: {detail.get('error', '')}")
+
+
+@contextlib.contextmanager
+def _ray_auth_errors(base: str) -> Iterator[None]:
+    """Ray's Jobs SDK raises AuthenticationError on 401/403: orch's message and exit code 3."""
+    from ray.exceptions import AuthenticationError
+
+    try:
+        yield
+    except AuthenticationError:
+        raise ClusterUnavailable(auth.refused(f"the Ray Jobs API at {base}")) from None
 
 
 TRAIN_WORKER = "RayTrainWorker"  # the actor class of Ray Train's workers
@@ -62,22 +82,29 @@ class ControlClient:
             raise ClusterUnavailable(f"cannot reach an orch control plane for {info.dashboard_url}: orch's queue "
                                      "runs beside a cluster that `orch up` started on this machine")
         self.base = info.control_url
+        # A cluster orch did not start here: its head runs `orch serve`, reached through a tunnel.
+        self.unreachable = "" if info.started_by_orch else (
+            f". Is orch's control plane running on the head of {info.dashboard_url} (`orch serve`, see "
+            f"docs/deploy.md) and its port forwarded? Set ORCH_CONTROL_ADDRESS if it listens elsewhere.")
+
+    def _call(self, path: str, data: dict | None = None, method: str | None = None) -> Any:
+        return http(self.base, path, data, method, service="the orch control plane", unreachable=self.unreachable)
 
     def submit(self, submission: dict) -> dict:
-        return http(self.base, "/jobs", submission, "POST")
+        return self._call("/jobs", submission, "POST")
 
     def plan(self, body: dict) -> dict:
         """The plan for a spec against the cluster as orch's jobs hold it now."""
-        return http(self.base, "/plan", body, "POST")
+        return self._call("/plan", body, "POST")
 
     def list(self) -> list[dict]:
-        return http(self.base, "/jobs")
+        return self._call("/jobs")
 
     def get(self, job: str) -> dict:
-        return http(self.base, f"/jobs/{urllib.request.quote(job)}")
+        return self._call(f"/jobs/{urllib.request.quote(job)}")
 
     def cancel(self, job: str) -> dict:
-        return http(self.base, f"/jobs/{urllib.request.quote(job)}/cancel", {}, "POST")
+        return self._call(f"/jobs/{urllib.request.quote(job)}/cancel", {}, "POST")
 
 
 class JobsClient:
@@ -86,20 +113,23 @@ class JobsClient:
     def __init__(self, info: ClusterInfo):
         self.base = info.dashboard_url
 
+    def _http(self, path: str, data: dict | None = None, method: str | None = None) -> Any:
+        return http(self.base, path, data, method, service="the Ray Jobs API")
+
     def list(self) -> list[dict]:
-        return http(self.base, "/api/jobs/")
+        return self._http("/api/jobs/")
 
     def get(self, submission_id: str) -> dict:
-        return http(self.base, f"/api/jobs/{submission_id}")
+        return self._http(f"/api/jobs/{submission_id}")
 
     def logs(self, submission_id: str) -> str:
         try:
-            return http(self.base, f"/api/jobs/{submission_id}/logs")["logs"]
+            return self._http(f"/api/jobs/{submission_id}/logs")["logs"]
         except JobNotFound:  # admitted a moment ago: the control plane has not handed it to Ray yet
             return ""
 
     def stop(self, submission_id: str) -> bool:
-        return bool(http(self.base, f"/api/jobs/{submission_id}/stop", {}, "POST")["stopped"])
+        return bool(self._http(f"/api/jobs/{submission_id}/stop", {}, "POST")["stopped"])
 
     def _sdk(self):
         auth.apply_to_environ()
@@ -107,7 +137,8 @@ class JobsClient:
 
         secret = auth.token()
         try:
-            client = JobSubmissionClient(self.base, headers={"Authorization": f"Bearer {secret}"} if secret else {})
+            with _ray_auth_errors(self.base):
+                client = JobSubmissionClient(self.base, headers={"Authorization": f"Bearer {secret}"} if secret else {})
         except ConnectionError as error:
             raise ClusterUnavailable(f"cannot reach the Ray dashboard at {self.base}: {error}") from None
         # After the client: Ray sets up its loggers on first use. No per-upload INFO lines in the CLI.
@@ -118,7 +149,7 @@ class JobsClient:
         """CPU, memory and GPU use of a job's live Ray Train workers, from the dashboard's
         per-process stats (what its Actors page shows)."""
         job_id = self.get(submission_id).get("job_id")
-        actors = http(self.base, "/logical/actors")["data"]["actors"].values()
+        actors = self._http("/logical/actors")["data"]["actors"].values()
         usage = []
         for actor in actors:
             if actor.get("className") != TRAIN_WORKER or actor.get("state") != "ALIVE" or actor.get("jobId") != job_id:
@@ -140,12 +171,16 @@ class JobsClient:
         """
         runtime_env = {"working_dir": path}
         # Ray's client method: it hashes, zips and uploads only when the package is new.
-        self._sdk()._upload_working_dir_if_needed(runtime_env)
+        sdk = self._sdk()
+        with _ray_auth_errors(self.base):
+            sdk._upload_working_dir_if_needed(runtime_env)
         return runtime_env["working_dir"]
 
     def submit(self, *, entrypoint: str, submission_id: str, runtime_env: dict, metadata: dict[str, str]) -> str:
-        return self._sdk().submit_job(entrypoint=entrypoint, submission_id=submission_id,
-                                      runtime_env=runtime_env, metadata=metadata)
+        sdk = self._sdk()
+        with _ray_auth_errors(self.base):
+            return sdk.submit_job(entrypoint=entrypoint, submission_id=submission_id,
+                                  runtime_env=runtime_env, metadata=metadata)
 
     def follow_logs(self, submission_id: str, poll_s: float = 1.0) -> Iterator[str]:
         """Yield new log text until the job ends."""

@@ -20,6 +20,7 @@ import sys
 import threading
 import time
 import urllib.error
+import urllib.parse
 import urllib.request
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
@@ -36,6 +37,8 @@ DRIVER_SLOTS = 64
 START_TIMEOUT_S = 90
 SIM_OBJECT_STORE_BYTES = 256 * 1024**2
 CONTROL_LOCK = "control.lock"  # held by the live control plane for as long as it runs
+CONTROL_PORT = 8266  # `orch serve`'s port, where `--address` looks for the control plane (beside 8265)
+CONTROL_ADDRESS_ENV = "ORCH_CONTROL_ADDRESS"  # the control plane's URL, when it is not there
 
 
 def orch_home() -> Path:
@@ -86,8 +89,42 @@ def resolve(address: str | None) -> ClusterInfo | None:
     """The cluster to talk to: ``--address``, else ``ORCH_ADDRESS``, else orch's local one."""
     address = address or os.environ.get("ORCH_ADDRESS")
     if address:
-        url = address if "://" in address else f"http://{address}"
-        return ClusterInfo(dashboard_url=url.rstrip("/"), name=url)
+        return _remote(as_url(address))
+    return _local()
+
+
+def as_url(address: str) -> str:
+    """``HOST:PORT`` or a URL, as a URL without a trailing slash."""
+    address = address.strip()
+    return (address if "://" in address else f"http://{address}").rstrip("/")
+
+
+def control_url_for(dashboard_url: str) -> str:
+    """Where the control plane of the cluster whose dashboard is ``dashboard_url`` answers.
+
+    ``ORCH_CONTROL_ADDRESS`` when set; else the dashboard's host on CONTROL_PORT
+    (`orch serve`'s default): a tunnel to the head forwards both ports.
+    """
+    override = os.environ.get(CONTROL_ADDRESS_ENV, "").strip()
+    if override:
+        return as_url(override)
+    host = urllib.parse.urlsplit(dashboard_url).hostname or "127.0.0.1"
+    return f"http://{f'[{host}]' if ':' in host else host}:{CONTROL_PORT}"
+
+
+def _remote(url: str) -> ClusterInfo:
+    """A cluster named by its dashboard URL: orch's local one if it is that, else one whose head
+    runs `orch serve`. It must have token auth (or the user said --insecure)."""
+    local = read_state()
+    if local and local.dashboard_url == url and not os.environ.get(CONTROL_ADDRESS_ENV, "").strip():
+        found = _local()
+        if found:
+            return found
+    auth.check_token_auth(url)
+    return ClusterInfo(dashboard_url=url, name=url, control_url=control_url_for(url))
+
+
+def _local() -> ClusterInfo | None:
     info = read_state()
     # The head is the cluster: a lost worker node leaves a smaller cluster, not none.
     if info and _groups_alive(info.process_groups[:1]):

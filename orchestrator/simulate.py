@@ -153,6 +153,7 @@ class _Simulation:
         self.books = _Books()
         self.runs: dict[str, _Run] = {}
         self.rejected: list[str] = []
+        self.feasible: dict[tuple, bool] = {}  # job shape -> whether it fits the empty cluster
         self.events: list[tuple[float, int, int, str, int]] = []  # (time, finish=0/arrival=1, seq, job, attempt)
         for seq, job in enumerate(sorted(trace, key=lambda j: j.submit_s)):
             if job.name in self.runs:
@@ -173,7 +174,6 @@ class _Simulation:
                 elif attempt == self.runs[name].attempt:  # else a preempted attempt's stale finish
                     self._finish(self.runs[name], now)
             self._schedule(now)
-            self._track_borrowing()
             if self.on_step:
                 self.on_step(now, self.state)
 
@@ -189,10 +189,15 @@ class _Simulation:
                 busy[kind] += held[kind] * elapsed
 
     def _arrive(self, run: _Run) -> None:
-        if isinstance(allocator.plan(run.job.spec, self.empty), allocator.Infeasible):
+        spec = run.job.spec
+        shape = (spec.resources, spec.hints.params, spec.schedule.queue)
+        feasible = self.feasible.get(shape)
+        if feasible is None:
+            feasible = self.feasible[shape] = not isinstance(allocator.plan(spec, self.empty), allocator.Infeasible)
+        if not feasible:
             self.rejected.append(run.job.name)  # `orch submit` refuses these
             return
-        self.state.enqueue(QueuedJob(run.job.name, run.job.spec, run.seq))
+        self.state.enqueue(QueuedJob(run.job.name, spec, run.seq))
 
     def _finish(self, run: _Run, now: float) -> None:
         self.state.stop(run.job.name)
@@ -210,7 +215,8 @@ class _Simulation:
         raise RuntimeError(f"the policy kept preempting at t={now:g}s for {MAX_ROUNDS} rounds")
 
     def _start(self, run: _Run, plan: allocator.Plan, now: float) -> None:
-        self.state.start(run.job.name, plan, started=now)
+        started = self.state.start(run.job.name, plan, started=now)
+        self._track_borrowing(started.queue)
         run.started = now
         if run.first_start is None:
             run.first_start = now
@@ -226,14 +232,15 @@ class _Simulation:
         self.books.preemptions += 1
         self.state.enqueue(QueuedJob(run.job.name, run.job.spec, run.seq))
 
-    def _track_borrowing(self) -> None:
-        for name, queue in self.state.snapshot.queues.items():
-            held = self.state.usage.get(name)
-            if not queue.quota or held is None:
-                continue
-            peaks = self.books.max_borrowed.setdefault(name, {})
-            for key, quota in queue.quota.items():
-                peaks[key] = max(peaks.get(key, 0.0), held[key] - quota)
+    def _track_borrowing(self, name: str) -> None:
+        """Raise queue ``name``'s borrowing peaks to what it holds now (only a start raises them)."""
+        queue = self.state.snapshot.queues.get(name)
+        if queue is None or not queue.quota:
+            return
+        held = self.state.usage[name]
+        peaks = self.books.max_borrowed.setdefault(name, {})
+        for key, quota in queue.quota.items():
+            peaks[key] = max(peaks.get(key, 0.0), held[key] - quota)
 
     def report(self) -> dict[str, Any]:
         done = [run for run in self.runs.values() if run.finish is not None]
