@@ -142,27 +142,33 @@ class JobsClient:
         except ConnectionError as error:
             raise ClusterUnavailable(f"cannot reach the Ray dashboard at {self.base}: {error}") from None
         # After the client: Ray sets up its loggers on first use. No per-upload INFO lines in the CLI.
-        logging.getLogger("ray.dashboard.modules.dashboard_sdk").setLevel(logging.WARNING)
+        for name in ("ray.dashboard.modules.dashboard_sdk", "ray._private.runtime_env.packaging"):
+            logging.getLogger(name).setLevel(logging.WARNING)
         return client
 
     def worker_usage(self, submission_id: str) -> list[dict[str, Any]]:
-        """CPU, memory and GPU use of a job's live Ray Train workers, from the dashboard's
-        per-process stats (what its Actors page shows)."""
+        """CPU, memory and GPU use of a job's live Ray Train workers: the workers from Ray's
+        state API, their processes' figures from each node's stats (what the dashboard shows)."""
         job_id = self.get(submission_id).get("job_id")
-        actors = self._http("/logical/actors")["data"]["actors"].values()
+        query = ("/api/v0/actors?detail=1&limit=10000&filter_keys=class_name&filter_predicates=%3D"
+                 f"&filter_values={TRAIN_WORKER}")
+        workers = [a for a in http(self.base, query)["data"]["result"]["result"]
+                   if a.get("state") == "ALIVE" and a.get("job_id") == job_id and a.get("pid")]
+        nodes = {n: http(self.base, f"/nodes/{n}")["data"]["detail"] for n in {w["node_id"] for w in workers}}
         usage = []
-        for actor in actors:
-            if actor.get("className") != TRAIN_WORKER or actor.get("state") != "ALIVE" or actor.get("jobId") != job_id:
-                continue
-            stats = actor.get("processStats") or {}
+        for worker in workers:
+            node = nodes[worker["node_id"]]
+            stats = next((p for p in node.get("workers") or [] if p.get("pid") == worker["pid"]), {})
+            gpus = [g for g in node.get("gpus") or []
+                    if any(p.get("pid") == worker["pid"] for p in g.get("processesPids") or [])]
             usage.append({
-                "pid": actor.get("pid"), "node_id": actor["address"]["nodeId"],
+                "pid": worker["pid"], "node_id": worker["node_id"],
                 "cpu_percent": stats.get("cpuPercent"), "rss_bytes": (stats.get("memoryInfo") or {}).get("rss"),
                 "gpus": [{"name": g.get("name"), "utilization_percent": g.get("utilizationGpu"),
                           "memory_used_mib": g.get("memoryUsed"), "memory_total_mib": g.get("memoryTotal")}
-                         for g in actor.get("gpus") or []],
+                         for g in gpus],
             })
-        return sorted(usage, key=lambda u: u["pid"] or 0)
+        return sorted(usage, key=lambda u: u["pid"])
 
     def upload_working_dir(self, path: str) -> str:
         """Package and upload a folder to the cluster; returns its ``gcs://`` URI.

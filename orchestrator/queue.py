@@ -10,9 +10,11 @@ Policy ``orch`` (SPEC.md sections 2-4):
 - Quotas: a queue's running jobs hold at most its ``quota``, plus up to
   ``borrow`` more of what the other queues of its cohort leave unused. A job
   that would exceed that waits, and so do the later jobs of its queue that
-  need the same resource (so a big job is not starved by its queue's small ones).
-  Jobs within their queue's own quota are considered first, jobs that must
-  borrow after them (as in Kueue), so borrowing never takes what an owner waits for.
+  need the same resource (so a big job is not starved by its queue's small ones);
+  the quota is checked before anything else, so this holds whatever else the
+  job waits for. Jobs within their queue's own quota are considered first,
+  jobs that must borrow after them (as in Kueue), so borrowing never takes
+  what an owner waits for.
 - Reservations and backfill: a job that does not fit the free resources gets a
   reservation: the share of the least busy nodes it would run on (chosen by
   planning it as if the least busy nodes of its node class were empty).
@@ -24,8 +26,14 @@ Policy ``orch`` (SPEC.md sections 2-4):
   lower in the order lands on it), so each waiting job does start.
   Only the first ``RESERVATIONS`` waiting jobs of a step hold one, the usual
   bound on conservative backfill: deeper reservations would idle the cluster.
-  While a job waits for GPU or TPU nodes, CPU-only jobs stay off those nodes:
-  their CPUs come with the devices, and a CPU job there would block it.
+- Accelerator nodes: the CPUs and memory that come with a node's free
+  devices (its totals shared out per device: 8 CPUs per GPU on a 32-CPU,
+  4-GPU node) are kept off CPU-only work while any queued job may use those
+  devices, wherever it stands in the order: a CPU job there would leave the
+  devices idle until it ends. Only a job whose queue is at its quota plus
+  borrow limit does not count (it waits for its own jobs, not for nodes).
+  CPUs beyond that share, and all of them when no queued job wants the
+  devices, are free for CPU work.
 - Preemption: a job that cannot start may preempt preemptible running jobs of
   lower priority, and a job whose queue stays within its own quota may
   reclaim from preemptible jobs of cohort queues that are over their quota
@@ -35,6 +43,12 @@ Policy ``orch`` (SPEC.md sections 2-4):
   Non-preemptible jobs are never preempted. A job preempts only on node
   classes no job ahead of it waits for (else that job could take what the
   victims free and this one would preempt again), and never to borrow.
+  CPU-only jobs preempt only CPU-only jobs (a device job's CPUs come with
+  its devices, and requeued it would want them back). The job preempting
+  holds its queue's quota for the rest of the step, and its queue does not
+  borrow meanwhile: else a later job of the queue would take that quota,
+  and once the victims stop the preempting job would have to borrow (which
+  never preempts), leave the victims' resources to them, and preempt again.
   Preempted jobs stop after a
   checkpoint, so their resources are free only in a later step; meanwhile
   the job they stop for holds a reservation on what they free.
@@ -503,6 +517,8 @@ class _Step:
         self.keys: set[tuple] | None = None  # all placement keys of the pass, when needed
         self.failed: dict[tuple, str] = {}  # placement keys that did not fit the view -> why
         self.tried: set[tuple] = set()  # (placement key, queue, priority) that looked for victims
+        self.no_victims: dict[tuple, list[frozenset[str]]] = {}  # (key, priority) -> reclaim sets that found none
+        self.cannot_preempt: set[tuple] = set()  # placement keys whose nodes a job ahead waits for
         self.behind: dict[tuple[str, str], str] = {}  # (queue, resource) -> job waiting for that quota
         self.victims: set[str] = set()
         self.kept = self._wanted_devices()  # accelerator node classes whose devices queued jobs want
@@ -627,7 +643,8 @@ class _Step:
             if taken:
                 spared = allocator.plan(job.spec, self._spared_view())
                 if not (isinstance(spared, Plan) and spared.status == "placeable"):
-                    kept = f"waits for CPUs: the free ones are on {', '.join(taken)}, kept for jobs waiting for its devices"
+                    kept = (f"waits for CPUs: the free ones are on {', '.join(taken)}, "
+                            f"kept for jobs waiting for its devices")
                     self.failed.setdefault(key, kept)
                     return kept
                 result = spared
@@ -681,7 +698,8 @@ class _Step:
             if cid in self.kept:
                 node = free.nodes[pos]
                 left = {key: node.free.get(key, 0.0) - amount for key, amount in demand.items()}
-                if any(left.get(key, 0.0) < share - EPS for key, share in device_share(index.classes[cid], node).items()):
+                share = device_share(index.classes[cid], node)
+                if any(left.get(key, 0.0) < amount - EPS for key, amount in share.items()):
                     taken.append(name)
         return sorted(taken)
 
@@ -724,7 +742,11 @@ class _Step:
             return reason
         # Preempt only where no job ahead waits: the next step re-plans those jobs first, and one
         # could take what the victims free, leaving this job to preempt again (and again).
-        preempting = None if classes & self.waiting_on else self._preempt(job, key, need)
+        if classes & self.waiting_on:
+            self.cannot_preempt.add(key)  # waiting_on only grows: no job of this key preempts this step
+            preempting = None
+        else:
+            preempting = self._preempt(job, key, need)
         self.waiting_on.update(classes)
         if preempting:
             return preempting
@@ -827,21 +849,27 @@ class _Step:
         # would take what its victims free (borrowing uses only what is left unused).
         if self.lending or (key, job.queue, job.priority) in self.tried:
             return False
-        if (key, None, job.priority) in self.tried and not self._may_reclaim(job):
-            return False  # a job like it found no victims, and this one reclaims none either
+        # Shortcuts from jobs like it, unless jobs are stopping: then it goes on to claim what they free.
+        if not self.stopping:
+            if key in self.cannot_preempt:
+                return False
+            failures = self.no_victims.get((key, job.priority))
+            if failures and any(self._may_reclaim_from(job) <= earlier for earlier in failures):
+                return False  # a job like it found no victims among as many candidates or more
         return self._may_preempt_below(job.priority)
 
-    def _may_reclaim(self, job: QueuedJob) -> bool:
-        """Could ``job`` reclaim (``_reclaim_from``): its queue stays within its own quota, and some
-        other queue of its cohort is over its quota."""
+    def _may_reclaim_from(self, job: QueuedJob) -> frozenset[str]:
+        """A superset of what ``_reclaim_from`` gives ``job``, without its plan: the other queues of its
+        cohort over their quota, when its queue stays within its own quota."""
         queue = self.queues.get(job.queue)
         if not self.borrowing or queue is None or not queue.quota or not queue.cohort:
-            return False
+            return frozenset()
         held = self.usage.get(queue.name, {})
         for key, amount in _least(job.spec.resources).items():
             if amount > EPS and key in queue.quota and held.get(key, 0.0) + amount > queue.quota[key] + EPS:
-                return False
-        return any(other.name != queue.name and self._over_own_quota(other) for other in self._cohort(queue))
+                return frozenset()
+        return frozenset(other.name for other in self._cohort(queue)
+                         if other.name != queue.name and self._over_own_quota(other))
 
     def _preempt(self, job: QueuedJob, key: tuple, need: Mapping[str, float]) -> str | None:
         """Ask the fewest suitable victims to stop so ``job`` fits; the reason it waits, or None."""
@@ -860,9 +888,9 @@ class _Step:
             key=lambda r: (r.priority, -r.held[kind], -r.started))
         victims, fit = self._victims(job, candidates)
         if not victims or self._classes(fit) & self.waiting_on:
-            if not reclaim:
-                # Victims only get fewer within a step: jobs of this key and priority need not look again.
-                self.tried.add((key, None, job.priority))
+            # Within a step candidates only get fewer and the free resources less: a job of this key
+            # and priority with no more queues to reclaim from need not look again.
+            self.no_victims.setdefault((key, job.priority), []).append(frozenset(reclaim))
             return None
         for victim in victims:
             why = "higher-priority" if victim.priority < job.priority else f"queue {job.queue} reclaims its quota for"

@@ -159,25 +159,37 @@ def results_panel(data: dict[str, Any]) -> Panel:
 
 
 def follow(job: str, address: str | None, quiet: bool = False) -> api.JobView:
-    """Wait for a job, showing its state, epoch and latest metrics live."""
+    """Wait for a job, showing its state, epoch and latest metrics: live on a terminal,
+    one line per change of state or epoch when piped (logs, CI)."""
     if quiet:
         return api.wait(job, address)
     from rich.console import Console
 
     console = Console(stderr=True)
     started = time.time()
-    with Live(console=console, refresh_per_second=4, transient=False) as live:
-        def update(view: api.JobView) -> None:
-            epoch = (view.metrics or {}).get("epoch")
-            line = Text.assemble((f"{view.job} ", "bold"), (view.state, STATE_STYLE.get(view.state, "")),
-                                 f"  {int(time.time() - started)}s",
-                                 f"  epoch {epoch}" if epoch is not None else "",
-                                 f"  {_metrics_text(view.metrics)}" if view.metrics else "")
-            live.update(line)
+    if console.is_terminal:
+        with Live(console=console, refresh_per_second=4, transient=False) as live:
+            view = api.wait(job, address, on_update=lambda v: live.update(_progress(v, started)))
+    else:
+        shown: list[tuple] = []
+
+        def update(v: api.JobView) -> None:
+            key = (v.state, (v.metrics or {}).get("epoch"))
+            if not shown or shown[-1] != key:
+                shown.append(key)
+                console.print(_progress(v, started))
 
         view = api.wait(job, address, on_update=update)
     console.print(status_panel(view))
     return view
+
+
+def _progress(view: api.JobView, started: float) -> Text:
+    epoch = (view.metrics or {}).get("epoch")
+    return Text.assemble((f"{view.job} ", "bold"), (view.state, STATE_STYLE.get(view.state, "")),
+                         f"  {int(time.time() - started)}s",
+                         f"  epoch {epoch}" if epoch is not None else "",
+                         f"  {_metrics_text(view.metrics)}" if view.metrics else "")
 
 
 def simulation_tables(report: dict[str, Any]) -> Group:

@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import json
-import time
 
 import pytest
 
@@ -344,11 +343,13 @@ def test_synthetic_plans_are_consistent():
     assert statuses == {"placeable", "queued", "infeasible"}
 
 
-def test_thousand_nodes_plan_fast():
+def test_thousand_nodes_every_placeable_plan_fits_what_is_free():
+    # Speed is benchmarks/allocator_scale.py's job; here, correctness at scale.
     snap = synthetic_cluster(1000, busy=0.5)
-    jobs = synthetic_jobs(5000, seed=5)
-    start = time.perf_counter()
-    for spec in jobs:
-        plan(spec, snap)
-    rate = len(jobs) / (time.perf_counter() - start)
-    assert rate > 5000, f"{rate:.0f} plans/s"  # the benchmark holds the real target (20,000/s)
+    free = {n.name: n.free for n in snap.nodes}
+    for spec in synthetic_jobs(2000, seed=5):
+        decision = plan(spec, snap)
+        if getattr(decision, "status", None) != "placeable":
+            continue
+        for node, taken in decision.demand().items():
+            assert all(free[node].get(k, 0.0) + 1e-9 >= v for k, v in taken.items()), (spec.name, node)

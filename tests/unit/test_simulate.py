@@ -3,9 +3,12 @@
 from __future__ import annotations
 
 import json
+import random
 
 import pytest
 
+from orchestrator import queue as queue_module
+from orchestrator import simulate as simulate_module
 from orchestrator.errors import SpecError
 from orchestrator.simulate import check_invariants, load_trace, percentile, simulate, trace_job
 from orchestrator.snapshot import load_cluster_file, snapshot_from_cluster
@@ -153,3 +156,64 @@ def test_fifo_blocks_behind_the_head_where_orch_backfills():
     # orch reserves cpu-1 for big and runs the small jobs one by one on cpu-0's spare CPU.
     assert orch["by_class"]["big"] == fifo["by_class"]["big"]
     assert orch["by_class"]["small"]["mean_wait_s"] < 25
+
+
+def test_a_non_preemptible_borrower_keeps_running_and_the_owner_waits():
+    snapshot = cluster({"name": "a100", "count": 2, "cpus": 16, "memory": "64GiB", "accelerator": "A100:4"},
+                       queues=LAB)
+    gpu4 = {"accelerator": "A100:4"}
+    lines = [job("a1", 0, 100, queue="a", resources=gpu4), job("a2", 0, 100, queue="a", preemptible=False,
+                                                               resources=gpu4),
+             job("b1", 10, 10, queue="b", priority=900, resources=gpu4, cls="owner")]
+    report = run(snapshot, lines)
+    assert report["by_queue"]["a"]["max_borrowed"]["GPU"] == 4  # a borrowed b's idle quota
+    assert report["preemptions"] == 0
+    assert report["by_class"]["owner"]["mean_wait_s"] == 90  # until a borrower ends
+
+
+def scale_trace(jobs: int, seed: int) -> list[dict]:
+    """A small overloaded trace in the shape of benchmarks/simulate_scale.py: CPU, GPU and TPU jobs
+    on six queues in two cohorts, mixed priorities, some preemptible."""
+    rng = random.Random(seed)
+    shapes = [("cpu-1", {"cpus": 1}), ("cpu-5", {"cpus": 5}), ("cpu-20", {"cpus": 20}),
+              ("gpu", {"cpus": 8, "accelerator": "GPU:1"}), ("tpu", {"cpus": 32, "accelerator": "TPU-v4:4"})]
+    lines = []
+    for i in range(jobs):
+        name, resources = rng.choices(shapes, (0.5, 0.25, 0.12, 0.1, 0.03))[0]
+        preemptible = rng.random() < 0.4
+        lines.append(job(f"j{i}", round(i * 1.5, 1), rng.choice((60, 200, 600)), cls=name,
+                         queue=f"q{rng.randrange(6)}", priority=rng.choice((50, 100, 500)), preemptible=preemptible,
+                         resources=resources, **({"checkpoint_s": 60} if preemptible else {})))
+    return lines
+
+
+SCALE_NODES = ({"name": "cpu", "count": 4, "cpus": 32, "memory": "128GiB"},
+               {"name": "a100", "count": 1, "cpus": 32, "memory": "256GiB", "accelerator": "A100:4"},
+               {"name": "v4", "count": 1, "cpus": 32, "memory": "128GiB", "accelerator": "TPU-v4:4"})
+SCALE_QUEUES = {f"q{i}": {"quota": {"CPU": 32}, "cohort": f"c{i // 3}", "borrow": {"CPU": 64}} for i in range(6)}
+
+
+def test_borrow_limits_hold_at_every_instant_of_an_overloaded_trace(monkeypatch):
+    """Borrowing and reclaim all through a busy trace: limits hold at every instant, and the simulator's
+    fast decisions (no reasons) are the ones the control plane's explained decisions would be."""
+    snapshot = cluster(*SCALE_NODES, queues=SCALE_QUEUES)
+    compared = []
+
+    def both(state, policy, explain=True):
+        fast = queue_module.decide(state, policy, explain=False)
+        explained = queue_module.decide(state, policy, explain=True)
+        assert [j for j, _ in fast.admit] == [j for j, _ in explained.admit]
+        assert fast.preempt == explained.preempt
+        compared.append(bool(fast.admit or fast.preempt))
+        return fast
+
+    def check(now, state):
+        problems = check_invariants(state)
+        assert not problems, f"t={now}: {problems}"
+
+    monkeypatch.setattr(simulate_module, "decide", both)
+    report = run(snapshot, scale_trace(600, seed=7), on_step=check)
+    assert report["jobs"] == 600 and sum(compared) > 200
+    assert report["preemptions"] > 0
+    borrowed = [row["max_borrowed"]["CPU"] for row in report["by_queue"].values() if "max_borrowed" in row]
+    assert max(borrowed) > 0 and all(peak <= 64 for peak in borrowed)
