@@ -27,6 +27,7 @@ from typing import Any, Callable
 from orchestrator import allocator, autoscale, events, queue
 from orchestrator.client import JobsClient
 from orchestrator.errors import InfeasibleError, JobNotFound
+from orchestrator.entry import TEMPFAIL
 from orchestrator.launch import launch_request, plan_record
 from orchestrator.snapshot import ClusterSnapshot
 from orchestrator.spec import JobSpec
@@ -163,12 +164,13 @@ class Control:
         self.store.transition(row.id, state, reason, **fields)
 
     def _restart_lost_driver(self, row: JobRow, info: dict) -> bool:
-        """Requeue a job whose driver was killed (signal, OOM, lost node) while it ran, within
+        """Requeue a job whose driver was killed (signal, OOM, lost node) or lost a Ray process it
+        needs (exit TEMPFAIL) while it ran, within
         ``failure.max_failures``. The next attempt resumes from storage: Train from its last
         checkpoint, a sweep from its experiment state, so finished trials do not run again.
         A loop that failed on its own (its driver says so) is not retried here."""
         code = info.get("driver_exit_code")
-        killed = code is None or code < 0 or code >= 128
+        killed = code is None or code < 0 or code >= 128 or code == TEMPFAIL
         if not killed or events.last(events.parse(self.jobs.logs(row.ray_submission_id)), "failed"):
             return False
         budget = JobSpec.model_validate(row.spec).failure.max_failures

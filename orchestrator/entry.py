@@ -13,6 +13,7 @@ import sys
 from orchestrator import events
 
 PAYLOAD_ENV = "ORCH_JOB"
+TEMPFAIL = 75  # sysexits' EX_TEMPFAIL: lost to the infrastructure, worth another attempt
 
 
 def main() -> int:
@@ -31,6 +32,9 @@ def main() -> int:
     except train.TrainingFailed as failure:
         events.emit("failed", error=str(failure))
         return 1
+    except train.InfrastructureLost as lost:
+        events.emit("lost", error=str(lost))
+        return TEMPFAIL  # the control plane requeues it, like a killed driver
     events.emit("result", **result)
     return 0
 

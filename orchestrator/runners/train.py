@@ -10,6 +10,7 @@ import sys
 from pathlib import Path
 from typing import Any, Callable
 
+import ray.exceptions
 from ray.train import CheckpointConfig, FailureConfig, RunConfig, ScalingConfig, UserCallback
 
 from orchestrator import events
@@ -21,6 +22,10 @@ RESULT_FILE = "orch_result.json"
 
 class TrainingFailed(Exception):
     """The trainer gave up (worker-group failures beyond max_failures, or a bad loop)."""
+
+
+class InfrastructureLost(Exception):
+    """A Ray process the run needs died under it (its Train controller): a restart may succeed."""
 
 
 class ProgressCallback(UserCallback):
@@ -44,6 +49,8 @@ def run(payload: dict[str, Any]) -> dict[str, Any]:
     )
     try:
         result = trainer.fit()
+    except ray.exceptions.RayActorError as error:  # Train's controller process died: not the loop's doing
+        raise InfrastructureLost(f"{type(error).__name__}: {str(error).splitlines()[0]}") from error
     except Exception as error:  # Ray Train raises TrainingFailedError subclasses, loops anything
         raise TrainingFailed(f"{type(error).__name__}: {error}") from error
     summary = {

@@ -48,6 +48,7 @@ def test_torch_mlp_trains_to_90_percent_and_shows_in_ray(local_cluster):
     assert len(data["best_checkpoints"]) == 2
 
 
+@pytest.mark.soak  # TensorFlow's start-up makes it a minute; `make soak`
 def test_keras_mlp_trains_with_tensorflow(local_cluster):
     pytest.importorskip("tensorflow")
     view = _submit_and_wait("jobs/digits/keras-mlp.yaml")

@@ -93,6 +93,7 @@ def test_finetune_starts_from_pretrained_weights_and_predict_matches(local_clust
     assert shown["metrics"]["rows_per_s"] > 0
 
 
+@pytest.mark.soak  # ~70 s; the sweep's driver-kill test covers restarts in `make test`
 def test_killed_driver_resumes_past_a_half_written_checkpoint(local_cluster):
     from orchestrator.client import JobsClient
 

@@ -75,7 +75,8 @@ def test_killed_control_plane_loses_no_job(local_cluster):
 
     running = _submit("name=crash-run", "config.epochs=6")
     _wait_for(running, lambda v: v["state"] == "RUNNING")
-    queued = [_submit(f"name=crash-q{i}", "config.epochs=1") for i in range(5)]
+    # One worker each, so two of them run at a time once the running job is done.
+    queued = [_submit(f"name=crash-q{i}", "config.epochs=1", "resources.workers=1") for i in range(5)]
     assert all(_status(j)["state"] == "QUEUED" for j in queued)
 
     pgid = cluster.read_state().control_pgid
@@ -105,6 +106,6 @@ def test_concurrent_submits_lose_and_double_nothing(local_cluster):
     assert sum(1 for v in mine if v["name"] == "same-name") == 10
     assert _status("same-name")["job"] == max((v for v in mine if v["name"] == "same-name"),
                                                key=lambda v: v["submitted_at"])["job"]
-    for job in [*ids, blocker]:
-        assert run_orch("cancel", job).returncode == 0
+    with ThreadPoolExecutor(max_workers=10) as pool:
+        assert all(done.returncode == 0 for done in pool.map(lambda job: run_orch("cancel", job), [*ids, blocker]))
     assert all(_status(j)["state"] == "CANCELLED" for j in ids)

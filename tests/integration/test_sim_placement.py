@@ -116,6 +116,7 @@ def test_sweep_with_fallback_runs_trials_on_both_kinds_at_once(sim_home, tmp_pat
     assert overlapping == 3  # every slot busy at once, never more than the slots
 
 
+@pytest.mark.soak  # ~90 s; `make soak`
 def test_job_survives_the_loss_of_a_worker_node(sim_home, tmp_path):
     # Last in this module: it kills one of the cluster's nodes.
     import signal

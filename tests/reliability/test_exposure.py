@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import os
 import urllib.error
 import urllib.request
 
@@ -18,7 +19,7 @@ def _listening(pgid: int) -> set[tuple[str, int]]:
     found = set()
     for proc in psutil.process_iter(["pid"]):
         try:
-            if __import__("os").getpgid(proc.pid) != pgid:
+            if os.getpgid(proc.pid) != pgid:
                 continue
             found |= {(c.laddr.ip, c.laddr.port) for c in proc.net_connections(kind="tcp")
                       if c.status == psutil.CONN_LISTEN}
@@ -35,7 +36,15 @@ def _status_without_token(url: str) -> int:
         return error.code
 
 
+def _current(local_cluster):
+    """The cluster as recorded now: other tests kill and restart the control plane."""
+    from orchestrator import cluster
+
+    return cluster.require(None)
+
+
 def test_control_plane_and_dashboard_listen_on_loopback_only(local_cluster):
+    local_cluster = _current(local_cluster)
     control = _listening(local_cluster.control_pgid)
     assert control and {ip for ip, _ in control} <= LOOPBACK, control
     dashboard_port = int(local_cluster.dashboard_url.rsplit(":", 1)[1])
@@ -49,6 +58,7 @@ def test_control_plane_and_dashboard_listen_on_loopback_only(local_cluster):
 
 
 def test_nothing_answers_without_the_token(local_cluster):
+    local_cluster = _current(local_cluster)
     codes = {"control plane": _status_without_token(f"{local_cluster.control_url}/jobs"),
              "Jobs API": _status_without_token(f"{local_cluster.dashboard_url}/api/jobs/")}
     refused = sum(code == 401 for code in codes.values())

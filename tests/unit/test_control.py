@@ -15,6 +15,7 @@ import pytest
 
 from orchestrator import events
 from orchestrator.control import ACTIVE, Control
+from orchestrator.entry import TEMPFAIL
 from orchestrator.errors import InfeasibleError
 from orchestrator.snapshot import ClusterFile, ClusterSnapshot, Node, NodeEntry, snapshot_from_cluster
 from orchestrator.spec import JobSpec
@@ -277,3 +278,14 @@ def test_a_job_no_node_type_can_hold_is_refused_at_submit_with_reasons(scaling):
 def test_without_an_autoscaler_a_job_for_missing_nodes_is_refused_as_before(control):
     with pytest.raises(InfeasibleError):
         _gpu_job(control, "gpu")
+
+
+def test_a_driver_that_lost_its_ray_processes_is_requeued(control):
+    _submit(control, "one")
+    control.step()
+    control.jobs.log["one"] = f"{events.MARK} {json.dumps({'event': 'lost', 'error': 'ActorDiedError: ...'})}\n"
+    control.jobs.end("one", "FAILED")
+    control.jobs.jobs["one"]["driver_exit_code"] = TEMPFAIL
+    control.step()
+    row = control.store.get("one")
+    assert row.state in ACTIVE and row.attempt == 2 and row.ray_submission_id == "one-attempt2"
