@@ -235,6 +235,19 @@ def _known_secrets(row: dict) -> frozenset[str]:
                      if name in parts.secret and os.environ.get(var))
 
 
+def queue_usage(address: str | None = None) -> dict[str, dict[str, float]]:
+    """What each queue's admitted jobs hold now (queue -> resource -> amount), from orch's plans."""
+    control, _ = _clients(address)
+    usage: dict[str, dict[str, float]] = {}
+    for row in control.list():
+        if row["state"] not in ("STARTING", "RUNNING") or not row["plan"]:
+            continue
+        held = usage.setdefault(row["queue"], {})
+        for resource, amount in row["plan"]["per_worker"].items():
+            held[resource] = held.get(resource, 0.0) + amount * row["plan"]["workers"]
+    return usage
+
+
 def cancel(job: str, address: str | None = None) -> JobView:
     control, _ = _clients(address)
     return _view(control.cancel(job))

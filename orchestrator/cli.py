@@ -118,16 +118,16 @@ def down(debug: bool = Debug):
 @command("cluster")
 def cluster_status(address: Optional[str] = Address, insecure: bool = Insecure, json_out: bool = Json,
                    debug: bool = Debug):
-    """Nodes, their hardware, free and used resources."""
+    """Nodes, their hardware, free and used resources; queues with quota, use and what they borrow."""
+    from orchestrator import api, render
     from orchestrator import cluster as clusters
-    from orchestrator import render
 
     info = clusters.require(address)
     snap = clusters.live_snapshot(info)
-    data = render.cluster_json(info, snap)
+    data = render.cluster_json(info, snap, api.queue_usage(address))
     if json_out:
         return _print_json(data)
-    _console().print(render.cluster_table(data))
+    _console().print(render.cluster_table(data), render.queues_table(data))
 
 
 # ---- specs and plans ---------------------------------------------------------------

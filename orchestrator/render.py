@@ -34,14 +34,30 @@ def _resources(resources: dict[str, float]) -> str:
     return " ".join(parts)
 
 
-def cluster_json(info: ClusterInfo, snap: ClusterSnapshot) -> dict[str, Any]:
+def cluster_json(info: ClusterInfo, snap: ClusterSnapshot, usage: dict[str, dict[str, float]]) -> dict[str, Any]:
+    """Nodes, and queues with what their jobs hold now and how much of it is borrowed (over quota)."""
+    queues = {}
+    for name, queue in snap.queues.items():
+        used = usage.get(name, {})
+        borrowed = {k: v - (queue.quota or {}).get(k, 0.0) for k, v in used.items()
+                    if queue.quota is not None and k in queue.quota and v > queue.quota[k]}
+        queues[name] = {**asdict(queue), "used": used, "borrowed": borrowed}
     return {
         "dashboard": info.dashboard_url,
         "name": snap.name,
         "nodes": [{"name": n.name, "node_id": n.node_id, "total": dict(n.total), "free": dict(n.free),
                    "labels": dict(n.labels)} for n in snap.nodes],
-        "queues": {name: asdict(q) for name, q in snap.queues.items()},
+        "queues": queues,
     }
+
+
+def queues_table(data: dict[str, Any]) -> Table:
+    table = Table("queue", "cohort", "quota", "borrow limit", "used", "borrowed", title="queues")
+    for name, queue in data["queues"].items():
+        table.add_row(name, queue["cohort"] or "-", _resources(queue["quota"] or {}) or "unlimited",
+                      _resources(queue["borrow"] or {}) or "-", _resources(queue["used"]) or "-",
+                      _resources(queue["borrowed"]) or "-")
+    return table
 
 
 def cluster_table(data: dict[str, Any]) -> Table:

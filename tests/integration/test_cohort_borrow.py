@@ -54,6 +54,14 @@ def test_borrowed_cpu_is_reclaimed_for_its_owner(teams):
         assert time.monotonic() < deadline, _view(borrower)
         time.sleep(1)
 
+    shown = run_orch("cluster", "--json")
+    assert shown.returncode == 0, shown.stderr
+    queues = json.loads(shown.stdout)["queues"]
+    assert queues["team-a"]["used"]["CPU"] == 2 and queues["team-a"]["borrowed"] == {"CPU": 1}
+    assert queues["team-a"]["quota"] == {"CPU": 1} and queues["team-a"]["cohort"] == "lab"
+    table = run_orch("cluster").stdout
+    assert "team-a" in table and "borrowed" in table
+
     owner = _submit("name=owner", "schedule.queue=team-b", "resources.workers=1", "config.epochs=2")
     owned = wait_until_ended(owner)
     assert owned["state"] == "SUCCEEDED"

@@ -44,6 +44,7 @@ def _train_workers(local_cluster, job: str) -> list[dict]:
     return [a for a in actors if a["state"] == "ALIVE" and a["job_id"] == ray_job_id]
 
 
+@pytest.mark.soak  # ~70 s; `make soak`
 def test_killed_worker_resumes_from_the_last_checkpoint(local_cluster):
     job = _submit("jobs/digits/torch-mlp.yaml", "name=worker-kill", "failure.max_failures=1",
                   "config.epochs=10", wait=False)["job"]

@@ -70,6 +70,7 @@ def test_preempted_job_resumes_from_its_checkpoint(local_cluster):
     assert second[-1] == 9
 
 
+@pytest.mark.soak  # ~2 min; `make soak` (tests/unit/test_control.py covers the relaunch logic)
 def test_killed_control_plane_loses_no_job(local_cluster):
     from orchestrator import cluster
 

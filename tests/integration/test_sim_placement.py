@@ -91,6 +91,7 @@ def test_infeasible_job_is_rejected_with_the_missing_hardware(sim_home, tmp_path
     assert "H100" in done.stderr and "Traceback" not in done.stderr
 
 
+@pytest.mark.soak  # ~90 s; `make soak`
 def test_sweep_with_fallback_runs_trials_on_both_kinds_at_once(sim_home, tmp_path):
     # [A100:4, T4:1] on two 4xA100 nodes and one T4 node: three trial slots, two
     # A100 and one T4; a fourth trial waits for a slot instead of overcommitting.

@@ -49,6 +49,7 @@ def _events(local_cluster, submission_id: str) -> list[dict]:
     return events.parse(JobsClient(local_cluster).logs(submission_id))
 
 
+@pytest.mark.soak  # ~90 s; `make soak` (tests/unit/test_control.py covers the requeue)
 def test_killed_sweep_driver_resumes_without_rerunning_finished_trials(local_cluster):
     pytest.importorskip("optuna")
     done = run_orch("submit", "jobs/digits/torch-sweep.yaml", "--json", "--set", "name=sweep-kill",
