@@ -7,6 +7,7 @@ this session started are stopped, by process group.
 
 from __future__ import annotations
 
+import contextlib
 import json
 import os
 import subprocess
@@ -102,3 +103,19 @@ def wait_until_ended(job: str, timeout: float = 600) -> dict:
             return view
         assert time.monotonic() < deadline, f"{job} did not end within {timeout:.0f} s: {view}"
         time.sleep(2)
+
+
+@contextlib.contextmanager
+def own_cluster(cluster_file: str | None, prefix: str):
+    """A second cluster under its own ORCH_HOME, set while the block runs (beside the session's)."""
+    from orchestrator import cluster
+
+    home = tempfile.mkdtemp(prefix=prefix)  # short: Ray's unix sockets live under it
+    previous = os.environ["ORCH_HOME"]
+    os.environ["ORCH_HOME"] = home
+    try:
+        cluster.up(cluster_file, progress=lambda _: None)
+        yield home
+    finally:
+        cluster.down(progress=lambda _: None)
+        os.environ["ORCH_HOME"] = previous

@@ -8,13 +8,11 @@ own quota, and team-a's job requeues and resumes from its checkpoint.
 from __future__ import annotations
 
 import json
-import os
-import tempfile
 import time
 
 import pytest
 
-from tests.conftest import REPO, run_orch, wait_until_ended
+from tests.conftest import REPO, own_cluster, run_orch, wait_until_ended
 
 pytestmark = pytest.mark.ray
 CLUSTER = REPO / "tests" / "data" / "clusters" / "two-teams.yaml"
@@ -22,17 +20,8 @@ CLUSTER = REPO / "tests" / "data" / "clusters" / "two-teams.yaml"
 
 @pytest.fixture(scope="module")
 def teams(orch_home):
-    from orchestrator import cluster
-
-    home = tempfile.mkdtemp(prefix="orch-teams-")
-    previous = os.environ["ORCH_HOME"]
-    os.environ["ORCH_HOME"] = home
-    try:
-        cluster.up(str(CLUSTER), progress=lambda _: None)
+    with own_cluster(str(CLUSTER), "orch-teams-") as home:
         yield home
-    finally:
-        cluster.down(progress=lambda _: None)
-        os.environ["ORCH_HOME"] = previous
 
 
 def _submit(*sets: str) -> str:

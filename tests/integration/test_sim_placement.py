@@ -8,13 +8,12 @@ from __future__ import annotations
 
 import json
 import os
-import tempfile
 import time
 from pathlib import Path
 
 import pytest
 
-from tests.conftest import REPO, run_orch, wait_until_ended
+from tests.conftest import REPO, own_cluster, run_orch, wait_until_ended
 
 pytestmark = pytest.mark.ray
 WHERE = REPO / "tests" / "data" / "placement"
@@ -23,17 +22,8 @@ WHERE = REPO / "tests" / "data" / "placement"
 @pytest.fixture(scope="module")
 def sim_home(orch_home):
     """The mixed cluster under its own ORCH_HOME, beside the session's local one."""
-    from orchestrator import cluster
-
-    home = tempfile.mkdtemp(prefix="orch-sim-")
-    previous = os.environ["ORCH_HOME"]
-    os.environ["ORCH_HOME"] = home
-    try:
-        cluster.up(str(REPO / "cluster" / "mixed-sim.yaml"), progress=lambda _: None)
+    with own_cluster(str(REPO / "cluster" / "mixed-sim.yaml"), "orch-sim-") as home:
         yield home
-    finally:
-        cluster.down(progress=lambda _: None)
-        os.environ["ORCH_HOME"] = previous
 
 
 def _job(tmp_path: Path, accelerator: str, workers: int = 1) -> Path:
