@@ -119,3 +119,19 @@ def own_cluster(cluster_file: str | None, prefix: str):
     finally:
         cluster.down(progress=lambda _: None)
         os.environ["ORCH_HOME"] = previous
+
+
+def http_status(url: str, token: str | None = None) -> int:
+    """The HTTP status a GET gets, with ``Authorization: Bearer TOKEN`` when a token is given
+    (an empty one included); 0 when nothing listens."""
+    import urllib.error
+    import urllib.request
+
+    request = urllib.request.Request(url, headers={"Authorization": f"Bearer {token}"} if token is not None else {})
+    try:
+        with urllib.request.urlopen(request, timeout=5) as reply:
+            return reply.status
+    except urllib.error.HTTPError as error:
+        return error.code
+    except (urllib.error.URLError, OSError):
+        return 0

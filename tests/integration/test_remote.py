@@ -15,13 +15,11 @@ import socket
 import subprocess
 import tempfile
 import time
-import urllib.error
-import urllib.request
 from pathlib import Path
 
 import pytest
 
-from tests.conftest import ORCH, REPO, run_orch
+from tests.conftest import ORCH, REPO, http_status, run_orch
 
 pytestmark = pytest.mark.ray
 WHERE = REPO / "tests" / "data" / "placement"
@@ -189,17 +187,6 @@ def _port_free(port: int) -> bool:
     return True
 
 
-def _answers(url: str, token: str | None) -> int:
-    request = urllib.request.Request(url, headers={"Authorization": f"Bearer {token}"} if token else {})
-    try:
-        with urllib.request.urlopen(request, timeout=5) as reply:
-            return reply.status
-    except urllib.error.HTTPError as error:
-        return error.code
-    except (urllib.error.URLError, OSError):
-        return 0
-
-
 def test_serve_runs_a_control_plane_for_a_head_it_finds_from_the_dashboard(remote, client, tmp_path):
     """`orch serve` on the head: finds the GCS from the dashboard's port, listens on loopback
     with the token required, and `--address` clients reach it on 8266 (or where told)."""
@@ -216,12 +203,12 @@ def test_serve_runs_a_control_plane_for_a_head_it_finds_from_the_dashboard(remot
     url = f"http://127.0.0.1:{port}"
     try:
         deadline = time.monotonic() + 120
-        while _answers(f"{url}/health", auth.token()) != 200:
+        while http_status(f"{url}/health", auth.token()) != 200:
             assert serve.poll() is None, f"`orch serve` exited {serve.returncode}: {log.read_text()}"
             assert time.monotonic() < deadline, f"`orch serve` did not answer within 120 s: {log.read_text()}"
             time.sleep(0.5)
-        assert _answers(f"{url}/jobs", None) == 401
-        assert _answers(f"{url}/jobs", "wrong") == 401
+        assert http_status(f"{url}/jobs", None) == 401
+        assert http_status(f"{url}/jobs", "wrong") == 401
         env = {**client, "ORCH_CONTROL_ADDRESS": "" if default else url}
         listed = orch(remote, env, "list", "--json")
         assert listed.returncode == 0, listed.stdout + listed.stderr

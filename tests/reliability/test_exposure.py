@@ -3,13 +3,11 @@
 from __future__ import annotations
 
 import os
-import urllib.error
-import urllib.request
 
 import psutil
 import pytest
 
-from tests.conftest import record_figure
+from tests.conftest import http_status, record_figure
 
 pytestmark = pytest.mark.ray
 LOOPBACK = {"127.0.0.1", "::1"}
@@ -26,14 +24,6 @@ def _listening(pgid: int) -> set[tuple[str, int]]:
         except (psutil.Error, ProcessLookupError, PermissionError):
             continue
     return found
-
-
-def _status_without_token(url: str) -> int:
-    try:
-        with urllib.request.urlopen(url, timeout=5) as reply:
-            return reply.status
-    except urllib.error.HTTPError as error:
-        return error.code
 
 
 def _current(local_cluster):
@@ -59,8 +49,8 @@ def test_control_plane_and_dashboard_listen_on_loopback_only(local_cluster):
 
 def test_nothing_answers_without_the_token(local_cluster):
     local_cluster = _current(local_cluster)
-    codes = {"control plane": _status_without_token(f"{local_cluster.control_url}/jobs"),
-             "Jobs API": _status_without_token(f"{local_cluster.dashboard_url}/api/jobs/")}
+    codes = {"control plane": http_status(f"{local_cluster.control_url}/jobs"),
+             "Jobs API": http_status(f"{local_cluster.dashboard_url}/api/jobs/")}
     refused = sum(code == 401 for code in codes.values())
     record_figure("auth: requests without the token answered (control plane, Jobs API)",
                   len(codes) - refused, "0 (HTTP 401)", refused == len(codes))

@@ -19,7 +19,7 @@ import pytest
 
 from orchestrator import auth, cluster, service
 from orchestrator.errors import ClusterUnavailable
-from tests.conftest import REPO, run_orch
+from tests.conftest import REPO, http_status, run_orch
 
 TOKEN = "stand-in-token"
 WHERE = REPO / "tests" / "data" / "placement"
@@ -298,20 +298,6 @@ def test_serve_on_a_taken_port_exits_3(dashboard, client_env, tmp_path):
 # ---- the control plane's HTTP side ---------------------------------------------------
 
 
-def _status_of(url: str, token: str | None) -> int:
-    import urllib.error
-    import urllib.request
-
-    request = urllib.request.Request(url, headers={"Authorization": f"Bearer {token}"} if token is not None else {})
-    try:
-        with urllib.request.urlopen(request, timeout=5) as reply:
-            return reply.status
-    except urllib.error.HTTPError as error:
-        return error.code
-    except (urllib.error.URLError, OSError):
-        return 0  # nothing listens (yet)
-
-
 def test_control_plane_lets_in_only_the_token(monkeypatch, tmp_path):
     monkeypatch.setenv("RAY_AUTH_TOKEN", TOKEN)
     server = service.serve(None, 0, "127.0.0.1")
@@ -320,10 +306,10 @@ def test_control_plane_lets_in_only_the_token(monkeypatch, tmp_path):
         host, port = server.server_address[:2]
         assert host == "127.0.0.1"
         url = f"http://127.0.0.1:{port}/health"
-        assert [_status_of(url, t) for t in (TOKEN, None, "wrong", "")] == [200, 401, 401, 401]
+        assert [http_status(url, t) for t in (TOKEN, None, "wrong", "")] == [200, 401, 401, 401]
         monkeypatch.setenv("RAY_AUTH_TOKEN", "")  # the token went away: nobody, not "Bearer " with nothing
         monkeypatch.setenv("RAY_AUTH_TOKEN_PATH", str(tmp_path / "gone"))
-        assert [_status_of(url, t) for t in (TOKEN, None, "")] == [401, 401, 401]
+        assert [http_status(url, t) for t in (TOKEN, None, "")] == [401, 401, 401]
     finally:
         server.shutdown()
         server.server_close()
