@@ -72,6 +72,45 @@ def _ray_auth_errors(base: str) -> Iterator[None]:
 
 
 TRAIN_WORKER = "RayTrainWorker"  # the actor class of Ray Train's workers
+DATA_WORKER = "MapWorker"  # Ray Data's map_batches actors are "MapWorker(MapBatches(<class>))"
+
+
+def worker_role(class_name: str) -> str | None:
+    """"train" or "predict" for an actor class that runs a job's own code, else None."""
+    if class_name == TRAIN_WORKER:
+        return "train"
+    return "predict" if class_name.startswith(DATA_WORKER) else None
+
+
+def usage_rows(workers: list[dict], nodes: dict[str, dict], now: float) -> list[dict[str, Any]]:
+    """One row per worker actor (state API rows) with its process's figures from its node's
+    dashboard stats (``/nodes/{id}`` details). A node agent reports every few seconds, so a
+    worker that started since its last report has no figures yet (None), and each row says
+    how old its node's figures are. GPUs are those the process uses (with its own memory on
+    each); TPU chips are not per process, so a row shows its node's."""
+    rows = []
+    for worker in workers:
+        node, pid = nodes.get(worker["node_id"]) or {}, worker["pid"]
+        proc = next((p for p in node.get("workers") or [] if p.get("pid") == pid), None)
+        gpus = []
+        for gpu in node.get("gpus") or []:
+            mine = next((p for p in gpu.get("processesPids") or [] if p.get("pid") == pid), None)
+            if mine is not None:
+                gpus.append({"index": gpu.get("index"), "name": gpu.get("name"),
+                             "utilization_percent": gpu.get("utilizationGpu"),
+                             "process_memory_mib": mine.get("gpuMemoryUsage"),
+                             "memory_used_mib": gpu.get("memoryUsed"), "memory_total_mib": gpu.get("memoryTotal")})
+        rows.append({
+            "pid": pid, "node_id": worker["node_id"], "role": worker_role(worker.get("class_name", "")),
+            "figures_age_s": max(round(now - node["now"], 1), 0.0) if proc and node.get("now") else None,
+            "cpu_percent": proc.get("cpuPercent") if proc else None,
+            "rss_bytes": (proc.get("memoryInfo") or {}).get("rss") if proc else None,
+            "gpus": gpus,
+            "node_tpus": [{"index": tpu.get("index"), "name": tpu.get("name"),
+                           "tensorcore_percent": tpu.get("tensorcoreUtilization"),
+                           "hbm_percent": tpu.get("hbmUtilization")} for tpu in node.get("tpus") or []],
+        })
+    return sorted(rows, key=lambda row: row["pid"])
 
 
 class ControlClient:
@@ -147,28 +186,17 @@ class JobsClient:
         return client
 
     def worker_usage(self, submission_id: str) -> list[dict[str, Any]]:
-        """CPU, memory and GPU use of a job's live Ray Train workers: the workers from Ray's
-        state API, their processes' figures from each node's stats (what the dashboard shows)."""
+        """CPU, memory and GPU use of a job's live workers (Ray Train workers, Ray Data map
+        workers): the workers from Ray's state API, their processes' figures from the dashboard
+        agent of each worker's node (what the dashboard's cluster view shows)."""
         job_id = self.get(submission_id).get("job_id")
-        query = ("/api/v0/actors?detail=1&limit=10000&filter_keys=class_name&filter_predicates=%3D"
-                 f"&filter_values={TRAIN_WORKER}")
+        if not job_id:
+            return []
+        query = f"/api/v0/actors?detail=1&limit=10000&filter_keys=job_id&filter_predicates=%3D&filter_values={job_id}"
         workers = [a for a in http(self.base, query)["data"]["result"]["result"]
-                   if a.get("state") == "ALIVE" and a.get("job_id") == job_id and a.get("pid")]
+                   if a.get("state") == "ALIVE" and a.get("pid") and worker_role(a.get("class_name", ""))]
         nodes = {n: http(self.base, f"/nodes/{n}")["data"]["detail"] for n in {w["node_id"] for w in workers}}
-        usage = []
-        for worker in workers:
-            node = nodes[worker["node_id"]]
-            stats = next((p for p in node.get("workers") or [] if p.get("pid") == worker["pid"]), {})
-            gpus = [g for g in node.get("gpus") or []
-                    if any(p.get("pid") == worker["pid"] for p in g.get("processesPids") or [])]
-            usage.append({
-                "pid": worker["pid"], "node_id": worker["node_id"],
-                "cpu_percent": stats.get("cpuPercent"), "rss_bytes": (stats.get("memoryInfo") or {}).get("rss"),
-                "gpus": [{"name": g.get("name"), "utilization_percent": g.get("utilizationGpu"),
-                          "memory_used_mib": g.get("memoryUsed"), "memory_total_mib": g.get("memoryTotal")}
-                         for g in gpus],
-            })
-        return sorted(usage, key=lambda u: u["pid"])
+        return usage_rows(workers, nodes, time.time())
 
     def upload_working_dir(self, path: str) -> str:
         """Package and upload a folder to the cluster; returns its ``gcs://`` URI.

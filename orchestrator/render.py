@@ -146,14 +146,20 @@ def status_panel(view: api.JobView) -> Panel:
 
 
 def _usage_text(worker: dict[str, Any]) -> str:
-    parts = [f"node {worker['node_id'][:8]}"]
-    if worker["cpu_percent"] is not None:
-        parts.append(f"CPU {worker['cpu_percent']:.0f}%")
+    parts = [f"{worker['role']} worker on node {worker['node_id'][:8]}"]
+    if worker["cpu_percent"] is None:
+        parts.append("figures not reported yet (the node's agent reports every few seconds)")
+        return "  ".join(parts)
+    parts.append(f"CPU {worker['cpu_percent']:.0f}%")
     if worker["rss_bytes"]:
         parts.append(f"memory {_gib(worker['rss_bytes'])}")
     for gpu in worker["gpus"]:
-        parts.append(f"{gpu['name']} {gpu['utilization_percent'] or 0:.0f}% "
-                     f"{gpu['memory_used_mib'] or 0:.0f}/{gpu['memory_total_mib'] or 0:.0f} MiB")
+        parts.append(f"GPU {gpu['index']} {gpu['name']}: {gpu['utilization_percent'] or 0:.0f}%, "
+                     f"{gpu['process_memory_mib'] or 0:.0f} MiB of {gpu['memory_total_mib'] or 0:.0f}")
+    for tpu in worker["node_tpus"]:
+        parts.append(f"node TPU {tpu['index']}: tensorcore {tpu['tensorcore_percent'] or 0:.0f}%, "
+                     f"HBM {tpu['hbm_percent'] or 0:.0f}%")
+    parts.append(f"({worker['figures_age_s']:.0f} s ago)")
     return "  ".join(parts)
 
 

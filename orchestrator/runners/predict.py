@@ -10,6 +10,7 @@ the chosen device. Rows keep their input order.
 
 from __future__ import annotations
 
+import os
 import time
 from pathlib import Path
 from typing import Any
@@ -28,7 +29,9 @@ BATCH_ROWS = 256
 
 def run(payload: dict[str, Any]) -> dict[str, Any]:
     spec = JobSpec.model_validate(payload["spec"])
-    predictor = load_entrypoint(spec.entrypoint, Path.cwd())
+    predictor, args = load_entrypoint(spec.entrypoint, Path.cwd()), (dict(spec.config),)
+    if payload.get("secrets"):
+        predictor, args = _WithEnv, (predictor, payload["secrets"], *args)
     checkpoint = loop.init_checkpoint()
     if checkpoint is None:
         raise TrainingFailed("predict.model did not resolve to a checkpoint")
@@ -40,7 +43,7 @@ def run(payload: dict[str, Any]) -> dict[str, Any]:
     started = time.perf_counter()
     with checkpoint.as_directory() as model_dir:
         dataset = ray.data.from_arrow(_table(inputs)).map_batches(
-            predictor, fn_constructor_args=(model_dir, dict(spec.config)), batch_size=BATCH_ROWS,
+            predictor, fn_constructor_args=(model_dir, *args), batch_size=BATCH_ROWS,
             batch_format="numpy", concurrency=payload["plan"]["workers"],
             **_actor_resources(payload["plan"]["per_worker"]))
         batches = list(dataset.iter_batches(batch_format="numpy", batch_size=None))
@@ -52,6 +55,19 @@ def run(payload: dict[str, Any]) -> dict[str, Any]:
                "checkpoint": checkpoint.path, "best_checkpoints": [], "path": str(folder), "output": str(output)}
     save_summary(summary)
     return summary
+
+
+class _WithEnv:
+    """A predictor that sets the job's secret env values in its worker before it is built.
+    They travel in the pickled constructor arguments, not in a runtime env that Ray's APIs
+    would show (as ``runners.train._WithEnv`` does for loops)."""
+
+    def __init__(self, model_dir: str, predictor: type, env: dict[str, str], config: dict):
+        os.environ.update(env)
+        self.inner = predictor(model_dir, config)
+
+    def __call__(self, batch: dict[str, np.ndarray]) -> dict[str, np.ndarray]:
+        return self.inner(batch)
 
 
 def _read(path: str) -> dict[str, np.ndarray]:

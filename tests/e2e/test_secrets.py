@@ -6,6 +6,7 @@ import hashlib
 import json
 from pathlib import Path
 
+import numpy as np
 import pytest
 
 from tests.conftest import REPO, record_figure, run_orch
@@ -54,3 +55,27 @@ def test_missing_secret_variable_exits_2_naming_the_field(local_cluster, tmp_pat
     path.write_text(json.dumps(spec))
     done = run_orch("submit", str(path))
     assert done.returncode == 2 and "env.API_KEY.from_env" in done.stderr and "Traceback" not in done.stderr
+
+
+def test_secret_env_reaches_predict_workers(local_cluster, tmp_path):
+    model = tmp_path / "model"
+    model.mkdir()
+    (model / "weights.bin").write_bytes(b"0")
+    np.savez(tmp_path / "rows.npz", x=np.arange(10.0))
+    spec = {"name": "secret-predict", "entrypoint": "probe_predict.py:Predictor",
+            "working_dir": str(REPO / "tests/data/placement"), "config": {"probe": "API_KEY"},
+            "resources": {"workers": 1, "cpus": 1, "memory": "1GiB"},
+            "env": {"API_KEY": {"from_env": "ORCH_TEST_API_KEY", "secret": True}},
+            "predict": {"model": str(model), "input": str(tmp_path / "rows.npz"), "output": "out.npz"}}
+    path = tmp_path / "job.yaml"
+    path.write_text(json.dumps(spec))
+    done = run_orch("submit", str(path), "--wait", "--json", env={"ORCH_TEST_API_KEY": SECRET})
+    assert done.returncode == 0, done.stdout + done.stderr
+    job = json.loads(done.stdout)["job"]
+    output = json.loads(run_orch("results", job, "--json").stdout)["output"]
+    probes = set(np.load(output)["probe"])
+    assert probes == {int(hashlib.sha256(SECRET.encode()).hexdigest()[:12], 16)}
+
+    from orchestrator.client import JobsClient
+
+    assert SECRET not in json.dumps(JobsClient(local_cluster).get(job)) + done.stdout
