@@ -11,12 +11,14 @@ from __future__ import annotations
 
 import contextlib
 import fcntl
+import hashlib
 import json
 import os
 import signal
 import socket
 import subprocess
 import sys
+import tempfile
 import threading
 import time
 import urllib.error
@@ -266,14 +268,13 @@ def _start_nodes(info: ClusterInfo, nodes: list[Node], progress) -> None:
     progress(f"starting Ray head {head.name} (dashboard {info.dashboard_url})")
     head_args = ["--head", "--port", str(gcs_port), "--dashboard-host", "127.0.0.1",
                  "--dashboard-port", str(dash_port), "--ray-client-server-port", str(_free_port())]
-    info.process_groups.append(_spawn(head, head_args, logs, info.gcs_address, is_head=True))
+    info.process_groups.append(_spawn(head, head_args, logs, is_head=True))
     _wait_until(lambda: _answers(f"{info.dashboard_url}/api/jobs/"), "the Ray head", logs / f"{head.name}.log")
     _wait_for_nodes(info.gcs_address, 1)
     # One at a time: several raylets starting at once on a small machine time out.
     for joined, node in enumerate(workers, start=2):
         progress(f"starting Ray node {node.name}")
-        info.process_groups.append(_spawn(node, ["--address", info.gcs_address], logs, info.gcs_address,
-                                          is_head=False))
+        info.process_groups.append(_spawn(node, ["--address", info.gcs_address], logs, is_head=False))
         _wait_for_nodes(info.gcs_address, joined)
 
 
@@ -293,9 +294,22 @@ def _start_control(info: ClusterInfo) -> None:
                 orch_home() / "logs" / "control.log")
 
 
-def _spawn(node: Node, role_args: list[str], logs: Path, gcs_address: str, is_head: bool) -> int:
+def ray_temp_dir() -> Path:
+    """This cluster's own Ray temp dir, short (Ray's unix sockets live under it) and one per ORCH_HOME.
+
+    Ray's job supervisor starts each driver with RAY_ADDRESS set to "auto", which
+    it resolves from ``<temp dir>/ray_current_cluster``: the last head started
+    with that temp dir. In the shared default (/tmp/ray), a Ray head started
+    later on the same machine (another orch cluster, anyone's ``ray start``)
+    would take this cluster's drivers, and a stale file would hang them.
+    """
+    digest = hashlib.sha256(str(orch_home().resolve()).encode()).hexdigest()[:10]
+    return Path(tempfile.gettempdir(), f"orch-ray-{digest}")
+
+
+def _spawn(node: Node, role_args: list[str], logs: Path, is_head: bool) -> int:
     args = [_ray_executable(), "start", "--block", "--disable-usage-stats", *role_args,
-            *_resource_args(node, is_head),
+            "--temp-dir", str(ray_temp_dir()), *_resource_args(node, is_head),
             "--dashboard-agent-listen-port", str(_free_port()),
             "--dashboard-agent-grpc-port", str(_free_port()),
             "--runtime-env-agent-port", str(_free_port()),
@@ -304,8 +318,6 @@ def _spawn(node: Node, role_args: list[str], logs: Path, gcs_address: str, is_he
     env = auth.ray_env()
     # Job drivers run `python`: make it this interpreter, which has orch and Ray installed.
     env["PATH"] = f"{Path(sys.executable).parent}{os.pathsep}{env.get('PATH', '')}"
-    # Drivers connect to this cluster even when another runs on the machine (Ray would pick the newest).
-    env["RAY_ADDRESS"] = gcs_address
     proc = subprocess.Popen(args, stdout=log, stderr=subprocess.STDOUT, stdin=subprocess.DEVNULL,
                             start_new_session=True, env=env)
     return proc.pid  # start_new_session: the pid is the process group id

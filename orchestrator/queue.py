@@ -100,10 +100,12 @@ class JobState(str, Enum):
 _S = JobState
 # STARTING may go straight to SUCCEEDED/FAILED (a job that ends before a poll sees
 # it run) or to PREEMPTED (stopped for another job while its workers start).
+# STARTING and RUNNING go back to QUEUED when the job's driver was lost (killed, its
+# node gone) within ``failure.max_failures``: the next attempt resumes from storage.
 TRANSITIONS: Mapping[JobState, frozenset[JobState]] = {
     _S.QUEUED: frozenset({_S.STARTING, _S.CANCELLED, _S.FAILED}),
-    _S.STARTING: frozenset({_S.RUNNING, _S.SUCCEEDED, _S.FAILED, _S.CANCELLED, _S.PREEMPTED}),
-    _S.RUNNING: frozenset({_S.SUCCEEDED, _S.FAILED, _S.CANCELLED, _S.PREEMPTED}),
+    _S.STARTING: frozenset({_S.RUNNING, _S.SUCCEEDED, _S.FAILED, _S.CANCELLED, _S.PREEMPTED, _S.QUEUED}),
+    _S.RUNNING: frozenset({_S.SUCCEEDED, _S.FAILED, _S.CANCELLED, _S.PREEMPTED, _S.QUEUED}),
     _S.PREEMPTED: frozenset({_S.QUEUED, _S.CANCELLED}),
     _S.SUCCEEDED: frozenset(),
     _S.FAILED: frozenset(),

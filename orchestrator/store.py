@@ -10,12 +10,15 @@ from __future__ import annotations
 
 import contextlib
 import json
+import logging
 import sqlite3
 import threading
 import time
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any, Iterable
+
+from orchestrator.queue import JobState, check_transition
 
 SCHEMA = """
 CREATE TABLE IF NOT EXISTS jobs (
@@ -46,7 +49,8 @@ CREATE TABLE IF NOT EXISTS secrets (
     env TEXT NOT NULL
 );
 """
-TERMINAL = ("SUCCEEDED", "FAILED", "CANCELLED")
+TERMINAL = tuple(state.value for state in JobState if state.is_terminal)
+log = logging.getLogger(__name__)
 _JSON_COLUMNS = ("spec", "request", "plan", "history")
 
 
@@ -157,15 +161,25 @@ class Store:
         with self._lock:
             self._db.execute(f"UPDATE jobs SET {columns} WHERE id = ?", (*fields.values(), job_id))
 
-    def transition(self, job_id: str, state: str, reason: str | None = None, **fields: Any) -> None:
-        """Move a job to ``state``, recording it in the job's history."""
+    def transition(self, job_id: str, state: str, reason: str | None = None, **fields: Any) -> bool:
+        """Move a job to ``state``, recording it in the job's history. A move its current state
+        does not allow (``queue.TRANSITIONS``) changes nothing and returns False: a poll that
+        saw a job end after it was cancelled, say, leaves it CANCELLED."""
         with self._lock:
-            row = self._db.execute("SELECT history FROM jobs WHERE id = ?", (job_id,)).fetchone()
-            history = json.loads(row["history"]) if row else []
+            row = self._db.execute("SELECT state, history FROM jobs WHERE id = ?", (job_id,)).fetchone()
+            if row is None:
+                return False
+            try:
+                check_transition(row["state"], state)
+            except ValueError as refused:
+                log.warning("job %s: %s; left %s", job_id, refused, row["state"])
+                return False
+            history = json.loads(row["history"])
             history.append({"state": state, "at": time.time(), "reason": reason})
             self.update(job_id, state=state, reason=reason, history=history, **fields)
             if state in TERMINAL:  # an ended job runs no more: its secrets go
                 self._db.execute("DELETE FROM secrets WHERE id = ?", (job_id,))
+        return True
 
     def close(self) -> None:
         with self._lock:

@@ -138,6 +138,17 @@ def test_preempted_job_is_stopped_when_the_grace_runs_out(control):
     assert control.jobs.jobs["low"]["status"] == "STOPPED"
 
 
+def test_the_store_refuses_moves_the_job_states_do_not_allow(control):
+    _submit(control, "a")
+    history = control.store.get("a").history
+    assert control.store.transition("a", "RUNNING") is False  # QUEUED -> RUNNING skips STARTING
+    assert _state(control, "a") == "QUEUED" and control.store.get("a").history == history
+    assert control.store.transition("a", "CANCELLED", "cancelled") is True
+    # A poll that saw the job end after the cancel leaves it cancelled.
+    assert control.store.transition("a", "SUCCEEDED") is False
+    assert _state(control, "a") == "CANCELLED" and control.store.get("a").reason == "cancelled"
+
+
 def test_a_job_written_but_never_handed_to_ray_is_launched_again(control):
     _submit(control, "one")
     control.step()

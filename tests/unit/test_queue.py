@@ -279,6 +279,7 @@ def test_unknown_policy():
 @pytest.mark.parametrize(("old", "new", "ok"), [
     ("QUEUED", "STARTING", True), ("STARTING", "RUNNING", True), ("RUNNING", "SUCCEEDED", True),
     ("RUNNING", "PREEMPTED", True), ("PREEMPTED", "QUEUED", True), ("QUEUED", "CANCELLED", True),
+    ("RUNNING", "QUEUED", True), ("CANCELLED", "SUCCEEDED", False),
     ("SUCCEEDED", "RUNNING", False), ("QUEUED", "RUNNING", False), ("PREEMPTED", "RUNNING", False),
 ])
 def test_transitions(old, new, ok):

@@ -1,0 +1,33 @@
+"""Two orch clusters on one machine: a job runs on the cluster it was submitted to,
+even when another Ray head started on the machine after that cluster did."""
+
+from __future__ import annotations
+
+import json
+import os
+
+import pytest
+
+from tests.conftest import REPO, own_cluster, run_orch
+
+pytestmark = pytest.mark.ray
+
+
+def test_a_job_runs_on_its_own_cluster_when_a_newer_one_is_up(local_cluster, tmp_path):
+    from orchestrator.client import http
+
+    first = os.environ["ORCH_HOME"]
+    out = tmp_path / "out"
+    out.mkdir()
+    spec = {"name": "stays-home", "entrypoint": "where.py:train_loop",
+            "working_dir": str(REPO / "tests/data/placement"), "config": {"out": str(out)},
+            "resources": {"workers": 1, "cpus": 1, "memory": "1GiB"}}
+    path = tmp_path / "job.yaml"
+    path.write_text(json.dumps(spec))
+    # The second head starts after the session's; Ray's job supervisor resolves a driver's
+    # cluster from its temp dir's "last head started" file.
+    with own_cluster(None, "orch-2nd-"):
+        done = run_orch("submit", str(path), "--wait", "--json", timeout=300, env={"ORCH_HOME": first})
+    assert done.returncode == 0 and json.loads(done.stdout)["state"] == "SUCCEEDED", done.stdout + done.stderr
+    ours = {n["node_id"] for n in http(local_cluster.dashboard_url, "/api/v0/nodes")["data"]["result"]["result"]}
+    assert json.loads(next(out.glob("*rank-0.json")).read_text())["node_id"] in ours
