@@ -159,7 +159,8 @@ def _usage_text(worker: dict[str, Any]) -> str:
     for tpu in worker["node_tpus"]:
         parts.append(f"node TPU {tpu['index']}: tensorcore {tpu['tensorcore_percent'] or 0:.0f}%, "
                      f"HBM {tpu['hbm_percent'] or 0:.0f}%")
-    parts.append(f"({worker['figures_age_s']:.0f} s ago)")
+    if worker["figures_age_s"] is not None:
+        parts.append(f"({worker['figures_age_s']:.0f} s ago)")
     return "  ".join(parts)
 
 
