@@ -268,13 +268,14 @@ def _start_nodes(info: ClusterInfo, nodes: list[Node], progress) -> None:
     progress(f"starting Ray head {head.name} (dashboard {info.dashboard_url})")
     head_args = ["--head", "--port", str(gcs_port), "--dashboard-host", "127.0.0.1",
                  "--dashboard-port", str(dash_port), "--ray-client-server-port", str(_free_port())]
-    info.process_groups.append(_spawn(head, head_args, logs, is_head=True))
+    info.process_groups.append(_spawn(head, head_args, logs, info.gcs_address, is_head=True))
     _wait_until(lambda: _answers(f"{info.dashboard_url}/api/jobs/"), "the Ray head", logs / f"{head.name}.log")
     _wait_for_nodes(info.gcs_address, 1)
     # One at a time: several raylets starting at once on a small machine time out.
     for joined, node in enumerate(workers, start=2):
         progress(f"starting Ray node {node.name}")
-        info.process_groups.append(_spawn(node, ["--address", info.gcs_address], logs, is_head=False))
+        info.process_groups.append(_spawn(node, ["--address", info.gcs_address], logs, info.gcs_address,
+                                          is_head=False))
         _wait_for_nodes(info.gcs_address, joined)
 
 
@@ -307,7 +308,7 @@ def ray_temp_dir() -> Path:
     return Path(tempfile.gettempdir(), f"orch-ray-{digest}")
 
 
-def _spawn(node: Node, role_args: list[str], logs: Path, is_head: bool) -> int:
+def _spawn(node: Node, role_args: list[str], logs: Path, gcs_address: str, is_head: bool) -> int:
     args = [_ray_executable(), "start", "--block", "--disable-usage-stats", *role_args,
             "--temp-dir", str(ray_temp_dir()), *_resource_args(node, is_head),
             "--dashboard-agent-listen-port", str(_free_port()),
@@ -318,6 +319,10 @@ def _spawn(node: Node, role_args: list[str], logs: Path, is_head: bool) -> int:
     env = auth.ray_env()
     # Job drivers run `python`: make it this interpreter, which has orch and Ray installed.
     env["PATH"] = f"{Path(sys.executable).parent}{os.pathsep}{env.get('PATH', '')}"
+    # Workers inherit this: Ray's helpers that run in them with no address (Train's placement
+    # group cleaner) would otherwise read /tmp/ray's last head, or fail with two heads up.
+    # (Drivers get the address from the job supervisor, which reads ray_temp_dir().)
+    env["RAY_ADDRESS"] = gcs_address
     proc = subprocess.Popen(args, stdout=log, stderr=subprocess.STDOUT, stdin=subprocess.DEVNULL,
                             start_new_session=True, env=env)
     return proc.pid  # start_new_session: the pid is the process group id

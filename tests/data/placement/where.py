@@ -1,6 +1,7 @@
 """A loop that records where Ray put each worker: node id, node labels, accelerator ids
-(with config "probe", a hash of that env variable as the worker sees it; with
-"hold_s", it runs that long and records when it started and ended)."""
+and the cluster address a worker's Ray calls resolve without one (as Ray Train's own
+helpers do); with config "probe", a hash of that env variable as the worker sees it;
+with "hold_s", it runs that long and records when it started and ended)."""
 
 import hashlib
 import json
@@ -9,6 +10,14 @@ import time
 
 import ray
 import ray.train
+from ray._private import services
+
+
+def _default_address() -> str:
+    try:
+        return services.canonicalize_bootstrap_address_or_die(None)
+    except Exception as error:  # the record says what a Ray helper would have failed with
+        return f"unresolved: {error}"
 
 
 def train_loop(config):
@@ -25,6 +34,7 @@ def train_loop(config):
         "node_id": context.get_node_id(),
         "labels": context.get_node_labels(),
         "accelerator_ids": {k: list(v) for k, v in context.get_accelerator_ids().items()},
+        "default_address": _default_address(),
     }
     if "probe" in config:
         seen = os.environ.get(config["probe"])
