@@ -336,15 +336,15 @@ def _run_timed(args: list[str], env: dict, cwd: Path) -> tuple[subprocess.Comple
     """Run ARGS; return its result and the CPU time of that process alone. (RUSAGE_CHILDREN
     would also count any earlier child that Python's subprocess module reaps meanwhile, such
     as a `ray start` a test cluster left behind.)"""
-    proc = subprocess.Popen(args, cwd=cwd, env=env, stdout=subprocess.PIPE, stderr=subprocess.PIPE)
-    killer = threading.Timer(60, proc.kill)
-    killer.start()
-    with ThreadPoolExecutor(2) as pool:
-        out, err = pool.submit(proc.stdout.read), pool.submit(proc.stderr.read)
-        _, status, usage = os.wait4(proc.pid, 0)
-        stdout, stderr = (part.result().decode("utf-8", errors="replace") for part in (out, err))
-    killer.cancel()
-    proc.returncode = os.waitstatus_to_exitcode(status)
+    with subprocess.Popen(args, cwd=cwd, env=env, stdout=subprocess.PIPE, stderr=subprocess.PIPE) as proc:
+        killer = threading.Timer(60, proc.kill)
+        killer.start()
+        with ThreadPoolExecutor(2) as pool:
+            out, err = pool.submit(proc.stdout.read), pool.submit(proc.stderr.read)
+            _, status, usage = os.wait4(proc.pid, 0)
+            stdout, stderr = (part.result().decode("utf-8", errors="replace") for part in (out, err))
+        killer.cancel()
+        proc.returncode = os.waitstatus_to_exitcode(status)  # reaped here: the context exit must not wait again
     return subprocess.CompletedProcess(args, proc.returncode, stdout, stderr), usage.ru_utime + usage.ru_stime
 
 
