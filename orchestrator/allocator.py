@@ -67,14 +67,18 @@ class Plan:
     rejected: tuple[tuple[str, str], ...]  # (option, reason)
     reasons: tuple[str, ...]
     why: str
+    # A sweep's further trial slots, run at once with this one (``trial_plans``); the queue adds them.
+    trials: tuple[Plan, ...] = ()
 
     def demand(self) -> dict[str, dict[str, float]]:
-        """Resources this plan takes per node, for ``ClusterSnapshot.allocate``/``release``."""
+        """Resources this plan takes per node, its trial slots included, for
+        ``ClusterSnapshot.allocate``/``release``."""
         taken: dict[str, dict[str, float]] = {}
-        for name in self.nodes:
-            node = taken.setdefault(name, {})
-            for key, amount in self.per_worker.items():
-                node[key] = node.get(key, 0.0) + amount
+        for part in (self, *self.trials):
+            for name in part.nodes:
+                node = taken.setdefault(name, {})
+                for key, amount in part.per_worker.items():
+                    node[key] = node.get(key, 0.0) + amount
         return taken
 
 
@@ -517,15 +521,14 @@ def _params(count: int) -> str:
     return f"{count / 1e9:g}B" if count >= 1e9 else f"{count / 1e6:g}M"
 
 
-def trial_plans(spec: JobSpec, snapshot: ClusterSnapshot) -> list[Plan]:
-    """The sweep's trial slots: one plan per trial that fits ``snapshot``'s free resources at once.
+def trial_plans(spec: JobSpec, snapshot: ClusterSnapshot, limit: int) -> list[Plan]:
+    """Up to ``limit`` sweep trial slots: one plan per trial that fits ``snapshot``'s free resources at once.
 
     Each trial is a whole worker group (gang), planned and taken from the free
     resources one after another, so the slots never overlap and running trials
     never wait on each other's CPUs. With a fallback list, later slots may get a
-    later option (A100 slots first, then T4). Capped at ``samples``.
+    later option (A100 slots first, then T4).
     """
-    limit = spec.sweep.samples if spec.sweep else 1
     slots: list[Plan] = []
     while len(slots) < limit:
         decision = plan(spec, snapshot)
@@ -534,9 +537,3 @@ def trial_plans(spec: JobSpec, snapshot: ClusterSnapshot) -> list[Plan]:
         snapshot = snapshot.allocate(decision.demand())
         slots.append(decision)
     return slots
-
-
-def concurrent_trials(spec: JobSpec, snapshot: ClusterSnapshot) -> int:
-    """How many trials run at once: the slots that fit now, at least 1 (a trial that
-    does not fit now waits like any job)."""
-    return max(len(trial_plans(spec, snapshot)), 1)

@@ -20,7 +20,7 @@ from typing import Any, Callable
 from orchestrator import allocator, cluster, events
 from orchestrator.client import ControlClient, JobsClient
 from orchestrator.errors import ClusterUnavailable, InfeasibleError, JobNotFound, SpecError
-from orchestrator.launch import launch_request, plan_record
+from orchestrator.launch import launch_request, plan_record, record_demand
 from orchestrator.loop import INIT_FROM_ENV
 from orchestrator.runners.frameworks import worker_env
 from orchestrator.secrets import redact, redact_stream, resolve_env, split_env
@@ -243,8 +243,9 @@ def queue_usage(address: str | None = None) -> dict[str, dict[str, float]]:
         if row["state"] not in ("STARTING", "RUNNING") or not row["plan"]:
             continue
         held = usage.setdefault(row["queue"], {})
-        for resource, amount in row["plan"]["per_worker"].items():
-            held[resource] = held.get(resource, 0.0) + amount * row["plan"]["workers"]
+        for resources in record_demand(row["plan"]).values():
+            for resource, amount in resources.items():
+                held[resource] = held.get(resource, 0.0) + amount
     return usage
 
 

@@ -28,7 +28,7 @@ from orchestrator import allocator, autoscale, events, queue
 from orchestrator.client import JobsClient
 from orchestrator.errors import InfeasibleError, JobNotFound
 from orchestrator.entry import TEMPFAIL
-from orchestrator.launch import launch_request, plan_record
+from orchestrator.launch import launch_request, plan_record, record_demand
 from orchestrator.snapshot import ClusterSnapshot
 from orchestrator.spec import JobSpec
 from orchestrator.store import JobRow, Store
@@ -294,12 +294,7 @@ def _held(snapshot: ClusterSnapshot, running: list[JobRow]) -> ClusterSnapshot:
 
 def _demand(row: JobRow) -> dict[str, dict[str, float]]:
     """node -> resources a stored plan holds (as ``Plan.demand()`` for a live plan)."""
-    demand: dict[str, dict[str, float]] = {}
-    for node in (row.plan or {}).get("nodes", []):
-        held = demand.setdefault(node, {})
-        for resource, amount in row.plan["per_worker"].items():
-            held[resource] = held.get(resource, 0.0) + amount
-    return demand
+    return record_demand(row.plan or {})
 
 
 def queue_state(queued: list[JobRow], running: list[JobRow], snapshot: ClusterSnapshot) -> queue.QueueState:

@@ -24,7 +24,21 @@ def plan_record(plan: allocator.Plan, snapshot: ClusterSnapshot) -> dict[str, An
     """The plan as stored with the job: SPEC.md's plan JSON plus its Ray Train settings."""
     chosen = set(plan.nodes)
     simulated = any(n.labels.get(SIMULATED_LABEL) == "true" for n in snapshot.nodes if n.name in chosen)
-    return {**allocator.to_json(plan), "scaling": allocator.scaling_config_kwargs(plan, simulated=simulated)}
+    record = {**allocator.to_json(plan), "scaling": allocator.scaling_config_kwargs(plan, simulated=simulated)}
+    if plan.trials:
+        record["trials"] = [plan_record(trial, snapshot) for trial in plan.trials]
+    return record
+
+
+def record_demand(record: dict[str, Any]) -> dict[str, dict[str, float]]:
+    """node -> resources a stored plan holds, its sweep's trial slots included (``Plan.demand()``)."""
+    demand: dict[str, dict[str, float]] = {}
+    for part in (record, *record.get("trials", ())):
+        for node in part.get("nodes", ()):
+            held = demand.setdefault(node, {})
+            for resource, amount in part["per_worker"].items():
+                held[resource] = held.get(resource, 0.0) + amount
+    return demand
 
 
 def launch_request(job_id: str, spec_json: dict, runtime_env: dict, plan: dict, attempt: int,

@@ -53,6 +53,11 @@ Policy ``orch`` (SPEC.md sections 2-4):
   checkpoint, so their resources are free only in a later step; meanwhile
   the job they stop for holds a reservation on what they free.
 
+- Sweeps: an admitted sweep also gets the further trial slots that fit what
+  is left then (``max_concurrent``: ``auto`` or a cap), within its queue's own
+  quota, and holds them all until it ends (``Plan.trials``): its trials run
+  at once on resources the books count.
+
 Policy ``fifo`` is SPEC.md's baseline: one queue in submit order, no
 priorities, quotas, backfill or preemption; the first job that does not fit
 blocks all behind it.
@@ -63,7 +68,7 @@ from __future__ import annotations
 import bisect
 import heapq
 from collections import Counter
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from enum import Enum
 from functools import cached_property
 from typing import Iterable, Iterator, Mapping
@@ -181,8 +186,9 @@ def totals(parts: Iterable[Mapping[str, float]]) -> dict[str, float]:
 
 
 def plan_totals(plan: Plan) -> dict[str, float]:
-    """What ``plan`` holds in all, per quota resource."""
-    return {key: plan.per_worker.get(key, 0.0) * plan.workers for key in QUOTA_RESOURCES}
+    """What ``plan`` holds in all, per quota resource (a sweep's trial slots included)."""
+    return {key: sum(part.per_worker.get(key, 0.0) * part.workers for part in (plan, *plan.trials))
+            for key in QUOTA_RESOURCES}
 
 
 class Pending:
@@ -725,6 +731,9 @@ class _Step:
         return free.with_free(spared) if spared else free
 
     def _admit(self, job: QueuedJob, plan: Plan, need: Mapping[str, float]) -> None:
+        if job.spec.sweep:
+            plan = self._with_trials(job, plan)
+            need = plan_totals(plan)
         demand = plan.demand()
         self.free, self.view = self.free.allocate(demand), self.view.allocate(demand)
         usage = self.usage.setdefault(job.queue, dict.fromkeys(QUOTA_RESOURCES, 0.0))
@@ -732,6 +741,27 @@ class _Step:
             usage[key] += amount
         self.rooms.clear()
         self.decision.admit.append((job.id, plan))
+
+    def _with_trials(self, job: QueuedJob, plan: Plan) -> Plan:
+        """A sweep's plan with the further trial slots that fit what is left of the view now, as
+        far as its queue's own quota goes: the trials run at once hold resources, so the queue
+        counts them (no borrowing: a slot is only worth taking where nobody reclaims it)."""
+        sweep = job.spec.sweep
+        limit = sweep.samples if sweep.max_concurrent == "auto" else min(sweep.max_concurrent, sweep.samples)
+        if limit <= 1:
+            return plan
+        left = self.view.allocate(plan.demand())
+        if device_kind(plan.per_worker) == hardware.CPU:
+            left = self._spared(left)  # as for any CPU work: not the CPUs that come with wanted devices
+        queue = self.queues.get(job.queue)
+        held = totals([self.usage.get(job.queue, {}), plan_totals(plan)])
+        trials = []
+        for slot in allocator.trial_plans(job.spec, left, limit - 1):
+            held = totals([held, plan_totals(slot)])
+            if queue and queue.quota and any(held.get(k, 0.0) > amount + EPS for k, amount in queue.quota.items()):
+                break
+            trials.append(slot)
+        return replace(plan, trials=tuple(trials)) if trials else plan
 
     def _blocked(self, job: QueuedJob, key: tuple, queued: Plan, need: Mapping[str, float]) -> str:
         """``job`` fits its quota, not the view: behind a reservation, preempting, or waiting with one."""

@@ -8,10 +8,11 @@ silent on them):
   too. Optuna and HyperOpt cannot enumerate: they pick among the values.
 - ``pbt`` perturbs the ``uniform``/``loguniform`` entries; the others stay
   what the trial (or the trial it cloned) started with, so weights keep fitting.
-- ``max_concurrent: auto`` counts the trials that fit the free resources when
-  the sweep starts (``allocator.trial_plans``): each is a slot with its own
-  placement, so with a fallback list trials run on several accelerator types
-  at once, and each trial records the type it ran on.
+- ``max_concurrent: auto`` runs as many trials as the queue gave the sweep
+  slots when it admitted it: those that fit the free resources then, within
+  its queue's own quota (``orchestrator.queue``). Each slot has its
+  own placement, so with a fallback list trials run on several accelerator
+  types at once, and each trial records the type it ran on.
 - A trial's Train run lives under ``<storage>/<job>/train/``; a restarted
   driver resumes the sweep (``Tuner.restore``): finished trials stay
   finished, unfinished ones continue from their last checkpoint.
@@ -43,8 +44,7 @@ from ray.tune.integration.ray_train import CHECKPOINT_PATH_KEY
 from ray.tune.result import AUTO_RESULT_KEYS
 from ray.util.queue import Queue
 
-from orchestrator import allocator, cluster, events
-from orchestrator.launch import plan_record
+from orchestrator import cluster, events
 from orchestrator.runners import frameworks
 from orchestrator.runners.train import (
     ProgressCallback,
@@ -54,7 +54,6 @@ from orchestrator.runners.train import (
     scaling_config,
     worker_loop,
 )
-from orchestrator.snapshot import QueueConfig
 from orchestrator.spec import Grid, JobSpec, LogUniform, RandInt, Sweep, Uniform
 
 # A trial's driver holds one of these instead of a CPU: a driver taking CPU its
@@ -78,7 +77,7 @@ def run(payload: dict[str, Any]) -> dict[str, Any]:
     # Save the experiment's state at every step, not every ~10 s: a driver killed just
     # after a trial finished must not find it unfinished on restore and run it again.
     os.environ.setdefault("TUNE_GLOBAL_CHECKPOINT_S", "0")
-    slots = _trial_slots(spec, payload)
+    slots = _trial_slots(payload)
     # Held here for the sweep's lifetime: Ray ends an actor once no handle to it is left.
     slot_keeper = _Slots.options(name=_slots_name(job), num_cpus=0, get_if_exists=True).remote(slots)
     trainable = tune.with_resources(_trial_function(spec, payload), DRIVER_SLOT)
@@ -152,25 +151,19 @@ def _scheduler(sweep: Sweep):
 
 
 def _max_concurrent(spec: JobSpec, slots: int) -> int:
-    """``max_concurrent``; ``auto`` is the number of trial slots that fit now."""
+    """``max_concurrent``; ``auto`` is the number of trial slots the queue gave the sweep."""
     if int(ray.cluster_resources().get(cluster.DRIVER_RESOURCE, 0)) < 1:
         raise TrainingFailed(f"sweeps need the custom resource {cluster.DRIVER_RESOURCE!r} on a node for "
                              f"trial drivers (`orch up` declares it on the head); this cluster has none")
     return slots if spec.sweep.max_concurrent == "auto" else spec.sweep.max_concurrent
 
 
-def _trial_slots(spec: JobSpec, payload: dict[str, Any]) -> list[dict[str, Any]]:
-    """Where trials may run at once: one slot per trial's worker group that fits the free
-    resources now (with a fallback list, on different accelerator types), each with its
-    Ray Train settings. At least the slot the queue admitted the sweep with."""
-    info = cluster.ClusterInfo(dashboard_url="", gcs_address=ray.get_runtime_context().gcs_address)
-    snapshot = cluster.live_snapshot(info)
-    # The driver cannot read the queue's quota; the queue admitted the sweep, so plan in an unlimited one.
-    queue = spec.schedule.queue
-    snapshot = dataclasses.replace(snapshot, queues={queue: QueueConfig(queue, None, None, None)})
-    slots = [{"accelerator": plan.accelerator, "scaling": plan_record(plan, snapshot)["scaling"]}
-             for plan in allocator.trial_plans(spec, snapshot)]
-    return slots or [{"accelerator": payload["plan"].get("accelerator"), "scaling": payload["scaling"]}]
+def _trial_slots(payload: dict[str, Any]) -> list[dict[str, Any]]:
+    """Where trials may run at once, each slot with its Ray Train settings: the plan the queue
+    admitted the sweep with, and the further trial slots it counted for it (``Plan.trials``)."""
+    plan = payload["plan"]
+    return [{"accelerator": plan["accelerator"], "scaling": payload["scaling"]},
+            *({"accelerator": t["accelerator"], "scaling": t["scaling"]} for t in plan.get("trials", ()))]
 
 
 def _slots_name(job: str) -> str:

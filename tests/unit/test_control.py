@@ -110,6 +110,21 @@ def test_launch_is_a_ray_job_with_orch_metadata(control):
     assert json.loads(request["runtime_env"]["env_vars"]["ORCH_JOB"])["scaling"]["num_workers"] == 2
 
 
+def test_a_sweeps_trial_slots_are_held_until_it_ends(control):
+    sweep = {**_spec("sweep", workers=1), "config": {"lr": 0.1},
+             "sweep": {"metric": "loss", "mode": "min", "samples": 4, "space": {"lr": {"uniform": [0.01, 0.1]}}}}
+    control.submit({"job": "sweep", "spec": sweep, "request": {"runtime_env": {"env_vars": {}}}, "secrets": None})
+    _submit(control, "after", workers=1)
+    control.step()
+    payload = json.loads(control.jobs.requests["sweep"]["runtime_env"]["env_vars"]["ORCH_JOB"])
+    assert len(payload["plan"]["trials"]) == 1  # two 1-CPU trials at once on the 2 CPUs
+    control.step()
+    assert _state(control, "after") == "QUEUED" and "held by job sweep" in control.store.get("after").reason
+    control.jobs.end("sweep")
+    control.step()
+    assert _state(control, "after") in ACTIVE
+
+
 def test_preemption_stops_after_a_checkpoint_then_requeues_and_resumes(control):
     _submit(control, "low", priority=10, preemptible=True)
     control.step()
