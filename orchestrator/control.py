@@ -76,12 +76,19 @@ class Control:
         return row, created
 
     def plan(self, spec_json: dict) -> dict[str, Any]:
-        """SPEC.md's plan JSON against what orch's jobs hold now, with the queue position."""
+        """SPEC.md's plan JSON against what orch's jobs hold now, with the queue position; with an
+        autoscaler, a job that needs nodes it can add is queued for them, as submit would take it."""
         spec = JobSpec.model_validate(spec_json)
         running = self.store.all(ACTIVE)
-        decision = allocator.plan(spec, _held(_all_free(self._recent_snapshot()), running))
+        if self.max_scale_source is None:
+            body = allocator.to_json(allocator.plan(spec, _held(_all_free(self._recent_snapshot()), running)))
+        else:
+            max_scale = self.max_scale_source()
+            books = autoscale.account(_all_free(self._recent_snapshot()), max_scale,
+                                      [(row.id, _demand(row)) for row in running])
+            body = _assessed(spec, autoscale.assess(spec, books.snapshot, max_scale))
         ahead = [r for r in self.store.all(["QUEUED"]) if r.priority >= spec.schedule.priority]
-        return {**allocator.to_json(decision), "queue_position": len(ahead)}
+        return {**body, "queue_position": len(ahead)}
 
     def _recent_snapshot(self) -> ClusterSnapshot:
         """The cluster as read at most SNAPSHOT_TTL_S ago, for answering clients: submit and
@@ -269,6 +276,16 @@ class Control:
         with os.fdopen(fd, "w") as handle:
             json.dump(secrets, handle)
         return str(path)
+
+
+def _assessed(spec: JobSpec, assessment: autoscale.Assessment) -> dict[str, Any]:
+    """SPEC.md's plan JSON for an autoscaler's assessment: a job for nodes still to come is queued for them."""
+    if assessment.plan is None:
+        return allocator.to_json(allocator.Infeasible(spec.name, (), (assessment.reason,)))
+    body = allocator.to_json(assessment.plan)
+    if assessment.status == "autoscale":
+        body.update(status="queued", reasons=[assessment.reason])
+    return body
 
 
 def _all_free(snapshot: ClusterSnapshot) -> ClusterSnapshot:

@@ -264,6 +264,17 @@ def test_a_job_for_nodes_the_autoscaler_can_add_is_queued_then_launched_to_make_
     assert _state(scaling, "next") == "QUEUED" and "held by job big" in scaling.store.get("next").reason
 
 
+def test_plan_says_a_job_for_nodes_the_autoscaler_can_add_waits_for_them(scaling):
+    spec = JobSpec.model_validate({"name": "big", "entrypoint": "train.py:loop", "resources": {
+        "workers": 2, "cpus": 1, "memory": "1GiB", "accelerator": "A100:4"}}).model_dump(mode="json")
+    shown = scaling.plan(spec)
+    assert shown["status"] == "queued" and shown["nodes"] == ["a100-pool/new-0", "a100-pool/new-1"]
+    assert shown["reasons"] == ["waits for the autoscaler: 2 x A100 node (a100-pool)"]
+    spec["resources"]["workers"] = 3
+    shown = scaling.plan(spec)  # more than the autoscaler may add
+    assert shown["status"] == "infeasible" and shown["reasons"][0].startswith("cannot run on this cluster")
+
+
 def test_a_job_for_new_nodes_waits_queued_behind_a_job_ahead_that_wants_them(scaling):
     _gpu_job(scaling, "one")
     scaling.step()  # on the first new A100 node
