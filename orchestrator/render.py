@@ -128,6 +128,10 @@ def status_panel(view: api.JobView) -> Panel:
     grid = Table.grid(padding=(0, 2))
     grid.add_row("state", Text(view.state, style=STATE_STYLE.get(view.state, "")))
     grid.add_row("hardware", f"{view.accelerator} x {view.workers} workers ({view.framework})")
+    trials = (view.plan or {}).get("trials")
+    if trials:  # a sweep holds a slot per trial it runs at once
+        slots = ", ".join(f"{slot['accelerator']} x {slot['workers']}" for slot in (view.plan, *trials))
+        grid.add_row("trials", f"{1 + len(trials)} at once ({slots})")
     grid.add_row("priority", f"{view.priority} (queue {view.queue})")
     grid.add_row("restarts", f"{view.restarts} (attempt {view.attempt})")
     grid.add_row("metrics", _metrics_text(view.metrics))

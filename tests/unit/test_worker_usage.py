@@ -59,3 +59,15 @@ def test_status_panel_shows_cpu_memory_and_gpu_per_worker():
     console.print(render.status_panel(view))
     text = console.export_text()
     assert "CPU 98%" in text and "memory 3.0GiB" in text and "GPU 0 NVIDIA H200: 88%, 29000 MiB of 143771" in text
+
+
+def test_status_panel_shows_a_sweeps_trial_slots():
+    plan = {"accelerator": "A100:4", "workers": 1, "trials": [{"accelerator": "A100:4", "workers": 1},
+                                                              {"accelerator": "T4:1", "workers": 1}]}
+    view = api.JobView(job="s-1", name="s", state="RUNNING", priority=100, queue="default", accelerator="A100:4",
+                       workers="1", reason=None, restarts=0, metrics=None, ray_job_id="s-1", plan=plan)
+    from rich.console import Console
+
+    console = Console(width=200, record=True)
+    console.print(render.status_panel(view))
+    assert "3 at once (A100:4 x 1, A100:4 x 1, T4:1 x 1)" in console.export_text()
