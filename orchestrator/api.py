@@ -20,7 +20,7 @@ from typing import Any, Callable
 from orchestrator import allocator, cluster, events
 from orchestrator.client import ControlClient, JobsClient
 from orchestrator.errors import ClusterUnavailable, InfeasibleError, JobNotFound, SpecError
-from orchestrator.launch import launch_request, plan_record, record_demand
+from orchestrator.launch import launch_request, plan_record
 from orchestrator.loop import INIT_FROM_ENV
 from orchestrator.runners.frameworks import worker_env
 from orchestrator.secrets import redact, redact_stream, resolve_env, split_env
@@ -235,18 +235,11 @@ def _known_secrets(row: dict) -> frozenset[str]:
                      if name in parts.secret and os.environ.get(var))
 
 
-def queue_usage(address: str | None = None) -> dict[str, dict[str, float]]:
-    """What each queue's admitted jobs hold now (queue -> resource -> amount), from orch's plans."""
-    control, _ = _clients(address)
-    usage: dict[str, dict[str, float]] = {}
-    for row in control.list():
-        if row["state"] not in ("STARTING", "RUNNING") or not row["plan"]:
-            continue
-        held = usage.setdefault(row["queue"], {})
-        for resources in record_demand(row["plan"]).values():
-            for resource, amount in resources.items():
-                held[resource] = held.get(resource, 0.0) + amount
-    return usage
+def cluster_view(address: str | None = None) -> dict[str, Any]:
+    """``orch cluster``: the nodes, and each queue's quota, use and borrowing, from the control
+    plane on the head (so it works through a tunnel to a remote cluster, as the other commands)."""
+    info = cluster.require(address)
+    return {"dashboard": info.dashboard_url, **ControlClient(info).cluster()}
 
 
 def cancel(job: str, address: str | None = None) -> JobView:

@@ -120,11 +120,8 @@ def cluster_status(address: Optional[str] = Address, insecure: bool = Insecure, 
                    debug: bool = Debug):
     """Nodes, their hardware, free and used resources; queues with quota, use and what they borrow."""
     from orchestrator import api, render
-    from orchestrator import cluster as clusters
 
-    info = clusters.require(address)
-    snap = clusters.live_snapshot(info)
-    data = render.cluster_json(info, snap, api.queue_usage(address))
+    data = api.cluster_view(address)
     if json_out:
         return _print_json(data)
     _console().print(render.cluster_table(data), render.queues_table(data))

@@ -139,6 +139,10 @@ class ControlClient:
     def list(self) -> list[dict]:
         return self._call("/jobs")
 
+    def cluster(self) -> dict:
+        """Nodes, and queues with their quota, use and borrowing, as the control plane sees them."""
+        return self._call("/cluster")
+
     def get(self, job: str) -> dict:
         return self._call(f"/jobs/{urllib.request.quote(job)}")
 

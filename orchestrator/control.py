@@ -21,6 +21,7 @@ import os
 import threading
 import time
 import traceback
+from dataclasses import asdict
 from pathlib import Path
 from typing import Any, Callable
 
@@ -89,6 +90,10 @@ class Control:
             body = _assessed(spec, autoscale.assess(spec, books.snapshot, max_scale))
         ahead = [r for r in self.store.all(["QUEUED"]) if r.priority >= spec.schedule.priority]
         return {**body, "queue_position": len(ahead)}
+
+    def cluster(self) -> dict[str, Any]:
+        """The nodes as Ray reports them now, and each queue's quota, use and borrowing (``orch cluster``)."""
+        return cluster_report(self.snapshot_source(), self.store.all(ACTIVE))
 
     def _recent_snapshot(self) -> ClusterSnapshot:
         """The cluster as read at most SNAPSHOT_TTL_S ago, for answering clients: submit and
@@ -276,6 +281,25 @@ class Control:
         with os.fdopen(fd, "w") as handle:
             json.dump(secrets, handle)
         return str(path)
+
+
+def cluster_report(snapshot: ClusterSnapshot, running: list[JobRow]) -> dict[str, Any]:
+    """Nodes with total, free and labels; queues with what their jobs hold now (from orch's plans,
+    a sweep's trial slots included) and how much of that is borrowed (over the quota)."""
+    usage: dict[str, dict[str, float]] = {}
+    for row in running:
+        held = usage.setdefault(row.queue, {})
+        for resources in _demand(row).values():
+            for resource, amount in resources.items():
+                held[resource] = held.get(resource, 0.0) + amount
+    queues = {}
+    for name, config in snapshot.queues.items():
+        used, quota = usage.get(name, {}), config.quota
+        borrowed = {k: v - quota[k] for k, v in used.items() if quota is not None and k in quota and v > quota[k]}
+        queues[name] = {**asdict(config), "used": used, "borrowed": borrowed}
+    nodes = [{"name": n.name, "node_id": n.node_id, "total": dict(n.total), "free": dict(n.free),
+              "labels": dict(n.labels)} for n in snapshot.nodes]
+    return {"name": snapshot.name, "nodes": nodes, "queues": queues}
 
 
 def _assessed(spec: JobSpec, assessment: autoscale.Assessment) -> dict[str, Any]:

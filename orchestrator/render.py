@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import time
-from dataclasses import asdict
 from typing import Any
 
 from rich.console import Group
@@ -13,8 +12,6 @@ from rich.table import Column, Table
 from rich.text import Text
 
 from orchestrator import api, hardware
-from orchestrator.cluster import ClusterInfo
-from orchestrator.snapshot import ClusterSnapshot
 
 STATE_STYLE = {"SUCCEEDED": "green", "FAILED": "red", "CANCELLED": "yellow", "RUNNING": "cyan",
                "STARTING": "blue", "QUEUED": "magenta", "PREEMPTED": "yellow"}
@@ -32,23 +29,6 @@ def _resources(resources: dict[str, float]) -> str:
             continue  # markers, not amounts; the labels name the hardware
         parts.append(f"{key}={_gib(value)}" if key == hardware.MEMORY else f"{key}={value:g}")
     return " ".join(parts)
-
-
-def cluster_json(info: ClusterInfo, snap: ClusterSnapshot, usage: dict[str, dict[str, float]]) -> dict[str, Any]:
-    """Nodes, and queues with what their jobs hold now and how much of it is borrowed (over quota)."""
-    queues = {}
-    for name, queue in snap.queues.items():
-        used = usage.get(name, {})
-        borrowed = {k: v - (queue.quota or {}).get(k, 0.0) for k, v in used.items()
-                    if queue.quota is not None and k in queue.quota and v > queue.quota[k]}
-        queues[name] = {**asdict(queue), "used": used, "borrowed": borrowed}
-    return {
-        "dashboard": info.dashboard_url,
-        "name": snap.name,
-        "nodes": [{"name": n.name, "node_id": n.node_id, "total": dict(n.total), "free": dict(n.free),
-                   "labels": dict(n.labels)} for n in snap.nodes],
-        "queues": queues,
-    }
 
 
 def queues_table(data: dict[str, Any]) -> Table:

@@ -83,6 +83,8 @@ class Handler(BaseHTTPRequestHandler):
         control = self.control
         if method == "GET" and parts == ["health"]:
             return 200, {"ok": True}
+        if method == "GET" and parts == ["cluster"]:
+            return 200, control.cluster()
         if method == "GET" and parts == ["jobs"]:
             return 200, [row_json(r) for r in control.store.all()]
         if method == "GET" and len(parts) == 2 and parts[0] == "jobs":

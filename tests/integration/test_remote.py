@@ -120,6 +120,11 @@ def test_submit_wait_list_logs_results_over_address(remote, client, tmp_path):
     found = json.loads(results.stdout)
     assert found["state"] == "SUCCEEDED" and (found["metrics"] or {}).get("rank") == 0, found
 
+    shown = orch(remote, client, "cluster", "--json")  # nodes and queues come from the control plane
+    assert shown.returncode == 0, shown.stdout + shown.stderr
+    report = json.loads(shown.stdout)
+    assert report["dashboard"] == remote.dashboard_url and report["nodes"] and "default" in report["queues"]
+
 
 def test_logs_follow_a_running_job_until_it_is_cancelled(remote, client, tmp_path):
     done = orch(remote, client, "submit", str(_job(tmp_path, 600)), "--json")

@@ -125,6 +125,16 @@ def test_a_sweeps_trial_slots_are_held_until_it_ends(control):
     assert _state(control, "after") in ACTIVE
 
 
+def test_cluster_report_shows_nodes_and_what_each_queue_holds(control):
+    _submit(control, "one", workers=2)
+    _submit(control, "two", workers=2)
+    control.step()
+    report = control.cluster()
+    assert [n["name"] for n in report["nodes"]] == ["local-0"]
+    assert report["queues"]["default"]["used"] == {"CPU": 2.0, "memory": 2 * 1024**3}
+    assert report["queues"]["default"]["borrowed"] == {} and report["queues"]["default"]["quota"] is None
+
+
 def test_preemption_stops_after_a_checkpoint_then_requeues_and_resumes(control):
     _submit(control, "low", priority=10, preemptible=True)
     control.step()
