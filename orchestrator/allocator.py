@@ -519,21 +519,3 @@ def _number(value: float) -> float | int:
 
 def _params(count: int) -> str:
     return f"{count / 1e9:g}B" if count >= 1e9 else f"{count / 1e6:g}M"
-
-
-def trial_plans(spec: JobSpec, snapshot: ClusterSnapshot, limit: int) -> list[Plan]:
-    """Up to ``limit`` sweep trial slots: one plan per trial that fits ``snapshot``'s free resources at once.
-
-    Each trial is a whole worker group (gang), planned and taken from the free
-    resources one after another, so the slots never overlap and running trials
-    never wait on each other's CPUs. With a fallback list, later slots may get a
-    later option (A100 slots first, then T4).
-    """
-    slots: list[Plan] = []
-    while len(slots) < limit:
-        decision = plan(spec, snapshot)
-        if not isinstance(decision, Plan) or decision.status != "placeable":
-            break
-        snapshot = snapshot.allocate(decision.demand())
-        slots.append(decision)
-    return slots

@@ -414,7 +414,7 @@ def extend(state: queue.QueueState, decision: queue.Decision,
         free = free.allocate(plan.demand())
         _use(usage, plan, state.pending.get(job_id).queue)
         holders.append(queue.RunningJob.from_plan(job_id, state.pending.get(job_id).spec, plan))
-    notes = {job: f"{WAITS}: {text}" for job, plan in admit if (text := describe(plan.nodes, types))}
+    notes = {job: f"{WAITS}: {text}" for job, plan in admit if (text := describe(plan.demand(), types))}
     waiting = dict(decision.waiting)
     preempt, preempted_for = list(decision.preempt), dict(decision.preempted_for)
     admitted = {job for job, _ in admit}
@@ -441,12 +441,16 @@ def extend(state: queue.QueueState, decision: queue.Decision,
         if found.status == "autoscale" and blocker is None:
             plan = found.plan
             added = [found.snapshot.node(n) for n in dict.fromkeys(plan.nodes) if n not in free.index.position]
-            free = ClusterSnapshot(free.name, free.nodes + tuple(added), free.queues).allocate(plan.demand())
+            grown = ClusterSnapshot(free.name, free.nodes + tuple(added), free.queues)
+            if job.spec.sweep:  # trial slots on what the new nodes and the free ones leave: no more nodes
+                held = queue.totals([usage.get(job.queue, {}), queue.plan_totals(plan)])
+                plan = queue.with_trials(job.spec, plan, grown.allocate(plan.demand()), held, queues.get(job.queue))
+            free = grown.allocate(plan.demand())
             _use(usage, plan, job.queue)
             admit.append((job.id, plan))
             admitted.add(job.id)
             holders.append(queue.RunningJob.from_plan(job.id, job.spec, plan))
-            notes[job.id] = found.reason
+            notes[job.id] = f"{WAITS}: {describe(plan.demand(), types)}"
             waiting.pop(job.id, None)
             victims = {v for v, j in preempted_for.items() if j == job.id}
             preempt = [(v, why) for v, why in preempt if v not in victims]

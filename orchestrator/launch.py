@@ -18,6 +18,7 @@ from orchestrator.spec import JobSpec
 SIMULATED_LABEL = "orch.io/simulated"  # set by `orch up --cluster` on nodes with declared accelerators
 ENTRYPOINT = "python -m orchestrator.entry"
 META = "orch_"  # prefix of orch's keys in Ray job metadata
+TRIAL_KEYS = ("accelerator", "workers", "per_worker", "nodes", "scaling")  # a stored sweep trial slot
 
 
 def plan_record(plan: allocator.Plan, snapshot: ClusterSnapshot) -> dict[str, Any]:
@@ -25,8 +26,9 @@ def plan_record(plan: allocator.Plan, snapshot: ClusterSnapshot) -> dict[str, An
     chosen = set(plan.nodes)
     simulated = any(n.labels.get(SIMULATED_LABEL) == "true" for n in snapshot.nodes if n.name in chosen)
     record = {**allocator.to_json(plan), "scaling": allocator.scaling_config_kwargs(plan, simulated=simulated)}
-    if plan.trials:
-        record["trials"] = [plan_record(trial, snapshot) for trial in plan.trials]
+    if plan.trials:  # only what the books and the sweep's driver read: a sweep may hold hundreds
+        record["trials"] = [{key: value for key, value in plan_record(trial, snapshot).items() if key in TRIAL_KEYS}
+                            for trial in plan.trials]
     return record
 
 
@@ -56,6 +58,8 @@ def launch_request(job_id: str, spec_json: dict, runtime_env: dict, plan: dict, 
         f"{META}workers": str(plan["workers"]), f"{META}accelerator": plan["accelerator"],
         f"{META}priority": str(spec.schedule.priority), f"{META}queue": spec.schedule.queue,
         f"{META}preemptible": str(spec.schedule.preemptible).lower(), f"{META}attempt": str(attempt),
-        f"{META}plan": json.dumps(payload["plan"]),
+        f"{META}plan": json.dumps({key: value for key, value in payload["plan"].items() if key != "trials"}),
     }
+    if spec.sweep:  # its slots are in the payload; the dashboard shows how many
+        metadata[f"{META}trial_slots"] = str(1 + len(plan.get("trials", ())))
     return {"entrypoint": ENTRYPOINT, "runtime_env": {**runtime_env, "env_vars": env}, "metadata": metadata}

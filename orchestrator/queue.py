@@ -71,7 +71,7 @@ from collections import Counter
 from dataclasses import dataclass, field, replace
 from enum import Enum
 from functools import cached_property
-from typing import Iterable, Iterator, Mapping
+from typing import Callable, Iterable, Iterator, Mapping
 
 from orchestrator import allocator, hardware
 from orchestrator.allocator import Infeasible, Plan
@@ -83,6 +83,9 @@ _DEFER = "defer"  # compared by identity: a job that must borrow goes to the sec
 # How many waiting jobs of one step hold a reservation (see the module docstring).
 RESERVATIONS = 4
 POLICIES = ("orch", "fifo")
+# Trial slots one sweep holds at most: each travels to its driver in the job's payload, an env
+# variable (Linux caps one at 128 KiB), at about 250 bytes a slot.
+MAX_TRIAL_SLOTS = 256
 
 
 class JobState(str, Enum):
@@ -189,6 +192,33 @@ def plan_totals(plan: Plan) -> dict[str, float]:
     """What ``plan`` holds in all, per quota resource (a sweep's trial slots included)."""
     return {key: sum(part.per_worker.get(key, 0.0) * part.workers for part in (plan, *plan.trials))
             for key in QUOTA_RESOURCES}
+
+
+def with_trials(spec: JobSpec, plan: Plan, left: ClusterSnapshot, held: Mapping[str, float],
+                queue: QueueConfig | None, place: Callable[[ClusterSnapshot], Plan | None] | None = None) -> Plan:
+    """Sweep ``spec``'s admitted ``plan`` with the further trial slots that fit ``left`` (the free
+    resources once ``plan`` is placed) at once: up to ``max_concurrent`` trials (``auto``: all of
+    them), as far as the queue's own quota goes beyond ``held`` (its usage, ``plan`` included) in
+    the resources a slot takes; a slot is only worth taking where nobody reclaims it. ``place``
+    finds one slot on what is left (default: the allocator's plan, when placeable)."""
+    sweep = spec.sweep
+    wanted = sweep.trials if sweep.max_concurrent == "auto" else min(sweep.max_concurrent, sweep.trials)
+    limit = min(wanted, MAX_TRIAL_SLOTS)
+    place = place or (lambda free: _placeable(allocator.plan(spec, free)))
+    quota = (queue.quota or {}) if queue else {}
+    trials: list[Plan] = []
+    while 1 + len(trials) < limit and (slot := place(left)) is not None:
+        need = plan_totals(slot)
+        held = totals([held, need])
+        if any(need[key] > EPS and held[key] > amount + EPS for key, amount in quota.items()):
+            break
+        trials.append(slot)
+        left = left.allocate(slot.demand())
+    return replace(plan, trials=tuple(trials)) if trials else plan
+
+
+def _placeable(result: Plan | Infeasible) -> Plan | None:
+    return result if isinstance(result, Plan) and result.status == "placeable" else None
 
 
 class Pending:
@@ -732,7 +762,9 @@ class _Step:
 
     def _admit(self, job: QueuedJob, plan: Plan, need: Mapping[str, float]) -> None:
         if job.spec.sweep:
-            plan = self._with_trials(job, plan)
+            held = totals([self.usage.get(job.queue, {}), need])
+            plan = with_trials(job.spec, plan, self.view.allocate(plan.demand()), held,
+                               self.queues.get(job.queue), self._trial_slot(job.spec))
             need = plan_totals(plan)
         demand = plan.demand()
         self.free, self.view = self.free.allocate(demand), self.view.allocate(demand)
@@ -742,26 +774,15 @@ class _Step:
         self.rooms.clear()
         self.decision.admit.append((job.id, plan))
 
-    def _with_trials(self, job: QueuedJob, plan: Plan) -> Plan:
-        """A sweep's plan with the further trial slots that fit what is left of the view now, as
-        far as its queue's own quota goes: the trials run at once hold resources, so the queue
-        counts them (no borrowing: a slot is only worth taking where nobody reclaims it)."""
-        sweep = job.spec.sweep
-        limit = sweep.samples if sweep.max_concurrent == "auto" else min(sweep.max_concurrent, sweep.samples)
-        if limit <= 1:
-            return plan
-        left = self.view.allocate(plan.demand())
-        if device_kind(plan.per_worker) == hardware.CPU:
-            left = self._spared(left)  # as for any CPU work: not the CPUs that come with wanted devices
-        queue = self.queues.get(job.queue)
-        held = totals([self.usage.get(job.queue, {}), plan_totals(plan)])
-        trials = []
-        for slot in allocator.trial_plans(job.spec, left, limit - 1):
-            held = totals([held, plan_totals(slot)])
-            if queue and queue.quota and any(held.get(k, 0.0) > amount + EPS for k, amount in queue.quota.items()):
-                break
-            trials.append(slot)
-        return replace(plan, trials=tuple(trials)) if trials else plan
+    def _trial_slot(self, spec: JobSpec) -> Callable[[ClusterSnapshot], Plan | None]:
+        """Where a sweep's next trial slot goes on what is left: as any job's plan, off the CPUs
+        that come with devices queued jobs want when it is CPU work (``_consider``)."""
+        def place(left: ClusterSnapshot) -> Plan | None:
+            slot = _placeable(allocator.plan(spec, left))
+            if slot is not None and self._takes_device_share(slot, left):
+                slot = _placeable(allocator.plan(spec, self._spared(left)))
+            return slot
+        return place
 
     def _blocked(self, job: QueuedJob, key: tuple, queued: Plan, need: Mapping[str, float]) -> str:
         """``job`` fits its quota, not the view: behind a reservation, preempting, or waiting with one."""

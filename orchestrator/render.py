@@ -108,7 +108,7 @@ def status_panel(view: api.JobView) -> Panel:
     grid = Table.grid(padding=(0, 2))
     grid.add_row("state", Text(view.state, style=STATE_STYLE.get(view.state, "")))
     grid.add_row("hardware", f"{view.accelerator} x {view.workers} workers ({view.framework})")
-    trials = (view.plan or {}).get("trials")
+    trials = (view.plan or {}).get("trials") if view.state in ("STARTING", "RUNNING") else None
     if trials:  # a sweep holds a slot per trial it runs at once
         slots = ", ".join(f"{slot['accelerator']} x {slot['workers']}" for slot in (view.plan, *trials))
         grid.add_row("trials", f"{1 + len(trials)} at once ({slots})")

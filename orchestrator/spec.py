@@ -418,6 +418,24 @@ class Sweep(Strict):
                 raise ValueError(f"space.{key}: loguniform bounds must be positive")
         return self
 
+    def enumerated(self, dist: Distribution) -> list[Any] | None:
+        """The values Tune runs every one of (``grid_search``) for ``dist``: ``grid`` entries under
+        random or grid search, ``choice`` entries under grid search; None for a sampled entry
+        (Optuna and HyperOpt pick among the values: they cannot enumerate)."""
+        if isinstance(dist, Grid) and self.search in ("random", "grid"):
+            return dist.grid
+        if isinstance(dist, Choice) and self.search == "grid":
+            return dist.choice
+        return None
+
+    @property
+    def trials(self) -> int:
+        """How many trials the sweep runs: ``samples`` times each combination of enumerated values."""
+        count = self.samples
+        for dist in self.space.values():
+            count *= len(self.enumerated(dist) or [None])
+        return count
+
 
 class Predict(Strict):
     model: SourcePath

@@ -90,7 +90,7 @@ def run(payload: dict[str, Any]) -> dict[str, Any]:
             param_space=search_space(spec.sweep),
             tune_config=tune.TuneConfig(
                 metric=spec.sweep.metric, mode=spec.sweep.mode, num_samples=spec.sweep.samples,
-                max_concurrent_trials=_max_concurrent(spec, len(slots)), search_alg=_searcher(spec.sweep.search),
+                max_concurrent_trials=_max_concurrent(len(slots)), search_alg=_searcher(spec.sweep.search),
                 scheduler=_scheduler(spec.sweep)),
             run_config=tune.RunConfig(name=job, storage_path=storage, verbose=0,
                                       callbacks=[_TrialEvents(job)]),
@@ -109,19 +109,20 @@ def run(payload: dict[str, Any]) -> dict[str, Any]:
 
 def search_space(sweep: Sweep) -> dict[str, Any]:
     """The spec's distributions as Tune search-space entries."""
-    return {key: _domain(dist, sweep.search) for key, dist in sweep.space.items()}
+    return {key: _domain(dist, sweep) for key, dist in sweep.space.items()}
 
 
-def _domain(dist, search: str):
+def _domain(dist, sweep: Sweep):
     if isinstance(dist, Uniform):
         return tune.uniform(*dist.uniform)
     if isinstance(dist, LogUniform):
         return tune.loguniform(*dist.loguniform)
     if isinstance(dist, RandInt):
         return tune.randint(*dist.randint)  # high excluded, as in the spec's example [32, 257]
-    values = dist.grid if isinstance(dist, Grid) else dist.choice
-    enumerated = search == "grid" or (isinstance(dist, Grid) and search == "random")
-    return tune.grid_search(values) if enumerated else tune.choice(values)
+    values = sweep.enumerated(dist)
+    if values is not None:
+        return tune.grid_search(values)
+    return tune.choice(dist.grid if isinstance(dist, Grid) else dist.choice)
 
 
 def _searcher(search: str):
@@ -150,12 +151,12 @@ def _scheduler(sweep: Sweep):
                                    hyperparam_mutations=mutations)
 
 
-def _max_concurrent(spec: JobSpec, slots: int) -> int:
-    """``max_concurrent``; ``auto`` is the number of trial slots the queue gave the sweep."""
+def _max_concurrent(slots: int) -> int:
+    """Trials at once: the slots the queue gave the sweep (``max_concurrent`` capped them)."""
     if int(ray.cluster_resources().get(cluster.DRIVER_RESOURCE, 0)) < 1:
         raise TrainingFailed(f"sweeps need the custom resource {cluster.DRIVER_RESOURCE!r} on a node for "
                              f"trial drivers (`orch up` declares it on the head); this cluster has none")
-    return slots if spec.sweep.max_concurrent == "auto" else spec.sweep.max_concurrent
+    return slots
 
 
 def _trial_slots(payload: dict[str, Any]) -> list[dict[str, Any]]:

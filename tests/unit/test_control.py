@@ -285,6 +285,19 @@ def test_plan_says_a_job_for_nodes_the_autoscaler_can_add_waits_for_them(scaling
     assert shown["status"] == "infeasible" and shown["reasons"][0].startswith("cannot run on this cluster")
 
 
+def test_a_sweep_launched_for_a_new_node_gets_the_trial_slots_that_node_holds(scaling):
+    spec = JobSpec.model_validate({
+        "name": "gpu-sweep", "entrypoint": "train.py:loop", "config": {"lr": 0.1},
+        "resources": {"cpus": 1, "memory": "1GiB", "accelerator": "A100:1"},
+        "sweep": {"metric": "loss", "mode": "min", "samples": 8, "space": {"lr": {"uniform": [0.01, 0.1]}}},
+    }).model_dump(mode="json")
+    scaling.submit({"job": "gpu-sweep", "spec": spec, "request": {"runtime_env": {"env_vars": {}}}})
+    scaling.step()
+    row = scaling.store.get("gpu-sweep")
+    assert row.state == "STARTING" and row.reason == "waits for the autoscaler: 1 x A100 node (a100-pool)"
+    assert [t["nodes"] for t in row.plan["trials"]] == [["a100-pool/new-0"]] * 3  # the node's other 3 GPUs
+
+
 def test_a_job_for_new_nodes_waits_queued_behind_a_job_ahead_that_wants_them(scaling):
     _gpu_job(scaling, "one")
     scaling.step()  # on the first new A100 node

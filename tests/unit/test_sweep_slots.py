@@ -5,22 +5,24 @@ from __future__ import annotations
 
 import pytest
 
-from orchestrator.allocator import trial_plans
-from orchestrator.launch import plan_record, record_demand
-from orchestrator.queue import QueuedJob, QueueState, decide, plan_totals
+from orchestrator.allocator import plan as allocate
+from orchestrator.entry import PAYLOAD_ENV
+from orchestrator.launch import launch_request, plan_record, record_demand
+from orchestrator.queue import MAX_TRIAL_SLOTS, QueuedJob, QueueState, decide, plan_totals
 from orchestrator.snapshot import ClusterFile, ClusterSnapshot, snapshot_from_cluster
 from orchestrator.spec import JobSpec
 
 SPACE = {"lr": {"uniform": [0.001, 0.1]}}
 
 
-def sweep(samples: int, max_concurrent: int | str = "auto", queue: str = "default", **resources) -> JobSpec:
+def sweep(samples: int, max_concurrent: int | str = "auto", queue: str = "default", space=SPACE,
+          **resources) -> JobSpec:
     resources.setdefault("memory", "1GiB")
     return JobSpec.model_validate({
         "name": "s", "entrypoint": "train.py:f", "config": {"lr": 0.01}, "resources": resources,
         "schedule": {"queue": queue},
         "sweep": {"metric": "loss", "mode": "min", "samples": samples, "max_concurrent": max_concurrent,
-                  "space": SPACE},
+                  "space": space},
     })
 
 
@@ -88,8 +90,50 @@ def test_a_stored_sweep_plan_holds_every_slot():
     assert record_demand(record) == placed.demand() == {"local-0": {"CPU": 4.0, "memory": 4.0 * 2**30}}
 
 
-def test_trial_plans_with_a_fallback_list_fill_the_first_choice_first():
+def test_with_a_fallback_list_slots_fill_the_first_choice_first():
     nodes = cluster({"name": "a100", "cpus": 8, "memory": "64GiB", "accelerator": "A100:4"},
                     {"name": "t4", "cpus": 8, "memory": "64GiB", "accelerator": "T4:1"})
-    found = trial_plans(sweep(8, accelerator=["A100:4", "T4:1"], cpus=1), nodes, 5)
-    assert [p.accelerator for p in found] == ["A100:4", "T4:1"]
+    placed = admit(nodes, sweep(8, accelerator=["A100:4", "T4:1"], cpus=1))["s"]
+    assert [p.accelerator for p in (placed, *placed.trials)] == ["A100:4", "T4:1"]
+
+
+def test_cpu_slots_keep_off_the_cpus_of_devices_a_queued_job_wants():
+    # [A100:1, CPU]: the first slot takes the A100; CPU slots must not take the T4 node's CPUs
+    # while a T4 job waits (it would wait for the whole sweep).
+    nodes = cluster({"name": "a100", "cpus": 2, "memory": "64GiB", "accelerator": "A100:1"},
+                    {"name": "t4", "cpus": 8, "memory": "64GiB", "accelerator": "T4:1"},
+                    {"name": "cpu", "cpus": 2, "memory": "16GiB"})
+    decision = admit(nodes, sweep(8, accelerator=["A100:1", "CPU"], cpus=2), job("t4-job", cpus=8, accelerator="T4:1"))
+    slots_on = {node for p in (decision["s"], *decision["s"].trials) for node in p.nodes}
+    assert "t4-0" not in slots_on and "t4-job" in decision
+
+
+def test_a_quota_on_another_resource_does_not_stop_the_slots():
+    node = {"name": "big", "cpus": 16, "memory": "64GiB", "accelerator": "A100:4"}
+    snapshot = cluster(node, queues={"q": {"quota": {"CPU": 8, "GPU": 1}}})
+    state = QueueState.build(snapshot, [], [])
+    held = job("gpu-held", queue="q", cpus=1, accelerator="A100:2")  # over its GPU quota (it borrowed, say)
+    state.enqueue(QueuedJob("gpu-held", held, 0))
+    state.start("gpu-held", allocate(held, cluster(node, queues={"q": {}})))
+    state.enqueue(QueuedJob("s", sweep(8, queue="q", cpus=1), 1))
+    assert slots(dict(decide(state).admit)["s"]) == 7  # 8 CPUs of quota, one holds gpu-held
+
+
+def test_grid_values_multiply_the_trials():
+    grid = sweep(1, space={"lr": {"grid": [0.1, 0.01, 0.001]}}, cpus=1)
+    assert grid.sweep.trials == 3
+    assert slots(admit(cluster({"name": "big", "cpus": 64, "memory": "256GiB"}), grid)["s"]) == 3
+
+
+def test_slots_are_capped_so_the_payload_stays_small():
+    big = cluster({"name": "big", "count": 4, "cpus": 128, "memory": "2048GiB"})
+    placed = admit(big, sweep(1000, cpus=1, memory="1GiB"))["s"]
+    assert slots(placed) == MAX_TRIAL_SLOTS
+    record = plan_record(placed, big)
+    request = launch_request("s-1", placed_spec().model_dump(mode="json"), {"env_vars": {}}, record, 1, "/tmp/s")
+    assert len(request["runtime_env"]["env_vars"][PAYLOAD_ENV]) < 100 * 1024  # Linux: 128 KiB per variable
+    assert request["metadata"]["orch_trial_slots"] == str(MAX_TRIAL_SLOTS)
+
+
+def placed_spec() -> JobSpec:
+    return sweep(1000, cpus=1, memory="1GiB")
