@@ -442,9 +442,8 @@ def extend(state: queue.QueueState, decision: queue.Decision,
             plan = found.plan
             added = [found.snapshot.node(n) for n in dict.fromkeys(plan.nodes) if n not in free.index.position]
             grown = ClusterSnapshot(free.name, free.nodes + tuple(added), free.queues)
-            if job.spec.sweep:  # trial slots on what the new nodes and the free ones leave: no more nodes
-                held = queue.totals([usage.get(job.queue, {}), queue.plan_totals(plan)])
-                plan = queue.with_trials(job.spec, plan, grown.allocate(plan.demand()), held, queues.get(job.queue))
+            if job.spec.sweep:
+                plan = _with_trials(job, plan, grown, {n.name for n in added}, usage, queues)
             free = grown.allocate(plan.demand())
             _use(usage, plan, job.queue)
             admit.append((job.id, plan))
@@ -467,6 +466,16 @@ def extend(state: queue.QueueState, decision: queue.Decision,
             ahead.setdefault(k, job.id)
     extended = queue.Decision(admit, preempt, preempted_for, {j: r for j, r in waiting.items() if j not in admitted})
     return extended, notes
+
+
+def _with_trials(job: queue.QueuedJob, plan: Plan, grown: ClusterSnapshot, added: set[str],
+                 usage: Mapping[str, Mapping[str, float]], queues: Mapping[str, QueueConfig]) -> Plan:
+    """A sweep launched for new nodes: its trial slots on what those nodes leave, and no more
+    nodes (the nodes that exist are the policy's to give, reservations and all)."""
+    left = grown.allocate(plan.demand())
+    left = left.with_free({node.name: {} for node in left.nodes if node.name not in added})
+    held = queue.totals([usage.get(job.queue, {}), queue.plan_totals(plan)])
+    return queue.with_trials(job.spec, plan, left, held, queues.get(job.queue))
 
 
 def _use(usage: dict[str, dict[str, float]], plan: Plan, queue_name: str) -> None:

@@ -48,7 +48,10 @@ def launch_request(job_id: str, spec_json: dict, runtime_env: dict, plan: dict, 
     """Entrypoint, runtime env and metadata of one attempt of a job."""
     spec = JobSpec.model_validate(spec_json)
     request = hardware.parse_accelerator(plan["accelerator"])
-    payload = {"job": job_id, "spec": spec_json, "plan": {k: v for k, v in plan.items() if k != "scaling"},
+    shown = {k: v for k, v in plan.items() if k != "scaling"}
+    if "trials" in shown:  # the driver needs each slot's accelerator and Ray Train settings only
+        shown["trials"] = [{"accelerator": t["accelerator"], "scaling": t["scaling"]} for t in shown["trials"]]
+    payload = {"job": job_id, "spec": spec_json, "plan": shown,
                "scaling": plan["scaling"], "storage": storage, "attempt": attempt, "secrets_file": secrets_file}
     env = {**runtime_env.get("env_vars", {}),
            PRECISION_ENV: hardware.resolve_precision(spec.precision, request),

@@ -84,7 +84,7 @@ _DEFER = "defer"  # compared by identity: a job that must borrow goes to the sec
 RESERVATIONS = 4
 POLICIES = ("orch", "fifo")
 # Trial slots one sweep holds at most: each travels to its driver in the job's payload, an env
-# variable (Linux caps one at 128 KiB), at about 250 bytes a slot.
+# variable (Linux caps one at 128 KiB), at about 200 bytes a slot whatever its workers.
 MAX_TRIAL_SLOTS = 256
 
 

@@ -142,7 +142,7 @@ def _scheduler(sweep: Sweep):
         return ASHAScheduler(time_attr="training_iteration")
     if sweep.scheduler == "fifo":
         return None
-    mutations = {key: _domain(dist, sweep.search) for key, dist in sweep.space.items()
+    mutations = {key: _domain(dist, sweep) for key, dist in sweep.space.items()
                  if isinstance(dist, (Uniform, LogUniform))}
     if not mutations:
         raise TrainingFailed("scheduler: pbt perturbs continuous values; sweep.space has no uniform "

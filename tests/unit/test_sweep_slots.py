@@ -126,14 +126,11 @@ def test_grid_values_multiply_the_trials():
 
 
 def test_slots_are_capped_so_the_payload_stays_small():
-    big = cluster({"name": "big", "count": 4, "cpus": 128, "memory": "2048GiB"})
-    placed = admit(big, sweep(1000, cpus=1, memory="1GiB"))["s"]
+    # 16-worker trials on nodes with long names: a slot's size in the payload must not grow with them.
+    spec = sweep(1000, workers=16, cpus=1, memory="1GiB")
+    big = cluster({"name": "a-rather-long-node-pool-name", "count": 40, "cpus": 128, "memory": "2048GiB"})
+    placed = admit(big, spec)["s"]
     assert slots(placed) == MAX_TRIAL_SLOTS
-    record = plan_record(placed, big)
-    request = launch_request("s-1", placed_spec().model_dump(mode="json"), {"env_vars": {}}, record, 1, "/tmp/s")
+    request = launch_request("s-1", spec.model_dump(mode="json"), {"env_vars": {}}, plan_record(placed, big), 1, "/s")
     assert len(request["runtime_env"]["env_vars"][PAYLOAD_ENV]) < 100 * 1024  # Linux: 128 KiB per variable
     assert request["metadata"]["orch_trial_slots"] == str(MAX_TRIAL_SLOTS)
-
-
-def placed_spec() -> JobSpec:
-    return sweep(1000, cpus=1, memory="1GiB")
