@@ -24,7 +24,6 @@ from orchestrator.launch import launch_request, plan_record
 from orchestrator.loop import INIT_FROM_ENV
 from orchestrator.runners.frameworks import worker_env
 from orchestrator.secrets import redact, redact_stream, resolve_env, split_env
-from orchestrator.snapshot import ClusterSnapshot
 from orchestrator.spec import JOB_SOURCE, JobSpec
 from orchestrator.specload import load_spec
 from orchestrator.store import TERMINAL
@@ -150,13 +149,19 @@ def _start_local(address: str | None, progress) -> cluster.ClusterInfo:
 
 
 def _dry_run(spec: JobSpec, job_id: str, runtime_env: dict, address: str | None) -> dict[str, Any]:
+    """What admission would send: asked of the cluster's control plane (its plan against what
+    orch's jobs hold, its storage), or with no cluster, planned on this machine. Starts nothing."""
     info = cluster.resolve(address)
-    snapshot: ClusterSnapshot = cluster.live_snapshot(info) if info else cluster.local_snapshot()
+    if info is not None:
+        found = ControlClient(info).dry_run({"job": job_id, "spec": spec.model_dump(mode="json"),
+                                             "request": {"runtime_env": runtime_env}})
+        return {"job": job_id, "state": "QUEUED", **found}
+    snapshot = cluster.local_snapshot()
     decision = allocator.plan(spec, snapshot)
     if isinstance(decision, allocator.Infeasible):
         raise InfeasibleError(spec.name, list(decision.reasons))
     record = plan_record(decision, snapshot)
-    storage = (info.storage if info else None) or str(cluster.orch_home() / "storage")
+    storage = str(cluster.orch_home() / "storage")
     request = launch_request(job_id, spec.model_dump(mode="json"), runtime_env, record, 1, storage)
     return {"job": job_id, "state": "QUEUED", "plan": record, "ray_job": request}
 

@@ -136,6 +136,10 @@ class ControlClient:
         """The plan for a spec against the cluster as orch's jobs hold it now."""
         return self._call("/plan", body, "POST")
 
+    def dry_run(self, submission: dict) -> dict:
+        """The plan and the Ray Job request admission would send now, without queueing anything."""
+        return self._call("/dry-run", submission, "POST")
+
     def list(self) -> list[dict]:
         return self._call("/jobs")
 

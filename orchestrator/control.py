@@ -61,6 +61,16 @@ class Control:
     def submit(self, submission: dict[str, Any]) -> tuple[JobRow, bool]:
         """Queue a job unless it can never fit; idempotent by job id."""
         spec = JobSpec.model_validate(submission["spec"])
+        self._refuse_infeasible(spec)
+        row, created = self.store.insert(
+            submission["job"], spec.name, spec.schedule.priority, spec.schedule.queue,
+            spec.schedule.preemptible, spec=submission["spec"], request=submission["request"], plan=None,
+            secrets=submission.get("secrets"))
+        self._wake.set()
+        return row, created
+
+    def _refuse_infeasible(self, spec: JobSpec) -> None:
+        """InfeasibleError, with the reasons, for a job that can never fit this cluster."""
         live = _all_free(self._recent_snapshot())
         if self.max_scale_source is None:
             decision = allocator.plan(spec, live)
@@ -69,12 +79,6 @@ class Control:
         if isinstance(decision, allocator.Infeasible):
             raise InfeasibleError(spec.name, list(decision.reasons)
                                   or [f"{option}: {reason}" for option, reason in decision.rejected])
-        row, created = self.store.insert(
-            submission["job"], spec.name, spec.schedule.priority, spec.schedule.queue,
-            spec.schedule.preemptible, spec=submission["spec"], request=submission["request"], plan=None,
-            secrets=submission.get("secrets"))
-        self._wake.set()
-        return row, created
 
     def plan(self, spec_json: dict) -> dict[str, Any]:
         """SPEC.md's plan JSON against what orch's jobs hold now, with the queue position; with an
@@ -82,7 +86,8 @@ class Control:
         spec = JobSpec.model_validate(spec_json)
         running = self.store.all(ACTIVE)
         if self.max_scale_source is None:
-            body = allocator.to_json(allocator.plan(spec, _held(_all_free(self._recent_snapshot()), running)))
+            snapshot = _held(_all_free(self._recent_snapshot()), running)
+            body = _record(allocator.plan(spec, snapshot), snapshot)
         else:
             max_scale = self.max_scale_source()
             books = autoscale.account(_all_free(self._recent_snapshot()), max_scale,
@@ -90,6 +95,15 @@ class Control:
             body = _assessed(spec, autoscale.assess(spec, books.snapshot, max_scale))
         ahead = [r for r in self.store.all(["QUEUED"]) if r.priority >= spec.schedule.priority]
         return {**body, "queue_position": len(ahead)}
+
+    def dry_run(self, submission: dict[str, Any]) -> dict[str, Any]:
+        """The plan and the Ray Job request admission would send for ``submission`` now; queues nothing."""
+        self._refuse_infeasible(JobSpec.model_validate(submission["spec"]))
+        planned = self.plan(submission["spec"])
+        record = {key: value for key, value in planned.items() if key != "queue_position"}
+        request = launch_request(submission["job"], submission["spec"], submission["request"]["runtime_env"],
+                                 record, 1, self.storage)
+        return {"plan": planned, "ray_job": request}
 
     def cluster(self) -> dict[str, Any]:
         """The nodes as Ray reports them now, and each queue's quota, use and borrowing (``orch cluster``)."""
@@ -302,11 +316,16 @@ def cluster_report(snapshot: ClusterSnapshot, running: list[JobRow]) -> dict[str
     return {"name": snapshot.name, "nodes": nodes, "queues": queues}
 
 
+def _record(decision: allocator.Plan | allocator.Infeasible, snapshot: ClusterSnapshot) -> dict[str, Any]:
+    """SPEC.md's plan JSON, with a plan's Ray Train settings (as stored at admission)."""
+    return plan_record(decision, snapshot) if isinstance(decision, allocator.Plan) else allocator.to_json(decision)
+
+
 def _assessed(spec: JobSpec, assessment: autoscale.Assessment) -> dict[str, Any]:
     """SPEC.md's plan JSON for an autoscaler's assessment: a job for nodes still to come is queued for them."""
     if assessment.plan is None:
         return allocator.to_json(allocator.Infeasible(spec.name, (), (assessment.reason,)))
-    body = allocator.to_json(assessment.plan)
+    body = _record(assessment.plan, assessment.snapshot)
     if assessment.status == "autoscale":
         body.update(status="queued", reasons=[assessment.reason])
     return body

@@ -92,6 +92,8 @@ class Handler(BaseHTTPRequestHandler):
         if method == "POST" and parts == ["jobs"]:
             row, created = control.submit(self._body())
             return (201 if created else 200), row_json(row)
+        if method == "POST" and parts == ["dry-run"]:
+            return 200, control.dry_run(self._body())
         if method == "POST" and parts == ["plan"]:
             return 200, control.plan(self._body()["spec"])
         if method == "POST" and len(parts) == 3 and parts[0] == "jobs" and parts[2] == "cancel":

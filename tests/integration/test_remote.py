@@ -125,6 +125,12 @@ def test_submit_wait_list_logs_results_over_address(remote, client, tmp_path):
     report = json.loads(shown.stdout)
     assert report["dashboard"] == remote.dashboard_url and report["nodes"] and "default" in report["queues"]
 
+    queued = _ids(remote, client)
+    dry = orch(remote, client, "submit", str(_job(tmp_path, 0)), "--dry-run", "--json")  # planned by the head's
+    assert dry.returncode == 0, dry.stdout + dry.stderr  # control plane: nothing read from the GCS here
+    assert json.loads(dry.stdout)["plan"]["nodes"] == [n["name"] for n in report["nodes"]]
+    assert _ids(remote, client) == queued  # and nothing queued
+
 
 def test_logs_follow_a_running_job_until_it_is_cancelled(remote, client, tmp_path):
     done = orch(remote, client, "submit", str(_job(tmp_path, 600)), "--json")
