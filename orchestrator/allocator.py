@@ -23,7 +23,7 @@ from __future__ import annotations
 
 import difflib
 from dataclasses import asdict, dataclass
-from typing import ClassVar, Mapping
+from typing import ClassVar, Iterable, Mapping
 
 from orchestrator import hardware
 from orchestrator.hardware import GIB, AcceleratorRequest
@@ -73,13 +73,18 @@ class Plan:
     def demand(self) -> dict[str, dict[str, float]]:
         """Resources this plan takes per node, its trial slots included, for
         ``ClusterSnapshot.allocate``/``release``."""
-        taken: dict[str, dict[str, float]] = {}
-        for part in (self, *self.trials):
-            for name in part.nodes:
-                node = taken.setdefault(name, {})
-                for key, amount in part.per_worker.items():
-                    node[key] = node.get(key, 0.0) + amount
-        return taken
+        return demand_of((part.nodes, part.per_worker) for part in (self, *self.trials))
+
+
+def demand_of(groups: Iterable[tuple[Iterable[str], Mapping[str, float]]]) -> dict[str, dict[str, float]]:
+    """node -> resources, for worker groups given as (a node name per worker, resources per worker)."""
+    taken: dict[str, dict[str, float]] = {}
+    for nodes, per_worker in groups:
+        for name in nodes:
+            node = taken.setdefault(name, {})
+            for key, amount in per_worker.items():
+                node[key] = node.get(key, 0.0) + amount
+    return taken
 
 
 @dataclass(frozen=True)

@@ -474,8 +474,7 @@ def _with_trials(job: queue.QueuedJob, plan: Plan, grown: ClusterSnapshot, added
     nodes (the nodes that exist are the policy's to give, reservations and all)."""
     left = grown.allocate(plan.demand())
     left = left.with_free({node.name: {} for node in left.nodes if node.name not in added})
-    held = queue.totals([usage.get(job.queue, {}), queue.plan_totals(plan)])
-    return queue.with_trials(job.spec, plan, left, held, queues.get(job.queue))
+    return queue.with_trials(job.spec, plan, left, usage.get(job.queue, {}), queues.get(job.queue))
 
 
 def _use(usage: dict[str, dict[str, float]], plan: Plan, queue_name: str) -> None:

@@ -34,13 +34,8 @@ def plan_record(plan: allocator.Plan, snapshot: ClusterSnapshot) -> dict[str, An
 
 def record_demand(record: dict[str, Any]) -> dict[str, dict[str, float]]:
     """node -> resources a stored plan holds, its sweep's trial slots included (``Plan.demand()``)."""
-    demand: dict[str, dict[str, float]] = {}
-    for part in (record, *record.get("trials", ())):
-        for node in part.get("nodes", ()):
-            held = demand.setdefault(node, {})
-            for resource, amount in part["per_worker"].items():
-                held[resource] = held.get(resource, 0.0) + amount
-    return demand
+    return allocator.demand_of((part.get("nodes", ()), part.get("per_worker", {}))
+                               for part in (record, *record.get("trials", ())))
 
 
 def launch_request(job_id: str, spec_json: dict, runtime_env: dict, plan: dict, attempt: int,

@@ -194,18 +194,19 @@ def plan_totals(plan: Plan) -> dict[str, float]:
             for key in QUOTA_RESOURCES}
 
 
-def with_trials(spec: JobSpec, plan: Plan, left: ClusterSnapshot, held: Mapping[str, float],
+def with_trials(spec: JobSpec, plan: Plan, left: ClusterSnapshot, usage: Mapping[str, float],
                 queue: QueueConfig | None, place: Callable[[ClusterSnapshot], Plan | None] | None = None) -> Plan:
     """Sweep ``spec``'s admitted ``plan`` with the further trial slots that fit ``left`` (the free
     resources once ``plan`` is placed) at once: up to ``max_concurrent`` trials (``auto``: all of
-    them), as far as the queue's own quota goes beyond ``held`` (its usage, ``plan`` included) in
-    the resources a slot takes; a slot is only worth taking where nobody reclaims it. ``place``
-    finds one slot on what is left (default: the allocator's plan, when placeable)."""
+    them), as far as the queue's own quota goes beyond its ``usage`` and ``plan`` in the resources
+    a slot takes; a slot is only worth taking where nobody reclaims it. ``place`` finds one slot
+    on what is left (default: the allocator's plan, when placeable)."""
     sweep = spec.sweep
     wanted = sweep.trials if sweep.max_concurrent == "auto" else min(sweep.max_concurrent, sweep.trials)
     limit = min(wanted, MAX_TRIAL_SLOTS)
     place = place or (lambda free: _placeable(allocator.plan(spec, free)))
     quota = (queue.quota or {}) if queue else {}
+    held = totals([usage, plan_totals(plan)])
     trials: list[Plan] = []
     while 1 + len(trials) < limit and (slot := place(left)) is not None:
         need = plan_totals(slot)
@@ -762,8 +763,7 @@ class _Step:
 
     def _admit(self, job: QueuedJob, plan: Plan, need: Mapping[str, float]) -> None:
         if job.spec.sweep:
-            held = totals([self.usage.get(job.queue, {}), need])
-            plan = with_trials(job.spec, plan, self.view.allocate(plan.demand()), held,
+            plan = with_trials(job.spec, plan, self.view.allocate(plan.demand()), self.usage.get(job.queue, {}),
                                self.queues.get(job.queue), self._trial_slot(job.spec))
             need = plan_totals(plan)
         demand = plan.demand()

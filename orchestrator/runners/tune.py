@@ -85,12 +85,13 @@ def run(payload: dict[str, Any]) -> dict[str, Any]:
     if tune.Tuner.can_restore(path):
         tuner = tune.Tuner.restore(path, trainable)
     else:
+        _require_driver_resource()
         tuner = tune.Tuner(
             trainable,
             param_space=search_space(spec.sweep),
             tune_config=tune.TuneConfig(
                 metric=spec.sweep.metric, mode=spec.sweep.mode, num_samples=spec.sweep.samples,
-                max_concurrent_trials=_max_concurrent(len(slots)), search_alg=_searcher(spec.sweep.search),
+                max_concurrent_trials=len(slots), search_alg=_searcher(spec.sweep.search),
                 scheduler=_scheduler(spec.sweep)),
             run_config=tune.RunConfig(name=job, storage_path=storage, verbose=0,
                                       callbacks=[_TrialEvents(job)]),
@@ -151,12 +152,10 @@ def _scheduler(sweep: Sweep):
                                    hyperparam_mutations=mutations)
 
 
-def _max_concurrent(slots: int) -> int:
-    """Trials at once: the slots the queue gave the sweep (``max_concurrent`` capped them)."""
+def _require_driver_resource() -> None:
     if int(ray.cluster_resources().get(cluster.DRIVER_RESOURCE, 0)) < 1:
         raise TrainingFailed(f"sweeps need the custom resource {cluster.DRIVER_RESOURCE!r} on a node for "
                              f"trial drivers (`orch up` declares it on the head); this cluster has none")
-    return slots
 
 
 def _trial_slots(payload: dict[str, Any]) -> list[dict[str, Any]]:
