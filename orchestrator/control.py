@@ -120,14 +120,20 @@ class Control:
             return self._snapshot[1]
 
     def cancel(self, job: str) -> JobRow:
-        row = self._find(job)
-        if row.state == "QUEUED":
-            self.store.transition(row.id, "CANCELLED", "cancelled while queued", ended_at=self.clock())
-        elif row.state in ACTIVE:
-            self.store.update(row.id, preempt_requested_at=None, reason="cancel requested")
-            self.jobs.stop(row.ray_submission_id)
-            self.store.transition(row.id, "CANCELLED", "cancelled", ended_at=self.clock())
-        return self.store.get(row.id)
+        # Under the step lock: a step that is launching the job hands it to Ray first, so a
+        # cancelled job is never launched afterwards, nor left running in Ray.
+        with self._step_lock:
+            row = self._find(job)
+            if row.state == "QUEUED":
+                self.store.transition(row.id, "CANCELLED", "cancelled while queued", ended_at=self.clock())
+            elif row.state in ACTIVE:
+                self.store.update(row.id, preempt_requested_at=None, reason="cancel requested")
+                try:
+                    self.jobs.stop(row.ray_submission_id)
+                except JobNotFound:
+                    pass  # written ahead, never handed to Ray (the control plane died between): nothing runs
+                self.store.transition(row.id, "CANCELLED", "cancelled", ended_at=self.clock())
+            return self.store.get(row.id)
 
     def _find(self, job: str) -> JobRow:
         row = self.store.find(job)
@@ -265,9 +271,11 @@ class Control:
     def _launch(self, row: JobRow, plan: dict, resubmit: bool = False) -> None:
         attempt = row.attempt if resubmit else row.attempt + 1
         submission_id = row.id if attempt == 1 else f"{row.id}-attempt{attempt}"
-        if not resubmit:  # write ahead: a crash after this line relaunches, never loses the job
-            self.store.transition(row.id, "STARTING", None, attempt=attempt, plan=plan,
-                                  ray_submission_id=submission_id)
+        # Write ahead: a crash after this line relaunches, never loses the job. A job that may not
+        # move to STARTING (it ended meanwhile) is not launched.
+        if not resubmit and not self.store.transition(row.id, "STARTING", None, attempt=attempt, plan=plan,
+                                                      ray_submission_id=submission_id):
+            return
         request = launch_request(row.id, row.spec, row.request["runtime_env"], plan, attempt, self.storage,
                                  secrets_file=self._write_secrets(row.id, submission_id))
         try:

@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import json
 import stat
+import threading
 from pathlib import Path
 
 import pytest
@@ -16,7 +17,7 @@ import pytest
 from orchestrator import events
 from orchestrator.control import ACTIVE, Control
 from orchestrator.entry import TEMPFAIL
-from orchestrator.errors import InfeasibleError
+from orchestrator.errors import InfeasibleError, JobNotFound
 from orchestrator.snapshot import ClusterFile, ClusterSnapshot, Node, NodeEntry, snapshot_from_cluster
 from orchestrator.spec import JobSpec
 from orchestrator.store import Store
@@ -41,6 +42,8 @@ class FakeJobs:
         return list(self.jobs.values())
 
     def stop(self, submission_id):
+        if submission_id not in self.jobs:
+            raise JobNotFound(submission_id)  # as Ray's Jobs API answers: 404
         self.jobs[submission_id]["status"] = "STOPPED"
         return True
 
@@ -172,6 +175,40 @@ def test_the_store_refuses_moves_the_job_states_do_not_allow(control):
     # A poll that saw the job end after the cancel leaves it cancelled.
     assert control.store.transition("a", "SUCCEEDED") is False
     assert _state(control, "a") == "CANCELLED" and control.store.get("a").reason == "cancelled"
+
+
+def test_cancel_of_a_job_written_but_never_handed_to_ray_cancels_it(control):
+    _submit(control, "one")
+    control.step()
+    del control.jobs.jobs["one"]  # the control plane died between its write and Ray's accept
+    assert control.cancel("one").state == "CANCELLED"
+    control.step()
+    assert "one" not in control.jobs.jobs and _state(control, "one") == "CANCELLED"
+
+
+def test_a_cancel_during_the_launch_waits_for_it_then_stops_the_job(control):
+    entered, release = threading.Event(), threading.Event()
+    submit = control.jobs.submit
+
+    def slow_submit(**request):  # Ray's upload and accept take a while
+        entered.set()
+        release.wait(5)
+        return submit(**request)
+
+    control.jobs.submit = slow_submit
+    _submit(control, "one")
+    step = threading.Thread(target=control.step)
+    step.start()
+    assert entered.wait(5)
+    cancelled = []
+    cancel = threading.Thread(target=lambda: cancelled.append(control.cancel("one")))
+    cancel.start()
+    cancel.join(0.2)
+    assert cancel.is_alive() and not cancelled  # it waits for the launch to reach Ray
+    release.set()
+    step.join(5)
+    cancel.join(5)
+    assert cancelled[0].state == "CANCELLED" and control.jobs.jobs["one"]["status"] == "STOPPED"
 
 
 def test_a_job_written_but_never_handed_to_ray_is_launched_again(control):
