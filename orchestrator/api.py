@@ -116,7 +116,7 @@ def submit(spec: JobSpec | str | Path, *, address: str | None = None, overrides=
     if source:
         field = "predict.model" if spec.predict else "init_from"
         runtime_env["env_vars"][INIT_FROM_ENV] = checkpoint_of(source, field, address)
-    runtime_env["working_dir"] = JobsClient(info).upload_working_dir(spec.working_dir)
+    runtime_env["working_dir"] = control.upload_working_dir(spec.working_dir)
     row = control.submit({"job": job_id, "spec": spec_json, "request": {"runtime_env": runtime_env},
                           "secrets": {name: env.values[name] for name in hidden}})
     return {"job": row["id"], "state": row["state"], "plan": decision}

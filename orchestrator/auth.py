@@ -56,8 +56,9 @@ def apply_to_environ() -> None:
     os.environ.setdefault("RAY_AUTH_MODE", "token")
 
 
-def request(url: str, data: bytes | None = None, method: str | None = None) -> urllib.request.Request:
-    headers = {"Content-Type": "application/json"} if data is not None else {}
+def request(url: str, data: bytes | None = None, method: str | None = None,
+            content_type: str = "application/json") -> urllib.request.Request:
+    headers = {"Content-Type": content_type} if data is not None else {}
     secret = token()
     if secret:
         headers["Authorization"] = f"Bearer {secret}"

@@ -1,8 +1,8 @@
 """How orch reaches a cluster: its control plane and Ray's Jobs API, over HTTP.
 
 Reads are plain HTTP (no Ray import), so `orch list` and `orch status` stay
-fast. Ray's own ``JobSubmissionClient`` is used where it does real work:
-packaging and uploading ``working_dir``, and submitting Ray Jobs.
+fast. Ray's own code does the real work: its packaging turns ``working_dir``
+into a package (``packages.py``), its ``JobSubmissionClient`` submits Ray Jobs.
 """
 
 from __future__ import annotations
@@ -15,23 +15,26 @@ import urllib.error
 import urllib.request
 from typing import Any, Iterator
 
-from orchestrator import auth
+from orchestrator import auth, packages
 from orchestrator.cluster import ClusterInfo
 from orchestrator.errors import ClusterUnavailable, InfeasibleError, JobNotFound, SpecError
 
 HTTP_TIMEOUT_S = 30
 
 
-def http(base: str, path: str, data: dict | None = None, method: str | None = None, *,
+def http(base: str, path: str, data: dict | bytes | None = None, method: str | None = None, *,
          service: str | None = None, unreachable: str = "") -> Any:
-    """One JSON request with the cluster token; errors become orch's typed errors.
+    """One request with the cluster token (a JSON body, or bytes as they are); the JSON answer.
+    Errors become orch's typed errors.
 
     ``service`` names what answers at ``base`` in messages; ``unreachable`` is
     added to the message when nothing answers there.
     """
-    body = json.dumps(data).encode() if data is not None else None
+    raw = isinstance(data, bytes)
+    body = data if raw else json.dumps(data).encode() if data is not None else None
+    asked = auth.request(f"{base}{path}", body, method, "application/octet-stream" if raw else "application/json")
     try:
-        with urllib.request.urlopen(auth.request(f"{base}{path}", body, method), timeout=HTTP_TIMEOUT_S) as reply:
+        with urllib.request.urlopen(asked, timeout=HTTP_TIMEOUT_S) as reply:
             payload = reply.read()
     except urllib.error.HTTPError as error:
         raise _typed(base, path, error, service) from None
@@ -126,11 +129,26 @@ class ControlClient:
             f". Is orch's control plane running on the head of {info.dashboard_url} (`orch serve`, see "
             f"docs/deploy.md) and its port forwarded? Set ORCH_CONTROL_ADDRESS if it listens elsewhere.")
 
-    def _call(self, path: str, data: dict | None = None, method: str | None = None) -> Any:
+    def _call(self, path: str, data: dict | bytes | None = None, method: str | None = None) -> Any:
         return http(self.base, path, data, method, service="the orch control plane", unreachable=self.unreachable)
 
     def submit(self, submission: dict) -> dict:
         return self._call("/jobs", submission, "POST")
+
+    def upload_working_dir(self, path: str) -> str:
+        """Package a folder as Ray does and hand it to the control plane (unless it has it);
+        its ``gcs://`` URI. Done at submit time, so a queued job runs the code as submitted."""
+        return packages.package_working_dir(path, self._has_package, self._put_package)
+
+    def _has_package(self, name: str) -> bool:
+        try:
+            self._call(f"/packages/{name}")
+            return True
+        except JobNotFound:
+            return False
+
+    def _put_package(self, name: str, data: bytes) -> None:
+        self._call(f"/packages/{name}", data, "PUT")
 
     def plan(self, body: dict) -> dict:
         """The plan for a spec against the cluster as orch's jobs hold it now."""
@@ -160,7 +178,7 @@ class JobsClient:
     def __init__(self, info: ClusterInfo):
         self.base = info.dashboard_url
 
-    def _http(self, path: str, data: dict | None = None, method: str | None = None) -> Any:
+    def _http(self, path: str, data: dict | bytes | None = None, method: str | None = None) -> Any:
         return http(self.base, path, data, method, service="the Ray Jobs API")
 
     def list(self) -> list[dict]:
@@ -206,17 +224,12 @@ class JobsClient:
         nodes = {n: http(self.base, f"/nodes/{n}")["data"]["detail"] for n in {w["node_id"] for w in workers}}
         return usage_rows(workers, nodes, time.time())
 
-    def upload_working_dir(self, path: str) -> str:
-        """Package and upload a folder to the cluster; returns its ``gcs://`` URI.
-
-        Done at submit time, so a queued job runs the code as it was submitted.
-        """
-        runtime_env = {"working_dir": path}
-        # Ray's client method: it hashes, zips and uploads only when the package is new.
-        sdk = self._sdk()
-        with _ray_auth_errors(self.base):
-            sdk._upload_working_dir_if_needed(runtime_env)
-        return runtime_env["working_dir"]
+    def ensure_package(self, name: str, path: Path) -> None:
+        """Put the package file at ``path`` into the cluster's GCS as ``name`` unless it is there."""
+        try:
+            self._http(f"/api/packages/gcs/{name}")
+        except JobNotFound:  # 404: not (or no longer) in the GCS
+            self._http(f"/api/packages/gcs/{name}", path.read_bytes(), "PUT")
 
     def submit(self, *, entrypoint: str, submission_id: str, runtime_env: dict, metadata: dict[str, str]) -> str:
         sdk = self._sdk()

@@ -25,7 +25,7 @@ from dataclasses import asdict
 from pathlib import Path
 from typing import Any, Callable
 
-from orchestrator import allocator, autoscale, events, queue
+from orchestrator import allocator, autoscale, events, packages, queue
 from orchestrator.client import JobsClient
 from orchestrator.errors import InfeasibleError, JobNotFound
 from orchestrator.entry import TEMPFAIL
@@ -38,6 +38,7 @@ ACTIVE = ("STARTING", "RUNNING")
 RAY_TO_STATE = {"PENDING": "STARTING", "RUNNING": "RUNNING", "SUCCEEDED": "SUCCEEDED", "FAILED": "FAILED"}
 PREEMPT_GRACE_S = 60.0
 SECRETS_DIR = ".orch-secrets"
+PACKAGE_SWEEP_S = 600.0  # how often kept job packages no job uses are looked for
 SNAPSHOT_TTL_S = 2.0
 DRIVER_LOST = "driver lost"  # the reason's prefix on requeues after a killed driver
 
@@ -55,6 +56,7 @@ class Control:
         self._step_lock = threading.Lock()
         self._snapshot_lock = threading.Lock()
         self._snapshot: tuple[float, ClusterSnapshot] | None = None
+        self.packages = packages.PackageStore(store.folder / packages.FOLDER)  # on the head, as the store
 
     # ---- requests from clients --------------------------------------------------
 
@@ -144,9 +146,13 @@ class Control:
     # ---- the loop ---------------------------------------------------------------------
 
     def run_forever(self, poll_s: float = 0.5) -> None:
+        swept = 0.0
         while True:
             try:
                 self.step()
+                if time.monotonic() - swept > PACKAGE_SWEEP_S:
+                    self.forget_packages()
+                    swept = time.monotonic()
             except Exception:  # Ray briefly unreachable, a bad row: log it, keep serving
                 traceback.print_exc()
             self._wake.wait(poll_s)
@@ -279,6 +285,7 @@ class Control:
         request = launch_request(row.id, row.spec, row.request["runtime_env"], plan, attempt, self.storage,
                                  secrets_file=self._write_secrets(row.id, submission_id))
         try:
+            self._restore_package(row.request["runtime_env"].get("working_dir"))
             self.jobs.submit(entrypoint=request["entrypoint"], submission_id=submission_id,
                              runtime_env=request["runtime_env"], metadata=request["metadata"])
         except Exception as error:  # Ray refused it (bad working_dir package, ...): the job failed
@@ -286,6 +293,20 @@ class Control:
                 return
             self.store.transition(row.id, "FAILED", f"Ray refused the job: {error}", ended_at=self.clock())
 
+
+    def _restore_package(self, working_dir: str | None) -> None:
+        """Put the job's code back into Ray's GCS if Ray dropped it (an upload unused for
+        10 minutes, a restarted cluster); jobs queued before orch kept packages have none here."""
+        name = packages.name_of(working_dir)
+        kept = self.packages.path(name) if name else None
+        if kept:
+            self.jobs.ensure_package(name, kept)
+
+    def forget_packages(self) -> list[str]:
+        """Drop kept packages that no queued or active job uses and nothing used for a while."""
+        used = {packages.name_of(row.request["runtime_env"].get("working_dir"))
+                for row in self.store.all(["QUEUED", *ACTIVE])}
+        return self.packages.forget_unused(name for name in used if name)
 
     def _write_secrets(self, job_id: str, submission_id: str) -> str | None:
         """The job's secrets in a file only this user can read; the driver reads and deletes it.

@@ -96,6 +96,15 @@ class Handler(BaseHTTPRequestHandler):
             return 200, control.dry_run(self._body())
         if method == "POST" and parts == ["plan"]:
             return 200, control.plan(self._body()["spec"])
+        if method == "GET" and len(parts) == 2 and parts[0] == "packages":
+            found = control.packages.path(parts[1])
+            return (200, {"package": parts[1]}) if found else (404, {"error": f"no package {parts[1]}"})
+        if method == "PUT" and len(parts) == 2 and parts[0] == "packages":
+            try:
+                control.packages.keep(parts[1], self.rfile, int(self.headers.get("Content-Length", 0)))
+            except ValueError as error:  # not a package name, a short upload
+                return 422, {"error": str(error)}
+            return 201, {"package": parts[1]}
         if method == "POST" and len(parts) == 3 and parts[0] == "jobs" and parts[2] == "cancel":
             return 200, row_json(control.cancel(parts[1]))
         return 404, {"error": f"no route {method} /{'/'.join(parts)}"}
@@ -105,6 +114,9 @@ class Handler(BaseHTTPRequestHandler):
 
     def do_POST(self) -> None:
         self._handle("POST")
+
+    def do_PUT(self) -> None:
+        self._handle("PUT")
 
 
 def serve(control, port: int, host: str = "127.0.0.1") -> ThreadingHTTPServer:

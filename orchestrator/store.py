@@ -84,6 +84,7 @@ class Store:
 
     def __init__(self, path: Path):
         path.parent.mkdir(parents=True, exist_ok=True)
+        self.folder = path.parent  # the head-node folder of orch's state (job packages live there too)
         self._lock = threading.RLock()  # transition() nests update()
         self._db = sqlite3.connect(str(path), check_same_thread=False, isolation_level=None)
         self._db.row_factory = sqlite3.Row

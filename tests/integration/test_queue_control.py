@@ -8,16 +8,19 @@ from __future__ import annotations
 
 import json
 import os
+import shutil
 import signal
 import time
+import uuid
 from concurrent.futures import ThreadPoolExecutor
 
 import pytest
 
-from tests.conftest import run_orch
+from tests.conftest import REPO, own_cluster, run_orch, wait_until_ended
 
 pytestmark = pytest.mark.ray
 SPEC = "jobs/digits/torch-mlp.yaml"
+WHERE = REPO / "tests" / "data" / "placement"  # where.py: a loop that sleeps config["hold_s"]
 
 
 def _submit(*sets: str) -> str:
@@ -110,3 +113,24 @@ def test_concurrent_submits_lose_and_double_nothing(local_cluster):
     with ThreadPoolExecutor(max_workers=10) as pool:
         assert all(done.returncode == 0 for done in pool.map(lambda job: run_orch("cancel", job), [*ids, blocker]))
     assert all(_status(j)["state"] == "CANCELLED" for j in ids)
+
+
+@pytest.mark.soak  # ~80 s on its own cluster; `make soak` (tests/unit/test_control.py covers the restore)
+def test_a_queued_job_outlives_rays_package_expiry_and_a_cluster_restart(orch_home, tmp_path, monkeypatch):
+    # Ray drops an upload nothing uses after this long (600 s by default).
+    monkeypatch.setenv("RAY_RUNTIME_ENV_TEMPORARY_REFERENCE_EXPIRATION_S", "3")
+    code = tmp_path / "code"
+    shutil.copytree(WHERE, code)
+    (code / "stamp.txt").write_text(uuid.uuid4().hex)  # a package of its own, not shared with other tests
+    with own_cluster(None, "orch-pkg-"):
+        blocker = _submit("name=pkg-blocker", "entrypoint=where.py:train_loop", f"working_dir={WHERE}",
+                          f"config.out={tmp_path}", "config.hold_s=600")
+        queued = _submit("name=pkg-queued", "entrypoint=where.py:train_loop", f"working_dir={code}",
+                         f"config.out={tmp_path}", "config.hold_s=0")
+        assert _status(queued)["state"] == "QUEUED"
+        # A restart: the new cluster's GCS has none of the old uploads.
+        assert run_orch("down").returncode == 0 and run_orch("up").returncode == 0
+        time.sleep(6)  # and past the expiry
+        assert run_orch("cancel", blocker).returncode == 0
+        view = wait_until_ended(queued, timeout=300)
+        assert view["state"] == "SUCCEEDED", view

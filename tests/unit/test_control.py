@@ -7,6 +7,7 @@ same code against real Ray.
 
 from __future__ import annotations
 
+import io
 import json
 import stat
 import threading
@@ -14,7 +15,7 @@ from pathlib import Path
 
 import pytest
 
-from orchestrator import events
+from orchestrator import events, packages
 from orchestrator.control import ACTIVE, Control
 from orchestrator.entry import TEMPFAIL
 from orchestrator.errors import InfeasibleError, JobNotFound
@@ -32,6 +33,7 @@ class FakeJobs:
         self.jobs: dict[str, dict] = {}
         self.requests: dict[str, dict] = {}
         self.log: dict[str, str] = {}
+        self.packages: dict[str, bytes] = {}  # job code put back into the GCS
 
     def submit(self, *, entrypoint, submission_id, runtime_env, metadata):
         self.jobs[submission_id] = {"submission_id": submission_id, "status": "RUNNING", "message": ""}
@@ -40,6 +42,9 @@ class FakeJobs:
 
     def list(self):
         return list(self.jobs.values())
+
+    def ensure_package(self, name, path):
+        self.packages[name] = path.read_bytes()
 
     def stop(self, submission_id):
         if submission_id not in self.jobs:
@@ -175,6 +180,28 @@ def test_the_store_refuses_moves_the_job_states_do_not_allow(control):
     # A poll that saw the job end after the cancel leaves it cancelled.
     assert control.store.transition("a", "SUCCEEDED") is False
     assert _state(control, "a") == "CANCELLED" and control.store.get("a").reason == "cancelled"
+
+
+def test_each_launch_puts_the_jobs_kept_code_back_into_ray(control):
+    name = "_ray_pkg_00112233445566778899.zip"
+    control.packages.keep(name, io.BytesIO(b"zipped code"), 11)
+    control.submit({"job": "one", "spec": _spec("one"), "secrets": None,
+                    "request": {"runtime_env": {"working_dir": f"gcs://{name}", "env_vars": {}}}})
+    _submit(control, "two")  # its working_dir is no kept package: nothing to put back
+    control.step()
+    assert control.jobs.packages == {name: b"zipped code"} and "one" in control.jobs.jobs
+
+
+def test_kept_code_is_dropped_only_when_no_queued_or_active_job_uses_it(control, monkeypatch):
+    used, unused = "_ray_pkg_aaaaaaaaaaaaaaaa.zip", "_ray_pkg_bbbbbbbbbbbbbbbb.zip"
+    for name in (used, unused):
+        control.packages.keep(name, io.BytesIO(b"z"), 1)
+    control.submit({"job": "one", "spec": _spec("one"), "secrets": None,
+                    "request": {"runtime_env": {"working_dir": f"gcs://{used}", "env_vars": {}}}})
+    monkeypatch.setattr(packages, "UNUSED_S", -1.0)  # as if both were last used long ago
+    assert control.forget_packages() == [unused]
+    control.cancel("one")
+    assert control.forget_packages() == [used]
 
 
 def test_cancel_of_a_job_written_but_never_handed_to_ray_cancels_it(control):
