@@ -26,7 +26,7 @@ from orchestrator.runners.frameworks import worker_env
 from orchestrator.secrets import redact, redact_stream, resolve_env, split_env
 from orchestrator.spec import JOB_SOURCE, JobSpec
 from orchestrator.specload import load_spec
-from orchestrator.store import TERMINAL
+from orchestrator.store import TERMINAL, driver_losses
 
 
 
@@ -40,7 +40,7 @@ class JobView:
     priority: int
     queue: str
     accelerator: str
-    workers: str
+    workers: int | str  # a count; a range ("2..8") for an elastic job not yet planned
     reason: str | None
     restarts: int
     metrics: dict[str, Any] | None
@@ -194,8 +194,8 @@ def _view(row: dict, log_events: list[dict] | None = None) -> JobView:
     return JobView(
         job=row["id"], name=row["name"], state=row["state"], priority=row["priority"], queue=row["queue"],
         accelerator=chosen.get("accelerator") or str(spec["resources"]["accelerator"]),
-        workers=str(chosen.get("workers") or spec["resources"]["workers"]), reason=row["reason"],
-        restarts=len(failures),
+        workers=chosen.get("workers") or spec["resources"]["workers"], reason=row["reason"],
+        restarts=len(failures) + driver_losses(row["history"]),  # worker groups and drivers restarted
         failures=failures,
         metrics=report["metrics"] if report else None, ray_job_id=row["ray_submission_id"],
         framework=spec["framework"], attempt=row["attempt"], submitted_at=row["submitted_at"],

@@ -35,10 +35,19 @@ def _console(err: bool = False):
 
     # soft_wrap: messages stay one line each, for people and for grep. Piped
     # output is not squeezed into 80 columns: tables keep one line per job.
-    console = Console(stderr=err, highlight=False, soft_wrap=True)
+    # No markup or emoji codes in what users wrote (names, paths, reasons): `[/]` or `:fire:` print
+    # as typed. The few styled lines of orch's own pass markup=True.
+    console = Console(stderr=err, highlight=False, soft_wrap=True, markup=False, emoji=False)
     if not console.is_terminal and "COLUMNS" not in os.environ:
         console.width = PIPED_WIDTH
     return console
+
+
+def escape(text: str) -> str:
+    """``text`` shown as typed inside a line of orch's markup."""
+    from rich.markup import escape as escape_markup
+
+    return escape_markup(str(text))
 
 
 def command(name: str | None = None) -> Callable[[Callable], Callable]:
@@ -67,7 +76,7 @@ def command(name: str | None = None) -> Callable[[Callable], Callable]:
                 if debug:
                     raise
                 console = _console(err=True)
-                console.print("[red]internal error:[/] ", end="")
+                console.print("[red]internal error:[/] ", end="", markup=True)
                 console.print(f"{type(error).__name__}: {error} (run again with --debug for the traceback)",
                               markup=False)
                 raise typer.Exit(1) from None
@@ -80,11 +89,12 @@ def command(name: str | None = None) -> Callable[[Callable], Callable]:
 def _report(error, spec_error_type) -> None:
     console = _console(err=True)
     if isinstance(error, spec_error_type) and len(error.problems) > 1:
-        console.print(f"[red]error:[/] {len(error.problems)} problems in {error.source or 'the spec'}:")
+        console.print(f"[red]error:[/] {len(error.problems)} problems in {escape(error.source or 'the spec')}:",
+                      markup=True)
         for problem in error.problems:
             console.print(f"  {problem}", markup=False)
     else:
-        console.print("[red]error:[/] ", end="")
+        console.print("[red]error:[/] ", end="", markup=True)
         console.print(str(error), markup=False)
 
 
@@ -103,7 +113,7 @@ def up(cluster: Optional[str] = ClusterFile, json_out: bool = Json, debug: bool 
     info = clusters.up(cluster, progress=lambda m: _console(err=True).print(m))
     if json_out:
         return _print_json({"dashboard": info.dashboard_url, "name": info.name})
-    _console().print(f"cluster [bold]{info.name}[/] is up; dashboard {info.dashboard_url}")
+    _console().print(f"cluster [bold]{escape(info.name)}[/] is up; dashboard {info.dashboard_url}", markup=True)
 
 
 @command()
@@ -138,8 +148,8 @@ def validate(spec: str = typer.Argument(..., help="JOB.yaml"),
     from orchestrator.specload import load_spec
 
     job = load_spec(spec, set_)
-    _console().print(f"[green]ok[/] {spec}: job {job.name} ({job.framework}, "
-                     f"{job.resources.workers} x {job.resources.accelerator})")
+    _console().print(f"[green]ok[/] {escape(spec)}: job {job.name} ({job.framework}, "
+                     f"{job.resources.workers} x {job.resources.accelerator})", markup=True)
 
 
 @command()
@@ -187,7 +197,7 @@ def submit(spec: str = typer.Argument(..., help="JOB.yaml"),
         if json_out:
             return _print_json({"job": submitted["job"], "state": submitted["state"]})
         return _console().print(f"submitted [bold]{submitted['job']}[/] ({submitted['state']}, "
-                                f"{submitted['plan']['accelerator']} x {submitted['plan']['workers']})")
+                                f"{submitted['plan']['accelerator']} x {submitted['plan']['workers']})", markup=True)
     view = render.follow(submitted["job"], address, quiet=json_out)
     if json_out:
         _print_json(view.to_json())
@@ -238,7 +248,9 @@ def cancel(job: str = typer.Argument(...), address: Optional[str] = Address, ins
     view = api.cancel(job, address)
     if json_out:
         return _print_json({"job": view.job, "state": view.state})
-    _console().print(f"cancelled {view.job} (state {view.state})")
+    if view.state == "CANCELLED":
+        return _console().print(f"cancelled {view.job}")
+    _console().print(f"{view.job} had already ended ({view.state}): nothing to cancel")
 
 
 @command()

@@ -116,6 +116,13 @@ def usage_rows(workers: list[dict], nodes: dict[str, dict], now: float) -> list[
     return sorted(rows, key=lambda row: row["pid"])
 
 
+def _job_path(job: str) -> str:
+    """The control plane's path of a job id or name, as one path segment whatever it holds."""
+    if not job.strip():
+        raise JobNotFound(job)
+    return f"/jobs/{urllib.request.quote(job, safe='')}"
+
+
 class ControlClient:
     """orch's control plane: the queue and the job table."""
 
@@ -166,10 +173,10 @@ class ControlClient:
         return self._call("/cluster")
 
     def get(self, job: str) -> dict:
-        return self._call(f"/jobs/{urllib.request.quote(job)}")
+        return self._call(_job_path(job))
 
     def cancel(self, job: str) -> dict:
-        return self._call(f"/jobs/{urllib.request.quote(job)}/cancel", {}, "POST")
+        return self._call(f"{_job_path(job)}/cancel", {}, "POST")
 
 
 class JobsClient:

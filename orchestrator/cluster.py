@@ -14,6 +14,7 @@ import fcntl
 import hashlib
 import json
 import os
+import re
 import signal
 import socket
 import subprocess
@@ -29,7 +30,7 @@ from pathlib import Path
 from typing import Callable, Iterator
 
 from orchestrator import auth, hardware
-from orchestrator.errors import ClusterUnavailable
+from orchestrator.errors import ClusterUnavailable, SpecError
 from orchestrator.snapshot import ClusterSnapshot, Node, QueueConfig
 
 NODE_LABEL = "orch.io/node"  # the cluster file's node name, e.g. a100-0
@@ -218,6 +219,9 @@ def up(cluster_file: str | None = None, progress=print) -> ClusterInfo:
     """Start the local (or a simulated) cluster, or return the running one."""
     with _lock():
         running = resolve(None)
+        if running and cluster_file and running.cluster_file != str(Path(cluster_file).resolve()):
+            raise SpecError(f"--cluster {cluster_file}: cluster {running.name} is up already (from "
+                            f"{running.cluster_file or 'this machine'}); `orch down` first to start another")
         if running:
             return running
         nodes, name, queues_file = _nodes_to_start(cluster_file)
@@ -436,10 +440,12 @@ def live_snapshot(info: ClusterInfo) -> ClusterSnapshot:
     for state in _node_states(info.gcs_address):
         labels = dict(state.labels)
         node_id = state.node_id.hex()
+        total = _user_resources(state.total_resources)
         nodes.append(Node(
             name=labels.get(NODE_LABEL, node_id[:8]),
-            total=_user_resources(state.total_resources),
-            free=_user_resources(state.available_resources),
+            total=total,
+            # Ray leaves out what is all taken: a node with no free CPU has no CPU entry.
+            free={**dict.fromkeys(total, 0.0), **_user_resources(state.available_resources)},
             labels=labels,
             node_id=node_id,
         ))
@@ -455,10 +461,14 @@ def local_snapshot() -> ClusterSnapshot:
     return ClusterSnapshot(name="local", nodes=(node,), queues=_queues(ClusterInfo(dashboard_url="")))
 
 
+# Ray's own per-placement-group resources: CPU_group_<pg id>, CPU_group_<bundle>_<pg id>, bundle_group_...
+_PLACEMENT_GROUP_RESOURCE = re.compile(r".+_group_(\d+_)?[0-9a-f]{16,}")
+
+
 def _user_resources(resources) -> dict[str, float]:
-    # node:<ip> and object store bookkeeping are Ray's, not something a job asks for.
+    # node:<ip>, object store and placement group bookkeeping are Ray's, not something a job asks for.
     return {k: float(v) for k, v in resources.items()
-            if not k.startswith("node:") and k != "object_store_memory"}
+            if not k.startswith("node:") and k != "object_store_memory" and not _PLACEMENT_GROUP_RESOURCE.fullmatch(k)}
 
 
 def _queues(info: ClusterInfo) -> dict[str, QueueConfig]:

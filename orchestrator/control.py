@@ -32,7 +32,7 @@ from orchestrator.entry import TEMPFAIL
 from orchestrator.launch import launch_request, plan_record, record_demand
 from orchestrator.snapshot import ClusterSnapshot
 from orchestrator.spec import JobSpec
-from orchestrator.store import JobRow, Store
+from orchestrator.store import DRIVER_LOST, JobRow, Store, driver_losses
 
 ACTIVE = ("STARTING", "RUNNING")
 RAY_TO_STATE = {"PENDING": "STARTING", "RUNNING": "RUNNING", "SUCCEEDED": "SUCCEEDED", "FAILED": "FAILED"}
@@ -40,7 +40,6 @@ PREEMPT_GRACE_S = 60.0
 SECRETS_DIR = ".orch-secrets"
 PACKAGE_SWEEP_S = 600.0  # how often kept job packages no job uses are looked for
 SNAPSHOT_TTL_S = 2.0
-DRIVER_LOST = "driver lost"  # the reason's prefix on requeues after a killed driver
 
 
 class Control:
@@ -125,7 +124,9 @@ class Control:
         # Under the step lock: a step that is launching the job hands it to Ray first, so a
         # cancelled job is never launched afterwards, nor left running in Ray.
         with self._step_lock:
-            row = self._find(job)
+            row = self.store.find(job, unfinished_first=True)
+            if row is None:
+                raise JobNotFound(job)
             if row.state == "QUEUED":
                 self.store.transition(row.id, "CANCELLED", "cancelled while queued", ended_at=self.clock())
             elif row.state in ACTIVE:
@@ -212,7 +213,7 @@ class Control:
         if not killed or events.last(events.parse(self.jobs.logs(row.ray_submission_id)), "failed"):
             return False
         budget = JobSpec.model_validate(row.spec).failure.max_failures
-        lost = sum(1 for h in row.history if (h.get("reason") or "").startswith(DRIVER_LOST))
+        lost = driver_losses(row.history)
         if budget != -1 and lost >= budget:
             return False
         detail = f"exit code {code}" if code is not None else (info.get("message") or "no exit code").strip()

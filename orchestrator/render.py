@@ -172,7 +172,7 @@ def follow(job: str, address: str | None, quiet: bool = False) -> api.JobView:
         return api.wait(job, address)
     from rich.console import Console
 
-    console = Console(stderr=True)
+    console = Console(stderr=True, markup=False, emoji=False)  # user text (reasons, metric names) as typed
     started = time.time()
     if console.is_terminal:
         with Live(console=console, refresh_per_second=4, transient=False) as live:

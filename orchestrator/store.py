@@ -50,6 +50,13 @@ CREATE TABLE IF NOT EXISTS secrets (
 );
 """
 TERMINAL = tuple(state.value for state in JobState if state.is_terminal)
+
+DRIVER_LOST = "driver lost"  # the reason's prefix on requeues after a killed driver
+
+
+def driver_losses(history: list[dict]) -> int:
+    """How often a job was requeued because its driver was lost (each one is a restart)."""
+    return sum(1 for h in history if (h.get("reason") or "").startswith(DRIVER_LOST))
 log = logging.getLogger(__name__)
 _JSON_COLUMNS = ("spec", "request", "plan", "history")
 
@@ -132,14 +139,17 @@ class Store:
             row = self._db.execute("SELECT * FROM jobs WHERE id = ?", (job_id,)).fetchone()
         return _row(row) if row else None
 
-    def find(self, job_or_name: str) -> JobRow | None:
-        """A job by id, else the latest job of that name."""
+    def find(self, job_or_name: str, unfinished_first: bool = False) -> JobRow | None:
+        """A job by id, else the latest job of that name (with ``unfinished_first``, the latest
+        one that has not ended, if any: what `orch cancel NAME` means)."""
         found = self.get(job_or_name)
         if found:
             return found
+        ended = ",".join("?" * len(TERMINAL))
+        order = f"state IN ({ended}), seq DESC" if unfinished_first else "seq DESC"
         with self._lock:
-            row = self._db.execute("SELECT * FROM jobs WHERE name = ? ORDER BY seq DESC LIMIT 1",
-                                   (job_or_name,)).fetchone()
+            row = self._db.execute(f"SELECT * FROM jobs WHERE name = ? ORDER BY {order} LIMIT 1",
+                                   (job_or_name, *(TERMINAL if unfinished_first else ()))).fetchone()
         return _row(row) if row else None
 
     def all(self, states: Iterable[str] | None = None) -> list[JobRow]:

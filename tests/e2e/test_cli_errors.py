@@ -51,6 +51,12 @@ def test_infeasible_job_is_rejected_at_submit_with_reason(local_cluster):
     assert "A100" in done.stderr and "Traceback" not in done.stderr
 
 
+@pytest.mark.ray
+def test_up_with_another_cluster_file_while_one_is_up_starts_nothing(local_cluster):
+    done = run_orch("up", "--cluster", "cluster/mixed-sim.yaml")
+    assert done.returncode == 2 and "`orch down` first" in done.stderr, done.stdout + done.stderr
+
+
 def test_help_imports_neither_ray_nor_frameworks():
     code = ("import sys; from orchestrator.cli import app; "
             "from typer.testing import CliRunner; CliRunner().invoke(app, ['--help']); "

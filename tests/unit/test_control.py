@@ -204,6 +204,16 @@ def test_kept_code_is_dropped_only_when_no_queued_or_active_job_uses_it(control,
     assert control.forget_packages() == [used]
 
 
+def test_cancel_by_name_stops_the_running_job_of_that_name_not_a_newer_ended_one(control):
+    for job in ("train-1", "train-2"):
+        control.submit({"job": job, "spec": _spec("train"), "request": {"runtime_env": {"env_vars": {}}},
+                        "secrets": None})
+    control.step()  # train-1 starts; train-2 waits behind it and is cancelled
+    control.cancel("train-2")
+    assert control.cancel("train").id == "train-1" and _state(control, "train-1") == "CANCELLED"
+    assert control.cancel("train").id == "train-2"  # none left running: the latest, as it is
+
+
 def test_cancel_of_a_job_written_but_never_handed_to_ray_cancels_it(control):
     _submit(control, "one")
     control.step()

@@ -1,0 +1,59 @@
+"""What users typed comes back as typed, and what scripts read has stable types: job ids in
+URLs, markup and emoji codes in messages and tables, `workers`, `restarts`, node resources."""
+
+from __future__ import annotations
+
+import pytest
+from typer.testing import CliRunner
+
+from orchestrator import api, cli, render
+from orchestrator.client import _job_path
+from orchestrator.cluster import _user_resources
+from orchestrator.errors import JobNotFound
+
+PG = "6f1a2b3c4d5e6f7a8b9c0d1e2f3a4b5c6d7e"
+
+
+def test_a_job_id_is_one_url_segment_and_an_empty_one_no_job():
+    assert _job_path("digits-mlp/cancel") == "/jobs/digits-mlp%2Fcancel"
+    for empty in ("", "  "):
+        with pytest.raises(JobNotFound):
+            _job_path(empty)
+
+
+def test_messages_show_markup_and_emoji_codes_as_typed(tmp_path):
+    spec = tmp_path / "[bold]job:fire:.yaml"
+    spec.write_text("name: x\nentrypoint: train.py:loop\n")
+    (tmp_path / "train.py").write_text("def loop(config): pass\n")
+    done = CliRunner().invoke(cli.app, ["validate", str(spec)])
+    assert done.exit_code == 0 and f"ok {spec}: job x" in done.output
+    done = CliRunner().invoke(cli.app, ["validate", str(tmp_path / "[/]missing:rocket:.yaml")])
+    assert done.exit_code == 2 and "[/]missing:rocket:.yaml" in done.output and "🚀" not in done.output
+
+
+def _view(**fields) -> api.JobView:
+    row = {"id": "j-1", "name": "j", "state": "FAILED", "priority": 100, "queue": "default", "reason": None,
+           "ray_submission_id": "j-1", "attempt": 3, "submitted_at": 0.0, "started_at": None, "ended_at": None,
+           "plan": None, "spec": {"resources": {"accelerator": "CPU", "workers": 2}, "framework": "torch"},
+           "history": [{"state": "QUEUED", "reason": "driver lost (exit code -9); resumes from its last checkpoint"}]}
+    return api._view({**row, **fields}, [{"event": "worker_failure", "attempt": 3, "causes": {}}])
+
+
+def test_a_views_workers_is_a_number_and_restarts_count_drivers_too():
+    view = _view()
+    assert view.workers == 2 and view.restarts == 2  # one worker group restart, one lost driver
+    elastic = _view(spec={"resources": {"accelerator": "CPU", "workers": "2..8"}, "framework": "torch"})
+    assert elastic.workers == "2..8"  # not planned yet: the range asked for
+
+
+def test_a_reason_with_brackets_shows_as_written_in_the_jobs_table():
+    console = cli._console()  # as `orch list` prints
+    console.begin_capture()
+    console.print(render.jobs_table([_view(reason="KeyError: '[/]' at :fire:")]))
+    assert "KeyError: '[/]' at :fire:" in console.end_capture()
+
+
+def test_node_resources_leave_out_rays_placement_group_bookkeeping():
+    assert _user_resources({"CPU": 2, "accelerator_type:A100": 1, f"CPU_group_0_{PG}": 1, f"bundle_group_{PG}": 1000,
+                            f"memory_group_{PG}": 1e9, "node:127.0.0.1": 1, "object_store_memory": 1e9,
+                            "team_group_slots": 4}) == {"CPU": 2, "accelerator_type:A100": 1, "team_group_slots": 4}
