@@ -15,7 +15,7 @@ import secrets
 import time
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
-from typing import Any, Callable
+from typing import Any, Callable, Iterator
 
 from orchestrator import allocator, cluster, events
 from orchestrator.client import ControlClient, JobsClient
@@ -179,10 +179,13 @@ def _attempt_ids(row: dict) -> list[str]:
 
 
 def _events(jobs: JobsClient, row: dict) -> list[dict]:
-    """Every event of every attempt, in order, each tagged with its attempt number."""
+    """Every event of every attempt, in order, each tagged with its attempt number: an ended
+    attempt's as the control plane kept them (Ray's go with the cluster), the others' from Ray."""
+    kept = {int(attempt): found for attempt, found in (row.get("kept_events") or {}).items()}
     found: list[dict] = []
     for attempt, submission_id in enumerate(_attempt_ids(row), start=1):
-        found += [{**e, "attempt": attempt} for e in events.parse(jobs.logs(submission_id))]
+        reported = kept[attempt] if attempt in kept else events.parse(jobs.logs(submission_id))
+        found += [{**e, "attempt": attempt} for e in reported]
     return redact(found, _known_secrets(row))
 
 
@@ -220,16 +223,30 @@ def status(job: str, address: str | None = None, usage: bool = False) -> JobView
     return view
 
 
-def logs(job: str, address: str | None = None, follow: bool = False):
-    """The current attempt's driver and worker logs: a string, or chunks with follow."""
+def logs(job: str, address: str | None = None, follow: bool = False, poll_s: float = 1.0):
+    """The current attempt's driver and worker logs: a string, or chunks with follow (which
+    waits for a queued job to start)."""
     control, jobs = _clients(address)
     row = control.get(job)
+    waiting = f"{row['id']} is {row['state']}: no logs yet ({row['reason'] or 'waiting to start'})\n"
+    if follow and row["state"] not in TERMINAL:
+        return redact_stream(_follow(control, jobs, row, waiting, poll_s), _known_secrets(row))
     if not row["ray_submission_id"]:
-        return f"{row['id']} is {row['state']}: no logs yet ({row['reason'] or 'waiting to start'})\n"
-    hidden = _known_secrets(row)
-    if follow:
-        return redact_stream(jobs.follow_logs(row["ray_submission_id"]), hidden)
-    return redact(jobs.logs(row["ray_submission_id"]), hidden)
+        return waiting
+    text = jobs.logs(row["ray_submission_id"])
+    if not text and row["state"] in TERMINAL:  # a restarted cluster has no logs of it: the kept end
+        text = control.kept_log(row["id"]) or ""
+    return redact(text, _known_secrets(row))
+
+
+def _follow(control: ControlClient, jobs: JobsClient, row: dict, waiting: str, poll_s: float) -> Iterator[str]:
+    if not row["ray_submission_id"]:
+        yield waiting
+    while not row["ray_submission_id"] and row["state"] not in TERMINAL:
+        time.sleep(poll_s)
+        row = control.get(row["id"])
+    if row["ray_submission_id"]:
+        yield from jobs.follow_logs(row["ray_submission_id"], poll_s)
 
 
 def _known_secrets(row: dict) -> frozenset[str]:

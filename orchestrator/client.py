@@ -175,6 +175,10 @@ class ControlClient:
     def get(self, job: str) -> dict:
         return self._call(_job_path(job))
 
+    def kept_log(self, job: str) -> str | None:
+        """The end of the job's latest attempt's log as the control plane kept it when it ended."""
+        return self._call(f"{_job_path(job)}/log")["log"]
+
     def cancel(self, job: str) -> dict:
         return self._call(f"{_job_path(job)}/cancel", {}, "POST")
 
@@ -248,7 +252,10 @@ class JobsClient:
         """Yield new log text until the job ends."""
         seen = 0
         while True:
-            done = self.get(submission_id)["status"] in ("SUCCEEDED", "FAILED", "STOPPED")
+            try:
+                done = self.get(submission_id)["status"] in ("SUCCEEDED", "FAILED", "STOPPED")
+            except JobNotFound:  # admitted a moment ago: the control plane is handing it to Ray
+                done = False
             text = self.logs(submission_id)
             if len(text) > seen:
                 yield text[seen:]

@@ -38,6 +38,8 @@ ACTIVE = ("STARTING", "RUNNING")
 RAY_TO_STATE = {"PENDING": "STARTING", "RUNNING": "RUNNING", "SUCCEEDED": "SUCCEEDED", "FAILED": "FAILED"}
 PREEMPT_GRACE_S = 60.0
 SECRETS_DIR = ".orch-secrets"
+ENDED_IN_RAY = ("SUCCEEDED", "FAILED", "STOPPED")  # Ray job statuses that end an attempt
+LOG_TAIL_CHARS = 256 * 1024  # how much of an ended attempt's log the store keeps for `orch logs`
 PACKAGE_SWEEP_S = 600.0  # how often kept job packages no job uses are looked for
 SNAPSHOT_TTL_S = 2.0
 
@@ -133,6 +135,7 @@ class Control:
                 self.store.update(row.id, preempt_requested_at=None, reason="cancel requested")
                 try:
                     self.jobs.stop(row.ray_submission_id)
+                    self._keep_attempt(row)
                 except JobNotFound:
                     pass  # written ahead, never handed to Ray (the control plane died between): nothing runs
                 self.store.transition(row.id, "CANCELLED", "cancelled", ended_at=self.clock())
@@ -180,6 +183,8 @@ class Control:
 
     def _apply_ray_status(self, row: JobRow, info: dict) -> None:
         status = info["status"]
+        if status in ENDED_IN_RAY:
+            self._keep_attempt(row)
         if status == "STOPPED":
             if row.preempt_requested_at:
                 self.store.transition(row.id, "PREEMPTED", row.reason, preempt_requested_at=None)
@@ -201,6 +206,11 @@ class Control:
         if state == "FAILED":
             reason = self._failure_reason(row, info)
         self.store.transition(row.id, state, reason, **fields)
+
+    def _keep_attempt(self, row: JobRow) -> None:
+        """Copy an ended attempt's events and log tail from Ray into the store (Ray's go with the cluster)."""
+        text = self.jobs.logs(row.ray_submission_id)
+        self.store.keep_attempt(row.id, row.attempt, events.parse(text), text[-LOG_TAIL_CHARS:])
 
     def _restart_lost_driver(self, row: JobRow, info: dict) -> bool:
         """Requeue a job whose driver was killed (signal, OOM, lost node) or lost a Ray process it

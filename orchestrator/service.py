@@ -88,7 +88,11 @@ class Handler(BaseHTTPRequestHandler):
         if method == "GET" and parts == ["jobs"]:
             return 200, [row_json(r) for r in control.store.all()]
         if method == "GET" and len(parts) == 2 and parts[0] == "jobs":
-            return 200, row_json(control._find(parts[1]))
+            row = control._find(parts[1])
+            return 200, {**row_json(row), "kept_events": control.store.kept_events(row.id)}
+        if method == "GET" and len(parts) == 3 and parts[0] == "jobs" and parts[2] == "log":
+            row = control._find(parts[1])
+            return 200, {"attempt": row.attempt, "log": control.store.kept_log(row.id, row.attempt)}
         if method == "POST" and parts == ["jobs"]:
             row, created = control.submit(self._body())
             return (201 if created else 200), row_json(row)

@@ -48,6 +48,13 @@ CREATE TABLE IF NOT EXISTS secrets (
     id TEXT PRIMARY KEY REFERENCES jobs(id),
     env TEXT NOT NULL
 );
+CREATE TABLE IF NOT EXISTS attempts (
+    id TEXT NOT NULL REFERENCES jobs(id),
+    attempt INTEGER NOT NULL,
+    events TEXT NOT NULL,
+    log_tail TEXT NOT NULL,
+    PRIMARY KEY (id, attempt)
+);
 """
 TERMINAL = tuple(state.value for state in JobState if state.is_terminal)
 
@@ -123,6 +130,26 @@ class Store:
         with self._lock:
             row = self._db.execute("SELECT env FROM secrets WHERE id = ?", (job_id,)).fetchone()
         return json.loads(row["env"]) if row else {}
+
+    def keep_attempt(self, job_id: str, attempt: int, events: list[dict], log_tail: str) -> None:
+        """What an ended attempt reported (its orch events) and the end of its log: Ray forgets
+        both with the cluster, and results, ``init_from: job:NAME`` and ``orch logs`` need them."""
+        with self._lock:
+            self._db.execute("INSERT OR REPLACE INTO attempts (id, attempt, events, log_tail) VALUES (?, ?, ?, ?)",
+                             (job_id, attempt, json.dumps(events), log_tail))
+
+    def kept_events(self, job_id: str) -> dict[int, list[dict]]:
+        """The events of a job's ended attempts, by attempt."""
+        with self._lock:
+            rows = self._db.execute("SELECT attempt, events FROM attempts WHERE id = ?", (job_id,)).fetchall()
+        return {row["attempt"]: json.loads(row["events"]) for row in rows}
+
+    def kept_log(self, job_id: str, attempt: int) -> str | None:
+        """The end of an ended attempt's log; None when none was kept."""
+        with self._lock:
+            row = self._db.execute("SELECT log_tail FROM attempts WHERE id = ? AND attempt = ?",
+                                   (job_id, attempt)).fetchone()
+        return row["log_tail"] if row else None
 
     @contextlib.contextmanager
     def _transaction(self):

@@ -134,3 +134,8 @@ def test_a_queued_job_outlives_rays_package_expiry_and_a_cluster_restart(orch_ho
         assert run_orch("cancel", blocker).returncode == 0
         view = wait_until_ended(queued, timeout=300)
         assert view["state"] == "SUCCEEDED", view
+        # Another restart: what the job reported and the end of its log outlive the cluster.
+        assert run_orch("down").returncode == 0 and run_orch("up").returncode == 0
+        results = json.loads(run_orch("results", queued, "--json").stdout)
+        assert results["metrics"] == {"rank": 0} and results["history"] == [{"rank": 0, "attempt": 1}]
+        assert "::orch::" in run_orch("logs", queued).stdout

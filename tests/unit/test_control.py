@@ -214,6 +214,27 @@ def test_cancel_by_name_stops_the_running_job_of_that_name_not_a_newer_ended_one
     assert control.cancel("train").id == "train-2"  # none left running: the latest, as it is
 
 
+def test_an_ended_attempts_events_and_log_end_are_kept_past_the_clusters_life(control):
+    result = {"event": "result", "metrics": {"acc": 0.9}, "checkpoint": "/storage/one/checkpoint_1"}
+    _submit(control, "one")
+    control.step()
+    control.jobs.log["one"] = "epoch 0\n" + f"{events.MARK} {json.dumps(result)}\n"
+    control.jobs.end("one")
+    control.step()
+    assert _state(control, "one") == "SUCCEEDED"
+    del control.jobs.jobs["one"], control.jobs.log["one"]  # a restarted cluster knows nothing of it
+    assert control.store.kept_events("one") == {1: [result]}
+    assert control.store.kept_log("one", 1).startswith("epoch 0")
+
+
+def test_a_cancelled_attempt_is_kept_too(control):
+    _submit(control, "one")
+    control.step()
+    control.jobs.log["one"] = f"{events.MARK} {json.dumps({'event': 'report', 'metrics': {'epoch': 3}})}\n"
+    control.cancel("one")
+    assert control.store.kept_events("one") == {1: [{"event": "report", "metrics": {"epoch": 3}}]}
+
+
 def test_cancel_of_a_job_written_but_never_handed_to_ray_cancels_it(control):
     _submit(control, "one")
     control.step()
@@ -423,3 +444,19 @@ def test_a_driver_that_lost_its_ray_processes_is_requeued(control):
     control.step()
     row = control.store.get("one")
     assert row.state in ACTIVE and row.attempt == 2 and row.ray_submission_id == "one-attempt2"
+
+
+def test_a_jobs_events_come_from_the_store_for_kept_attempts_and_from_ray_for_the_rest():
+    from orchestrator import api
+
+    asked = []
+
+    class Jobs:
+        def logs(self, submission_id):
+            asked.append(submission_id)
+            return f"{events.MARK} {json.dumps({'event': 'report', 'metrics': {'epoch': 5}})}\n"
+
+    row = {"id": "j", "attempt": 2, "spec": {"env": {}},
+           "kept_events": {"1": [{"event": "report", "metrics": {"epoch": 4}}]}}  # JSON keys are strings
+    found = api._events(Jobs(), row)
+    assert [(e["attempt"], e["metrics"]["epoch"]) for e in found] == [(1, 4), (2, 5)] and asked == ["j-attempt2"]
