@@ -112,10 +112,7 @@ def submit(spec: JobSpec | str | Path, *, address: str | None = None, overrides=
     if decision["status"] == "infeasible":
         raise InfeasibleError(spec.name, decision["reasons"] or [f"{r['option']}: {r['reason']}"
                                                                   for r in decision["rejected"]])
-    source = spec.predict.model if spec.predict else spec.init_from
-    if source:
-        field = "predict.model" if spec.predict else "init_from"
-        runtime_env["env_vars"][INIT_FROM_ENV] = checkpoint_of(source, field, address)
+    _resolve_checkpoint(spec, runtime_env, address)
     runtime_env["working_dir"] = control.upload_working_dir(spec.working_dir)
     row = control.submit({"job": job_id, "spec": spec_json, "request": {"runtime_env": runtime_env},
                           "secrets": {name: env.values[name] for name in hidden}})
@@ -148,11 +145,20 @@ def _start_local(address: str | None, progress) -> cluster.ClusterInfo:
     return cluster.up(progress=progress)
 
 
+def _resolve_checkpoint(spec: JobSpec, runtime_env: dict, address: str | None) -> None:
+    """Point the job at the checkpoint its ``init_from`` / ``predict.model`` names (SpecError if none)."""
+    source = spec.predict.model if spec.predict else spec.init_from
+    if source:
+        field = "predict.model" if spec.predict else "init_from"
+        runtime_env["env_vars"][INIT_FROM_ENV] = checkpoint_of(source, field, address)
+
+
 def _dry_run(spec: JobSpec, job_id: str, runtime_env: dict, address: str | None) -> dict[str, Any]:
     """What admission would send: asked of the cluster's control plane (its plan against what
     orch's jobs hold, its storage), or with no cluster, planned on this machine. Starts nothing."""
     info = cluster.resolve(address)
     if info is not None:
+        _resolve_checkpoint(spec, runtime_env, address)  # as submit would: `job:NAME` must have one
         found = ControlClient(info).dry_run({"job": job_id, "spec": spec.model_dump(mode="json"),
                                              "request": {"runtime_env": runtime_env}})
         return {"job": job_id, "state": "QUEUED", **found}
@@ -191,7 +197,8 @@ def _events(jobs: JobsClient, row: dict) -> list[dict]:
 
 def _view(row: dict, log_events: list[dict] | None = None) -> JobView:
     spec, chosen = row["spec"], row["plan"] or {}
-    report = events.last(log_events or [], "report")
+    # The latest report; a predict job reports once, in its result.
+    report = events.last(log_events or [], "report") or events.last(log_events or [], "result")
     failures = [{"attempt": e.get("attempt"), "at": e.get("at"), "causes": e.get("causes", {})}
                 for e in log_events or [] if e.get("event") == "worker_failure"]
     return JobView(
@@ -276,6 +283,8 @@ def results(job: str, address: str | None = None) -> dict[str, Any]:
     found = _events(jobs, row)
     view = _view(row, found)
     outcome = events.last(found, "result") or {}
+    trials = list({e["trial_id"]: {k: v for k, v in e.items() if k not in ("event", "at")}
+                   for e in found if e.get("event") == "trial"}.values())
     return {"job": view.job, "name": view.name, "state": view.state, "reason": view.reason,
             "metrics": outcome.get("metrics") or view.metrics, "checkpoint": outcome.get("checkpoint"),
             "best_checkpoints": outcome.get("best_checkpoints", []), "path": outcome.get("path"),
@@ -283,8 +292,17 @@ def results(job: str, address: str | None = None) -> dict[str, Any]:
             "attempts": view.attempt,
             "history": [{**e["metrics"], "attempt": e["attempt"]} for e in found if e.get("event") == "report"],
             # Sweeps: each trial as it last ended (a resumed sweep reruns only unfinished trials).
-            "trials": list({e["trial_id"]: {k: v for k, v in e.items() if k not in ("event", "at")}
-                            for e in found if e.get("event") == "trial"}.values())}
+            "trials": trials, "best_trial": _best_trial(trials, row["spec"].get("sweep"))}
+
+
+def _best_trial(trials: list[dict], sweep: dict | None) -> dict | None:
+    """The trial with the best ``sweep.metric`` (by ``sweep.mode``), its config and metrics."""
+    scored = [t for t in trials if sweep and isinstance((t.get("metrics") or {}).get(sweep["metric"]), (int, float))]
+    if not scored:
+        return None
+    pick = max if sweep["mode"] == "max" else min
+    best = pick(scored, key=lambda t: t["metrics"][sweep["metric"]])
+    return {"trial_id": best["trial_id"], "config": best["config"], "metrics": best["metrics"]}
 
 
 def wait(job: str, address: str | None = None, on_update: Callable[[JobView], None] = lambda _: None,

@@ -302,7 +302,9 @@ def simulate(cluster: str = typer.Option(..., "--cluster", help="A cluster file 
 
     if policy not in POLICIES:
         raise SpecError(f"--policy: unknown policy {policy!r}; use one of {', '.join(POLICIES)}")
-    report = sim.simulate(snapshot_from_cluster(load_cluster_file(cluster)), sim.load_trace(trace), policy)
+    snapshot, jobs = snapshot_from_cluster(load_cluster_file(cluster)), sim.load_trace(trace)
+    sim.check_queues(jobs, snapshot, trace)
+    report = sim.simulate(snapshot, jobs, policy)
     if json_out:
         return _print_json(report)
     _console().print(render.simulation_tables(report))

@@ -209,7 +209,11 @@ class Control:
 
     def _keep_attempt(self, row: JobRow) -> None:
         """Copy an ended attempt's events and log tail from Ray into the store (Ray's go with the cluster)."""
-        text = self.jobs.logs(row.ray_submission_id)
+        try:  # best effort: a log Ray cannot serve must not hold up the job's state or the queue
+            text = self.jobs.logs(row.ray_submission_id)
+        except Exception:
+            traceback.print_exc()
+            return
         self.store.keep_attempt(row.id, row.attempt, events.parse(text), text[-LOG_TAIL_CHARS:])
 
     def _restart_lost_driver(self, row: JobRow, info: dict) -> bool:

@@ -136,7 +136,8 @@ def capacity(have: Mapping[str, float], need: tuple[tuple[str, float], ...]) -> 
 
 
 def gib(size: float) -> str:
-    return f"{size / GIB:.3g} GiB"
+    value = size / GIB
+    return f"{value:.3g} GiB" if value < 1000 else f"{value:,.0f} GiB"  # 1,024 GiB, not 1.02e+03
 
 
 def quantity(key: str, amount: float, what: str = "", short: bool = False) -> str:

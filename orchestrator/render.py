@@ -56,7 +56,7 @@ def plan_table(plan: dict[str, Any]) -> Group:
     head.add_row("job", plan["job"])
     head.add_row("status", Text(plan["status"], style=style))
     if plan["status"] != "infeasible":
-        head.add_row("accelerator", f"{plan['accelerator']} x {plan['workers']} workers")
+        head.add_row("accelerator", f"{plan['accelerator']} x {_workers(plan['workers'])}")
         head.add_row("per worker", _resources(plan["per_worker"]))
         head.add_row("nodes", ", ".join(plan["nodes"]))
         head.add_row("cost", f"${plan['cost_per_hour']:.2f}/hour")
@@ -94,8 +94,21 @@ def jobs_table(views: list[api.JobView]) -> Table:
                   Column("reason", ratio=1, overflow="fold"))
     for v in views:
         table.add_row(v.job, Text(v.state, style=STATE_STYLE.get(v.state, "")), str(v.priority), v.queue,
-                      f"{v.accelerator} x {v.workers}", _age(v.submitted_at), v.reason or "")
+                      f"{v.accelerator} x {v.workers}", _age(v.submitted_at), _first_line(v.reason))
     return table
+
+
+def _workers(count: int | str) -> str:
+    return f"{count} worker" if count == 1 else f"{count} workers"
+
+
+def _first_line(reason: str | None) -> str:
+    """A reason as one table line: its first, or a traceback's last (the error); the whole
+    reason is in `orch status`."""
+    lines = [line.strip() for line in (reason or "").splitlines() if line.strip()]
+    if len(lines) <= 1:
+        return lines[0] if lines else ""
+    return f"... {lines[-1]}" if lines[0].startswith("Traceback") else f"{lines[0]} ..."
 
 
 def _metrics_text(metrics: dict[str, Any] | None) -> str:
@@ -107,7 +120,7 @@ def _metrics_text(metrics: dict[str, Any] | None) -> str:
 def status_panel(view: api.JobView) -> Panel:
     grid = Table.grid(padding=(0, 2))
     grid.add_row("state", Text(view.state, style=STATE_STYLE.get(view.state, "")))
-    grid.add_row("hardware", f"{view.accelerator} x {view.workers} workers ({view.framework})")
+    grid.add_row("hardware", f"{view.accelerator} x {_workers(view.workers)} ({view.framework})")
     trials = (view.plan or {}).get("trials") if view.state in ("STARTING", "RUNNING") else None
     if trials:  # a sweep holds a slot per trial it runs at once
         slots = ", ".join(f"{slot['accelerator']} x {slot['workers']}" for slot in (view.plan, *trials))
@@ -157,9 +170,13 @@ def results_panel(data: dict[str, Any]) -> Panel:
         grid.add_row("kept", f"{best['path']}  {_metrics_text(best['metrics'])}")
     if data.get("output"):
         grid.add_row("output", data["output"])
+    best = data.get("best_trial")
+    if best:
+        grid.add_row("best trial", f"{best['trial_id']}  config {_metrics_text(best['config'])}  "
+                                   f"{_metrics_text(best['metrics'])}")
     for trial in data.get("trials", []):
         grid.add_row("trial", f"{trial['trial_id']} {trial['state']} on {trial['accelerator']}  "
-                              f"{_metrics_text(trial['metrics'])}")
+                              f"config {_metrics_text(trial['config'])}  {_metrics_text(trial['metrics'])}")
     if data["reason"]:
         grid.add_row("reason", Text(data["reason"], style="red"))
     return Panel(grid, title=data["job"], expand=False)

@@ -17,6 +17,7 @@ share of that same figure (the queues' shares add up to ``utilization``).
 
 from __future__ import annotations
 
+import difflib
 import heapq
 import json
 import math
@@ -95,12 +96,27 @@ def load_trace(path: str | Path) -> list[TraceJob]:
             raise SpecError(f"{where}: not valid JSON: {error.msg} (column {error.colno})") from None
         except ValidationError as error:
             raise SpecError([f"{where}: {_field(e)}: {e['msg'].removeprefix('Value error, ')}"
-                             for e in error.errors()]) from None
+                             for e in error.errors()], source=str(path)) from None
         if job.name in seen:
             raise SpecError(f"{where}: name {job.name!r} is used on line {seen[job.name]} already")
         seen[job.name] = number
         jobs.append(job)
     return jobs
+
+
+def check_queues(trace: Iterable[TraceJob], snapshot: ClusterSnapshot, source: str) -> None:
+    """SpecError naming each trace job whose queue the cluster file does not define (as submit refuses it)."""
+    names = sorted(snapshot.queues)
+    problems = []
+    for job in trace:
+        queue = job.spec.schedule.queue
+        if queue not in snapshot.queues:
+            close = difflib.get_close_matches(queue, names, n=1)
+            hint = f"; did you mean {close[0]!r}?" if close else ""
+            problems.append(f"job {job.name}: queue {queue!r} is not one of the cluster's queues "
+                            f"({', '.join(names)}){hint}")
+    if problems:
+        raise SpecError(problems, source=source)
 
 
 def _field(error: dict) -> str:

@@ -376,15 +376,32 @@ def _pair(kind: str):
     return Annotated[list[float], Field(min_length=2, max_length=2, description=f"[low, high] for {kind}")]
 
 
-class Uniform(Strict):
+class _Range(Strict):
+    """A distribution over [low, high]: low must be below high."""
+
+    @model_validator(mode="after")
+    def _ordered(self) -> "_Range":
+        low, high = getattr(self, next(iter(type(self).model_fields)))
+        if low >= high:
+            raise ValueError(f"low {low!r} must be below high {high!r}")
+        return self
+
+
+class Uniform(_Range):
     uniform: _pair("uniform")
 
 
-class LogUniform(Strict):
+class LogUniform(_Range):
     loguniform: _pair("loguniform")
 
+    @model_validator(mode="after")
+    def _positive(self) -> "LogUniform":
+        if self.loguniform[0] <= 0:
+            raise ValueError("loguniform bounds must be positive")
+        return self
 
-class RandInt(Strict):
+
+class RandInt(_Range):
     randint: Annotated[list[int], Field(min_length=2, max_length=2)]
 
 
@@ -396,7 +413,22 @@ class Grid(Strict):
     grid: Annotated[list[Any], Field(min_length=1)]
 
 
-Distribution = Union[Uniform, LogUniform, RandInt, Choice, Grid]
+def _distribution_kind(value: Any) -> str | None:
+    """The distribution a space entry names ({uniform: [...]} is "uniform"): only that one is
+    validated, so its own message (say, low above high) is the one shown."""
+    if isinstance(value, dict):
+        return next(iter(value)) if len(value) == 1 else None
+    return next(iter(type(value).model_fields), None) if isinstance(value, BaseModel) else None
+
+
+_DISTRIBUTIONS = {"uniform": Uniform, "loguniform": LogUniform, "randint": RandInt, "choice": Choice, "grid": Grid}
+DISTRIBUTION_KINDS = tuple(_DISTRIBUTIONS)
+DISTRIBUTION_ERROR = "distribution"  # the error type of a space entry that names no distribution
+Distribution = Annotated[
+    Union[tuple(Annotated[model, Tag(kind)] for kind, model in _DISTRIBUTIONS.items())],
+    Discriminator(_distribution_kind, custom_error_type=DISTRIBUTION_ERROR,
+                  custom_error_message="must be one mapping of {uniform: [low, high]}, {loguniform: [low, high]}, "
+                                       "{randint: [low, high]}, {choice: [...]} or {grid: [...]}")]
 
 
 class Sweep(Strict):
@@ -407,16 +439,6 @@ class Sweep(Strict):
     search: Literal["random", "grid", "optuna", "hyperopt"] = "random"
     scheduler: Literal["fifo", "asha", "pbt"] = "asha"
     space: Annotated[dict[str, Distribution], Field(min_length=1)]
-
-    @model_validator(mode="after")
-    def _ranges_ordered(self) -> "Sweep":
-        for key, dist in self.space.items():
-            bounds = getattr(dist, "uniform", None) or getattr(dist, "loguniform", None) or getattr(dist, "randint", None)
-            if bounds and bounds[0] >= bounds[1]:
-                raise ValueError(f"space.{key}: low {bounds[0]!r} must be below high {bounds[1]!r}")
-            if isinstance(dist, LogUniform) and bounds[0] <= 0:
-                raise ValueError(f"space.{key}: loguniform bounds must be positive")
-        return self
 
     def enumerated(self, dist: Distribution) -> list[Any] | None:
         """The values Tune runs every one of (``grid_search``) for ``dist``: ``grid`` entries under

@@ -16,6 +16,7 @@ value is built.
 
 from __future__ import annotations
 
+import ast
 import difflib
 import math
 import os
@@ -36,6 +37,8 @@ from yaml.resolver import Resolver
 
 from orchestrator.errors import SpecError
 from orchestrator.spec import (
+    DISTRIBUTION_ERROR,
+    DISTRIBUTION_KINDS,
     ENTRYPOINT_PATTERN,
     ENV_NAME_PATTERN,
     NAME_PATTERN,
@@ -641,7 +644,10 @@ def _message(error: dict, loc: _Loc) -> str:
         return f"must have {words} {count} item{'s' if count != 1 else ''}, got {got}"
     if kind == "value_error":
         return str(ctx["error"])
-    return f"{error['msg'][:1].lower()}{error['msg'][1:]}, got {got}"
+    hint = ""
+    if kind == DISTRIBUTION_ERROR and isinstance(error.get("input"), dict) and len(error["input"]) == 1:
+        hint = _did_you_mean(str(next(iter(error["input"]))), list(DISTRIBUTION_KINDS))
+    return f"{error['msg'][:1].lower()}{error['msg'][1:]}, got {got}{hint}"
 
 
 def _report_union(path: FieldPath, errors: list, value: Any, report: _Report) -> None:
@@ -716,7 +722,8 @@ def _check_files(data: dict, base_dir: Path, report: _Report) -> Path | None:
         return None
     entry = data.get("entrypoint")
     if isinstance(entry, str) and not report.covers(("entrypoint",)) and re.match(r"[^:]+\.py:", entry):
-        problem = _entry_file_problem(entry.rsplit(":", 1)[0], folder)
+        name, func = entry.rsplit(":", 1)
+        problem = _entry_file_problem(name, folder) or _entry_function_problem(name, folder / name, func)
         if problem:
             report.at(("entrypoint",), problem)
     for path in _SOURCES:
@@ -804,6 +811,38 @@ def _check_environ(data: dict, environ: Mapping[str, str], report: _Report) -> N
             kind = "secret " if entry.get("secret") is True else ""
             report.at(path, f"{variable} is not set in your environment; export it before submitting "
                             f"(orch reads the {kind}value of {name} from the submitter's environment)")
+
+
+MAX_ENTRY_SOURCE = 2 * 1024 * 1024  # larger entry files are not read at validation
+
+
+def _entry_function_problem(name: str, path: Path, func: str) -> str | None:
+    """An entry file that defines no top-level ``func`` (read, never run); None when it does,
+    or when it cannot tell (a star import, a file too large to read here)."""
+    if path.stat().st_size > MAX_ENTRY_SOURCE:
+        return None
+    try:
+        tree = ast.parse(path.read_bytes(), filename=name)
+    except (SyntaxError, ValueError) as error:
+        return f"{name!r} does not parse: line {getattr(error, 'lineno', '?')}: {getattr(error, 'msg', error)}"
+    defined: set[str] = set()
+    # Anywhere in the file, not only at top level: `try: from fast import loop / except: def loop`.
+    for node in ast.walk(tree):
+        if isinstance(node, (ast.FunctionDef, ast.AsyncFunctionDef, ast.ClassDef)):
+            defined.add(node.name)
+        elif isinstance(node, (ast.Import, ast.ImportFrom)):
+            if any(alias.name == "*" for alias in node.names):
+                return None
+            defined.update((alias.asname or alias.name).split(".")[0] for alias in node.names)
+        elif isinstance(node, ast.Name) and isinstance(node.ctx, ast.Store):
+            defined.add(node.id)
+    if "__getattr__" in defined:
+        return None  # a module __getattr__ may make any name
+    if func in defined:
+        return None
+    close = difflib.get_close_matches(func, sorted(defined), n=1)
+    hint = f"; did you mean {close[0]!r}?" if close else ""
+    return f"{name!r} defines no top-level {func!r}{hint}"
 
 
 def _entry_file_problem(name: str, folder: Path) -> str | None:

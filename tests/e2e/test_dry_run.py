@@ -37,3 +37,9 @@ def test_on_a_cluster_the_control_plane_plans_it_and_queues_nothing(local_cluste
     assert shown["plan"]["scaling"]["num_workers"] == 2 and "queue_position" in shown["plan"]
     assert shown["ray_job"]["runtime_env"]["env_vars"]["ORCH_JOB"].startswith("<job payload")
     assert json.loads(run_orch("list", "--json").stdout) == before
+
+
+@pytest.mark.ray
+def test_on_a_cluster_an_init_from_job_without_a_checkpoint_exits_2_as_submit_does(local_cluster):
+    done = run_orch("submit", SPEC, "--dry-run", "--set", "init_from=job:no-such-job")
+    assert done.returncode == 2 and "init_from: job:no-such-job: no such job" in done.stderr, done.stderr

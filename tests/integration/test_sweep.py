@@ -39,6 +39,8 @@ def test_torch_sweep_reaches_93_percent_and_lists_every_trial(local_cluster):
     # The result is the best trial's last report, and its checkpoint is on disk.
     best = max(t["metrics"]["test_accuracy"] for t in trials)
     assert results["metrics"]["test_accuracy"] == best >= 0.93
+    assert results["best_trial"]["metrics"]["test_accuracy"] == best
+    assert set(results["best_trial"]["config"]) == {"lr", "hidden", "dropout"}
     assert Path(results["checkpoint"], "model.pt").exists()
 
 

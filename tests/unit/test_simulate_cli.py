@@ -37,6 +37,15 @@ def test_unknown_policy_and_bad_trace_exit_2_without_traceback(tmp_path):
     done = run_orch(*ARGS, "--policy", "lifo")
     assert done.returncode == 2 and "--policy" in done.stderr and "Traceback" not in done.stderr
     bad = tmp_path / "bad.jsonl"
-    bad.write_text('{"name": "j1", "submit_s": 0}\n')
+    bad.write_text('{"name": "j1", "submit_s": -1}\n')  # two problems on one line
     done = run_orch("simulate", "--cluster", "cluster/cohorts.yaml", "--trace", str(bad))
     assert done.returncode == 2 and "runtime_s" in done.stderr and "Traceback" not in done.stderr
+    assert f"problems in {bad}" in done.stderr
+
+
+def test_a_trace_job_in_a_queue_the_cluster_lacks_exits_2_naming_it(tmp_path):
+    trace = tmp_path / "typo.jsonl"
+    trace.write_text('{"name": "j1", "class": "c", "submit_s": 0, "runtime_s": 5, "queue": "reserch", '
+                     '"resources": {"cpus": 1}}\n')
+    done = run_orch("simulate", "--cluster", "cluster/cohorts.yaml", "--trace", str(trace))
+    assert done.returncode == 2 and "job j1: queue 'reserch'" in done.stderr and "did you mean 'research'?" in done.stderr

@@ -240,7 +240,7 @@ INVALID = [
     (SWEEP.replace("uniform: [0.01, 0.5]", "randint: [1.5, 4]"), "sweep.space.lr.randint[0]", "must be an integer"),
     (SWEEP.replace("uniform: [0.01, 0.5]", "choice: []"), "sweep.space.lr.choice", "at least 1 item, got []"),
     (SWEEP.replace("uniform", "unifrom"), "sweep.space.lr", "did you mean 'uniform'?"),
-    (SWEEP.replace("{uniform: [0.01, 0.5]}", "0.1"), "sweep.space.lr", "{uniform: [...]} or {loguniform: [...]}"),
+    (SWEEP.replace("{uniform: [0.01, 0.5]}", "0.1"), "sweep.space.lr", "{uniform: [low, high]}, {loguniform: [low, high]}"),
     (SWEEP.replace("[0.01, 0.5]}", "[0.01, 0.5], grid: [1]}"), "sweep.space.lr",
      "got {'uniform': [0.01, 0.5], 'grid': [1]}"),
     ("predict: {input: a, output: b}", "predict.model", "required field is missing"),
@@ -321,6 +321,21 @@ def test_every_problem_is_reported_at_once_in_file_order():
         ["job.yaml:4:1", "precisoin"],
     ]
     assert "did you mean 'precision'?" in problems[3]
+
+
+def test_every_bad_sweep_range_is_reported_at_once_with_its_own_message():
+    text = ("name: demo\nentrypoint: train.py:train_loop\nconfig: {lr: 0.1, n: 3, d: 0.1}\n"
+            "sweep:\n  metric: loss\n  mode: min\n  space:\n"
+            "    lr: {uniform: [1.0, 0.1]}\n    n: {randint: [5, 5]}\n    d: {loguniform: [0.0, 1.0]}\n"
+            "    e: {unifrom: [0.0, 1.0]}\n")
+    assert [p.split(": ", 1)[1] for p in problems_of(text)] == [
+        "sweep.space.lr: low 1.0 must be below high 0.1",
+        "sweep.space.n: low 5 must be below high 5",
+        "sweep.space.d: loguniform bounds must be positive",
+        "sweep.space.e: must be one mapping of {uniform: [low, high]}, {loguniform: [low, high]}, "
+        "{randint: [low, high]}, {choice: [...]} or {grid: [...]}, got {'unifrom': [0.0, 1.0]}; "
+        "did you mean 'uniform'?",
+    ]
 
 
 def test_missing_field_points_at_the_mapping_that_lacks_it():
@@ -430,6 +445,29 @@ def test_load_subfolder_and_absolute_working_dir(tmp_path):
 
 def test_load_does_not_look_for_module_entrypoints(tmp_path):
     assert load_spec(_job(tmp_path, "name: demo\nentrypoint: some.module:main\n")).entrypoint == "some.module:main"
+
+
+@pytest.mark.parametrize("source,entry,needle", [
+    ("def train_loop(config): pass\n", "train_lop", "'t.py' defines no top-level 'train_lop'; did you mean 'train_loop'?"),
+    ("def f(:\n", "f", "'t.py' does not parse: line 1"),
+    ("import math\n", "main", "'t.py' defines no top-level 'main'"),
+])
+def test_an_entry_file_must_define_the_function_it_names(tmp_path, source, entry, needle):
+    (tmp_path / "t.py").write_text(source)
+    with pytest.raises(SpecError) as raised:
+        load_spec(_job(tmp_path, f"name: demo\nentrypoint: t.py:{entry}\n"))
+    assert needle in str(raised.value)
+
+
+@pytest.mark.parametrize("source", [
+    "class Predictor:\n    pass\n", "from helpers import Predictor\n", "from helpers import *\n",
+    "Predictor = make()\n", "import Predictor\n",
+    "try:\n    from fast import Predictor\nexcept ImportError:\n    class Predictor: pass\n",
+    "if True:\n    def Predictor(config): pass\n", "def __getattr__(name): return name\n",
+])
+def test_an_entry_defined_any_static_way_passes_unread_code_is_not_run(tmp_path, source):
+    (tmp_path / "t.py").write_text(source + "raise SystemExit('ran')\n")
+    assert load_spec(_job(tmp_path, "name: demo\nentrypoint: t.py:Predictor\n")).entrypoint == "t.py:Predictor"
 
 
 def test_load_applies_overrides(tmp_path):

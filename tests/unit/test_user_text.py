@@ -57,3 +57,32 @@ def test_node_resources_leave_out_rays_placement_group_bookkeeping():
     assert _user_resources({"CPU": 2, "accelerator_type:A100": 1, f"CPU_group_0_{PG}": 1, f"bundle_group_{PG}": 1000,
                             f"memory_group_{PG}": 1e9, "node:127.0.0.1": 1, "object_store_memory": 1e9,
                             "team_group_slots": 4}) == {"CPU": 2, "accelerator_type:A100": 1, "team_group_slots": 4}
+
+
+def test_a_sweeps_results_name_its_best_trial_and_config():
+    sweep = {"metric": "loss", "mode": "min"}
+    trials = [{"trial_id": "a", "config": {"lr": 0.1}, "metrics": {"loss": 0.5}},
+              {"trial_id": "b", "config": {"lr": 0.01}, "metrics": {"loss": 0.2}},
+              {"trial_id": "c", "config": {"lr": 1.0}, "metrics": {}}]  # ended before it reported
+    assert api._best_trial(trials, sweep) == {"trial_id": "b", "config": {"lr": 0.01}, "metrics": {"loss": 0.2}}
+    assert api._best_trial(trials, {**sweep, "mode": "max"})["trial_id"] == "a"
+    assert api._best_trial(trials, None) is None and api._best_trial([], sweep) is None
+
+
+def test_the_jobs_table_shows_one_line_of_a_long_reason_and_counts_workers_in_words():
+    traceback = "Traceback (most recent call last):\n  File \"x.py\", line 1\nValueError: bad lr\n"
+    console = cli._console()
+    console.begin_capture()
+    console.print(render.jobs_table([_view(reason=traceback), _view(reason="waits for 2 CPU\nand more")]))
+    shown = console.end_capture()
+    assert "... ValueError: bad lr" in shown and "waits for 2 CPU ..." in shown and "File" not in shown
+    console.begin_capture()
+    console.print(render.status_panel(_view(plan={"accelerator": "CPU", "workers": 1})))
+    assert "CPU x 1 worker (torch)" in console.end_capture()
+
+
+def test_a_predict_jobs_status_shows_the_metrics_of_its_result():
+    row = {"id": "p-1", "name": "p", "state": "SUCCEEDED", "priority": 100, "queue": "default", "reason": None,
+           "ray_submission_id": "p-1", "attempt": 1, "submitted_at": 0.0, "started_at": None, "ended_at": None,
+           "plan": None, "history": [], "spec": {"resources": {"accelerator": "CPU", "workers": 1}, "framework": "torch"}}
+    assert api._view(row, [{"event": "result", "metrics": {"rows": 450}}]).metrics == {"rows": 450}
