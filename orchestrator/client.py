@@ -20,6 +20,7 @@ from orchestrator.cluster import ClusterInfo
 from orchestrator.errors import ClusterUnavailable, InfeasibleError, JobNotFound, SpecError
 
 HTTP_TIMEOUT_S = 30
+ENDED_IN_RAY = ("SUCCEEDED", "FAILED", "STOPPED")  # Ray job statuses that end an attempt
 
 
 def http(base: str, path: str, data: dict | bytes | None = None, method: str | None = None, *,
@@ -217,9 +218,8 @@ class JobsClient:
                 client = JobSubmissionClient(self.base, headers={"Authorization": f"Bearer {secret}"} if secret else {})
         except ConnectionError as error:
             raise ClusterUnavailable(f"cannot reach the Ray dashboard at {self.base}: {error}") from None
-        # After the client: Ray sets up its loggers on first use. No per-upload INFO lines in the CLI.
-        for name in ("ray.dashboard.modules.dashboard_sdk", "ray._private.runtime_env.packaging"):
-            logging.getLogger(name).setLevel(logging.WARNING)
+        # After the client: Ray sets up its loggers on first use. No per-submit INFO lines in the CLI.
+        logging.getLogger("ray.dashboard.modules.dashboard_sdk").setLevel(logging.WARNING)
         return client
 
     def worker_usage(self, submission_id: str) -> list[dict[str, Any]]:
@@ -253,7 +253,7 @@ class JobsClient:
         seen = 0
         while True:
             try:
-                done = self.get(submission_id)["status"] in ("SUCCEEDED", "FAILED", "STOPPED")
+                done = self.get(submission_id)["status"] in ENDED_IN_RAY
             except JobNotFound:  # admitted a moment ago: the control plane is handing it to Ray
                 done = False
             text = self.logs(submission_id)

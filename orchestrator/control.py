@@ -26,7 +26,7 @@ from pathlib import Path
 from typing import Any, Callable
 
 from orchestrator import allocator, autoscale, events, packages, queue
-from orchestrator.client import JobsClient
+from orchestrator.client import ENDED_IN_RAY, JobsClient
 from orchestrator.errors import InfeasibleError, JobNotFound
 from orchestrator.entry import TEMPFAIL
 from orchestrator.launch import launch_request, plan_record, record_demand
@@ -38,7 +38,6 @@ ACTIVE = ("STARTING", "RUNNING")
 RAY_TO_STATE = {"PENDING": "STARTING", "RUNNING": "RUNNING", "SUCCEEDED": "SUCCEEDED", "FAILED": "FAILED"}
 PREEMPT_GRACE_S = 60.0
 SECRETS_DIR = ".orch-secrets"
-ENDED_IN_RAY = ("SUCCEEDED", "FAILED", "STOPPED")  # Ray job statuses that end an attempt
 LOG_TAIL_CHARS = 256 * 1024  # how much of an ended attempt's log the store keeps for `orch logs`
 PACKAGE_SWEEP_S = 600.0  # how often kept job packages no job uses are looked for
 SNAPSHOT_TTL_S = 2.0
