@@ -247,13 +247,28 @@ def logs(job: str, address: str | None = None, follow: bool = False, poll_s: flo
 
 
 def _follow(control: ControlClient, jobs: JobsClient, row: dict, waiting: str, poll_s: float) -> Iterator[str]:
+    """Each attempt's log as it is written, until the job ends: a queued job is waited for,
+    a preempted one followed again when it restarts."""
+    followed = None
     if not row["ray_submission_id"]:
         yield waiting
-    while not row["ray_submission_id"] and row["state"] not in TERMINAL:
+    while True:
+        attempt = row["ray_submission_id"]
+        if attempt and attempt != followed:
+            if followed:
+                yield f"--- {row['id']}: attempt {row['attempt']} ---\n"
+            followed = attempt
+            yield from jobs.follow_logs(attempt, poll_s, lambda: _moved_on(control, row["id"], attempt))
+        if row["state"] in TERMINAL:
+            return
         time.sleep(poll_s)
         row = control.get(row["id"])
-    if row["ray_submission_id"]:
-        yield from jobs.follow_logs(row["ray_submission_id"], poll_s)
+
+
+def _moved_on(control: ControlClient, job: str, attempt: str) -> bool:
+    """Whether the job ended or went on to another attempt (so Ray will never run ``attempt``)."""
+    row = control.get(job)
+    return row["state"] in TERMINAL or row["ray_submission_id"] != attempt
 
 
 def _known_secrets(row: dict) -> frozenset[str]:

@@ -13,13 +13,14 @@ import logging
 import time
 import urllib.error
 import urllib.request
-from typing import Any, Iterator
+from typing import Any, Callable, Iterator
 
 from orchestrator import auth, packages
 from orchestrator.cluster import ClusterInfo
 from orchestrator.errors import ClusterUnavailable, InfeasibleError, JobNotFound, SpecError
 
 HTTP_TIMEOUT_S = 30
+SLOWEST_UPLOAD_BYTES_PER_S = 1 << 20  # a package over a slow tunnel gets time to arrive
 ENDED_IN_RAY = ("SUCCEEDED", "FAILED", "STOPPED")  # Ray job statuses that end an attempt
 
 
@@ -34,8 +35,9 @@ def http(base: str, path: str, data: dict | bytes | None = None, method: str | N
     raw = isinstance(data, bytes)
     body = data if raw else json.dumps(data).encode() if data is not None else None
     asked = auth.request(f"{base}{path}", body, method, "application/octet-stream" if raw else "application/json")
+    timeout = HTTP_TIMEOUT_S + len(body or b"") / SLOWEST_UPLOAD_BYTES_PER_S
     try:
-        with urllib.request.urlopen(asked, timeout=HTTP_TIMEOUT_S) as reply:
+        with urllib.request.urlopen(asked, timeout=timeout) as reply:
             payload = reply.read()
     except urllib.error.HTTPError as error:
         raise _typed(base, path, error, service) from None
@@ -55,12 +57,18 @@ def _typed(base: str, path: str, error: urllib.error.HTTPError, service: str | N
         detail = {}
     if error.code in (401, 403):
         return ClusterUnavailable(auth.refused(f"{service or 'the cluster'} at {base}", error.code))
+    if error.code == 501 or (error.code == 404 and str(detail.get("error", "")).startswith("no route ")):
+        return ClusterUnavailable(f"{service or base} at {base} does not serve {error.code == 501 and 'PUT ' or ''}"
+                                  f"{path}: it runs an older orch than this one; upgrade orch there and restart "
+                                  "`orch serve`")
     if error.code == 404:
         return JobNotFound(path.split("/jobs/", 1)[1].split("/")[0] if "/jobs/" in path else path)
     if error.code == 422 and detail.get("type") == "InfeasibleError":
         return InfeasibleError(detail["error"].split(" ", 1)[0], detail.get("reasons") or [detail["error"]])
     if error.code == 422:
         return SpecError(detail.get("error", "rejected"))
+    if error.code == 503 and detail.get("type") == "ClusterUnavailable":
+        return ClusterUnavailable(detail["error"])
     return ClusterUnavailable(f"{base}{path}: HTTP {error.code}: {detail.get('error', '')}")
 
 
@@ -248,14 +256,16 @@ class JobsClient:
             return sdk.submit_job(entrypoint=entrypoint, submission_id=submission_id,
                                   runtime_env=runtime_env, metadata=metadata)
 
-    def follow_logs(self, submission_id: str, poll_s: float = 1.0) -> Iterator[str]:
-        """Yield new log text until the job ends."""
+    def follow_logs(self, submission_id: str, poll_s: float = 1.0,
+                    given_up: Callable[[], bool] = lambda: False) -> Iterator[str]:
+        """Yield new log text until the job ends in Ray, or, while Ray does not know it,
+        until ``given_up`` says it never will (the launch was refused, the job moved on)."""
         seen = 0
         while True:
             try:
                 done = self.get(submission_id)["status"] in ENDED_IN_RAY
             except JobNotFound:  # admitted a moment ago: the control plane is handing it to Ray
-                done = False
+                done = given_up()
             text = self.logs(submission_id)
             if len(text) > seen:
                 yield text[seen:]

@@ -18,11 +18,14 @@ import time
 from pathlib import Path
 from typing import BinaryIO, Callable, Iterable
 
+from orchestrator.errors import SpecError
+
 FOLDER = "packages"  # beside the job store on the head node (storage may be a bucket)
 NAME = re.compile(r"_ray_pkg_[0-9a-f]{8,64}\.(zip|tar\.gz|tar\.xz)")  # Ray's content-hash package names
 GCS = "gcs://"
 UNUSED_S = 3600.0  # a package no queued or active job uses is dropped this long after its last use
 CHUNK = 1 << 20
+PARTIAL = ".partial-"  # an upload being written; one a crash left behind is dropped like a package
 
 
 def name_of(uri: str | None) -> str | None:
@@ -50,20 +53,25 @@ class PackageStore:
         return path
 
     def keep(self, name: str, body: BinaryIO, length: int) -> None:
-        """Write ``length`` bytes of ``body`` as package ``name``: whole or not at all."""
+        """Write ``length`` bytes of ``body`` as package ``name``: whole or not at all.
+        A package already kept stays as it is (the name is a hash of its content)."""
+        from ray._private.runtime_env.packaging import GCS_STORAGE_MAX_SIZE
+
         if not NAME.fullmatch(name):
             raise ValueError(f"not a Ray package name: {name!r}")
+        if not 0 < length < GCS_STORAGE_MAX_SIZE:  # Ray's GCS would refuse it at launch
+            raise ValueError(f"package {name}: {length} bytes; a package holds 1 to {GCS_STORAGE_MAX_SIZE - 1}")
+        if self.path(name):
+            with open(os.devnull, "wb") as nowhere:
+                _copy(body, nowhere, length, name)  # read the request whole, so the client's send completes
+            return
         self.folder.mkdir(parents=True, exist_ok=True)
-        fd, partial = tempfile.mkstemp(dir=self.folder, prefix=".partial-")
+        fd, partial = tempfile.mkstemp(dir=self.folder, prefix=PARTIAL)
         try:
             with os.fdopen(fd, "wb") as handle:
-                left = length
-                while left > 0:
-                    chunk = body.read(min(CHUNK, left))
-                    if not chunk:
-                        raise ValueError(f"package {name}: the upload ended {left} bytes short")
-                    handle.write(chunk)
-                    left -= len(chunk)
+                _copy(body, handle, length, name)
+                handle.flush()
+                os.fsync(handle.fileno())  # a crash after the reply must not leave a torn package
             os.replace(partial, self.folder / name)
         except BaseException:
             Path(partial).unlink(missing_ok=True)
@@ -74,18 +82,29 @@ class PackageStore:
         now = time.time() if now is None else now
         used = set(used)
         dropped = []
-        for path in self.folder.glob("_ray_pkg_*"):
+        for path in [*self.folder.glob("_ray_pkg_*"), *self.folder.glob(f"{PARTIAL}*")]:
             if path.name not in used and now - path.stat().st_mtime > UNUSED_S:
                 path.unlink(missing_ok=True)
                 dropped.append(path.name)
         return dropped
 
 
+def _copy(body: BinaryIO, handle: BinaryIO, length: int, name: str) -> None:
+    left = length
+    while left > 0:
+        chunk = body.read(min(CHUNK, left))
+        if not chunk:
+            raise ValueError(f"package {name}: the upload ended {left} bytes short")
+        handle.write(chunk)
+        left -= len(chunk)
+
+
 def package_working_dir(path: str, have: Callable[[str], bool], put: Callable[[str, bytes], None]) -> str:
     """Package ``path`` as Ray's Jobs SDK would (its excludes, .gitignore, content hash) and
     ``put`` it unless ``have`` says the receiver has it already; the ``gcs://`` URI."""
     from ray._private.ray_constants import RAY_RUNTIME_ENV_IGNORE_GITIGNORE
-    from ray._private.runtime_env.packaging import create_package, get_uri_for_directory, get_uri_for_package
+    from ray._private.runtime_env.packaging import (GCS_STORAGE_MAX_SIZE, create_package, get_uri_for_directory,
+                                                    get_uri_for_package)
     from ray._private.runtime_env.working_dir import upload_working_dir_if_needed
 
     include_gitignore = os.environ.get(RAY_RUNTIME_ENV_IGNORE_GITIGNORE, "0") != "1"
@@ -97,12 +116,14 @@ def package_working_dir(path: str, have: Callable[[str], bool], put: Callable[[s
         name = uri[len(GCS):]
         if have(name):
             return
-        if is_file:
-            put(name, Path(package_path).read_bytes())
-            return
         with tempfile.TemporaryDirectory() as scratch:
-            target = Path(scratch) / name
-            create_package(package_path, target, include_gitignore=include_gitignore, excludes=excludes)
+            target = Path(package_path) if is_file else Path(scratch) / name
+            if not is_file:
+                create_package(package_path, target, include_gitignore=include_gitignore, excludes=excludes)
+            if target.stat().st_size >= GCS_STORAGE_MAX_SIZE:
+                raise SpecError(f"working_dir: {path}: its package is {target.stat().st_size / 2**20:,.0f} MiB, "
+                                f"over Ray's {GCS_STORAGE_MAX_SIZE / 2**20:,.0f} MiB limit; leave data and "
+                                "outputs out with .gitignore or .rayignore")
             put(name, target.read_bytes())
 
     runtime_env = {"working_dir": path}

@@ -26,7 +26,7 @@ from typing import Any, Callable, Iterable
 from urllib.parse import unquote
 
 from orchestrator import auth
-from orchestrator.errors import ClusterUnavailable, OrchError
+from orchestrator.errors import ClusterUnavailable, JobNotFound, OrchError
 from orchestrator.store import JobRow, Store
 
 DB_NAME = "control.db"
@@ -69,8 +69,8 @@ class Handler(BaseHTTPRequestHandler):
         try:
             code, body = self._route(method, parts)
         except OrchError as error:
-            code, body = error.exit_code == 2 and 422 or 404, {"error": str(error), "type": type(error).__name__,
-                                                               "reasons": getattr(error, "reasons", None)}
+            code, body = http_status(error), {"error": str(error), "type": type(error).__name__,
+                                              "reasons": getattr(error, "reasons", None)}
         except Exception as error:  # never let one request kill the service
             traceback.print_exc()
             code, body = 500, {"error": f"{type(error).__name__}: {error}"}
@@ -121,6 +121,14 @@ class Handler(BaseHTTPRequestHandler):
 
     def do_PUT(self) -> None:
         self._handle("PUT")
+
+
+def http_status(error: OrchError) -> int:
+    """The status that client.http turns back into the same kind of error: 404 a missing job,
+    422 other bad input (exit 2), 503 the cluster (exit 3)."""
+    if isinstance(error, JobNotFound):
+        return 404
+    return {2: 422, 3: 503}.get(error.exit_code, 500)
 
 
 def serve(control, port: int, host: str = "127.0.0.1") -> ThreadingHTTPServer:

@@ -69,3 +69,45 @@ def test_a_folder_is_packaged_as_rays_sdk_names_it_and_sent_once(tmp_path):
         assert "train.py" in archive.namelist() and "debug.log" not in archive.namelist()
     # The receiver has it: nothing is sent again.
     assert packages.package_working_dir(str(code), lambda _: True, lambda *_: pytest.fail("sent twice")) == uri
+
+
+def test_an_empty_or_oversized_upload_is_refused(tmp_path, monkeypatch):
+    from ray._private.runtime_env import packaging
+
+    store = PackageStore(tmp_path)
+    for length in (0, -1):
+        with pytest.raises(ValueError, match="a package holds 1 to"):
+            store.keep(NAME, io.BytesIO(b""), length)
+    monkeypatch.setattr(packaging, "GCS_STORAGE_MAX_SIZE", 4)
+    with pytest.raises(ValueError, match="a package holds 1 to 3"):
+        store.keep(NAME, io.BytesIO(b"zips"), 4)
+    assert list(tmp_path.iterdir()) == []
+
+
+def test_a_package_kept_already_stays_as_first_written(tmp_path):
+    store = PackageStore(tmp_path)
+    store.keep(NAME, io.BytesIO(b"first"), 5)
+    again = io.BytesIO(b"other")
+    store.keep(NAME, again, 5)
+    assert store.path(NAME).read_bytes() == b"first" and again.tell() == 5  # the request was read whole
+
+
+def test_uploads_a_crash_left_half_written_are_dropped_with_unused_packages(tmp_path):
+    store = PackageStore(tmp_path)
+    torn = tmp_path / f"{packages.PARTIAL}x1y2"
+    torn.write_bytes(b"half")
+    now = torn.stat().st_mtime + packages.UNUSED_S + 1
+    assert store.forget_unused([], now=now) == [torn.name] and not torn.exists()
+
+
+def test_a_working_dir_too_big_for_rays_gcs_is_a_spec_error_before_sending(tmp_path, monkeypatch):
+    from ray._private.runtime_env import packaging
+
+    from orchestrator.errors import SpecError
+
+    code = tmp_path / "code"
+    code.mkdir()
+    (code / "data.bin").write_bytes(os.urandom(4096))
+    monkeypatch.setattr(packaging, "GCS_STORAGE_MAX_SIZE", 1024)
+    with pytest.raises(SpecError, match=r"working_dir: .*code: its package is .* \.gitignore or \.rayignore"):
+        packages.package_working_dir(str(code), lambda _: False, lambda *_: pytest.fail("sent"))
