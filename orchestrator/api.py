@@ -10,6 +10,7 @@ Jobs; metrics and results are read back from the Ray Jobs' logs.
 
 from __future__ import annotations
 
+import math
 import os
 import secrets
 import time
@@ -312,12 +313,17 @@ def results(job: str, address: str | None = None) -> dict[str, Any]:
 
 def _best_trial(trials: list[dict], sweep: dict | None) -> dict | None:
     """The trial with the best ``sweep.metric`` (by ``sweep.mode``), its config and metrics."""
-    scored = [t for t in trials if sweep and isinstance((t.get("metrics") or {}).get(sweep["metric"]), (int, float))]
+    scored = [t for t in trials if sweep and _comparable((t.get("metrics") or {}).get(sweep["metric"]))]
     if not scored:
         return None
     pick = max if sweep["mode"] == "max" else min
     best = pick(scored, key=lambda t: t["metrics"][sweep["metric"]])
     return {"trial_id": best["trial_id"], "config": best["config"], "metrics": best["metrics"]}
+
+
+def _comparable(value: Any) -> bool:
+    """A metric a best trial can be picked by: a finite number (a NaN loss never wins)."""
+    return isinstance(value, (int, float)) and not isinstance(value, bool) and math.isfinite(value)
 
 
 def wait(job: str, address: str | None = None, on_update: Callable[[JobView], None] = lambda _: None,

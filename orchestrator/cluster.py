@@ -219,9 +219,12 @@ def up(cluster_file: str | None = None, progress=print) -> ClusterInfo:
     """Start the local (or a simulated) cluster, or return the running one."""
     with _lock():
         running = resolve(None)
+        if running and cluster_file and not running.started_by_orch:
+            raise SpecError(f"--cluster {cluster_file}: orch uses the cluster at {running.dashboard_url} "
+                            "(ORCH_ADDRESS); unset it to start a cluster on this machine")
         if running and cluster_file and running.cluster_file != str(Path(cluster_file).resolve()):
             raise SpecError(f"--cluster {cluster_file}: cluster {running.name} is up already (from "
-                            f"{running.cluster_file or 'this machine'}); `orch down` first to start another")
+                            f"{running.cluster_file or 'no cluster file'}); `orch down` first to start another")
         if running:
             return running
         nodes, name, queues_file = _nodes_to_start(cluster_file)

@@ -30,6 +30,7 @@ from orchestrator.client import ENDED_IN_RAY, JobsClient
 from orchestrator.errors import InfeasibleError, JobNotFound
 from orchestrator.entry import TEMPFAIL
 from orchestrator.launch import launch_request, plan_record, record_demand
+from orchestrator.secrets import redact
 from orchestrator.snapshot import ClusterSnapshot
 from orchestrator.spec import JobSpec
 from orchestrator.store import DRIVER_LOST, JobRow, Store, driver_losses
@@ -134,7 +135,7 @@ class Control:
                 self.store.update(row.id, preempt_requested_at=None, reason="cancel requested")
                 try:
                     self.jobs.stop(row.ray_submission_id)
-                    self._keep_attempt(row)
+                    self._keep_attempt(row, self._ended_log(row))
                 except JobNotFound:
                     pass  # written ahead, never handed to Ray (the control plane died between): nothing runs
                 self.store.transition(row.id, "CANCELLED", "cancelled", ended_at=self.clock())
@@ -182,8 +183,11 @@ class Control:
 
     def _apply_ray_status(self, row: JobRow, info: dict) -> None:
         status = info["status"]
+        found: list[dict] = []
         if status in ENDED_IN_RAY:
-            self._keep_attempt(row)
+            text = self._ended_log(row)
+            found = events.parse(text)
+            self._keep_attempt(row, text, found)
         if status == "STOPPED":
             if row.preempt_requested_at:
                 self.store.transition(row.id, "PREEMPTED", row.reason, preempt_requested_at=None)
@@ -194,7 +198,7 @@ class Control:
         state = RAY_TO_STATE[status]
         if state == row.state:
             return
-        if state == "FAILED" and self._restart_lost_driver(row, info):
+        if state == "FAILED" and self._restart_lost_driver(row, info, found):
             return
         fields: dict[str, Any] = {}
         reason = None
@@ -203,19 +207,26 @@ class Control:
         if state in ("SUCCEEDED", "FAILED"):
             fields["ended_at"] = self.clock()
         if state == "FAILED":
-            reason = self._failure_reason(row, info)
+            reason = self._failure_reason(info, found)
         self.store.transition(row.id, state, reason, **fields)
 
-    def _keep_attempt(self, row: JobRow) -> None:
-        """Copy an ended attempt's events and log tail from Ray into the store (Ray's go with the cluster)."""
-        try:  # best effort: a log Ray cannot serve must not hold up the job's state or the queue
+    def _ended_log(self, row: JobRow) -> str:
+        """An ended attempt's log, read once, with the job's secret values masked (the kept copy
+        outlives the secrets); "" when Ray cannot serve it: that must not hold up the queue."""
+        try:
             text = self.jobs.logs(row.ray_submission_id)
         except Exception:
             traceback.print_exc()
-            return
-        self.store.keep_attempt(row.id, row.attempt, events.parse(text), text[-LOG_TAIL_CHARS:])
+            return ""
+        return redact(text, self.store.secrets(row.id).values())
 
-    def _restart_lost_driver(self, row: JobRow, info: dict) -> bool:
+    def _keep_attempt(self, row: JobRow, text: str, found: list[dict] | None = None) -> None:
+        """Copy an ended attempt's events and log tail into the store (Ray's go with the cluster)."""
+        if text:
+            self.store.keep_attempt(row.id, row.attempt, events.parse(text) if found is None else found,
+                                    text[-LOG_TAIL_CHARS:])
+
+    def _restart_lost_driver(self, row: JobRow, info: dict, found: list[dict]) -> bool:
         """Requeue a job whose driver was killed (signal, OOM, lost node) or lost a Ray process it
         needs (exit TEMPFAIL) while it ran, within
         ``failure.max_failures``. The next attempt resumes from storage: Train from its last
@@ -223,7 +234,7 @@ class Control:
         A loop that failed on its own (its driver says so) is not retried here."""
         code = info.get("driver_exit_code")
         killed = code is None or code < 0 or code >= 128 or code == TEMPFAIL
-        if not killed or events.last(events.parse(self.jobs.logs(row.ray_submission_id)), "failed"):
+        if not killed or events.last(found, "failed"):
             return False
         budget = JobSpec.model_validate(row.spec).failure.max_failures
         lost = driver_losses(row.history)
@@ -233,8 +244,9 @@ class Control:
         self.store.transition(row.id, "QUEUED", f"{DRIVER_LOST} ({detail}); resumes from its last checkpoint")
         return True
 
-    def _failure_reason(self, row: JobRow, info: dict) -> str | None:
-        failed = events.last(events.parse(self.jobs.logs(row.ray_submission_id)), "failed")
+    @staticmethod
+    def _failure_reason(info: dict, found: list[dict]) -> str | None:
+        failed = events.last(found, "failed")
         if failed:
             return failed["error"]
         lines = [line for line in (info.get("message") or "").splitlines() if line.strip()]

@@ -235,6 +235,25 @@ def test_a_cancelled_attempt_is_kept_too(control):
     assert control.store.kept_events("one") == {1: [{"event": "report", "metrics": {"epoch": 3}}]}
 
 
+@pytest.mark.parametrize("status", ["SUCCEEDED", "FAILED", "CANCEL"])
+def test_a_kept_log_masks_the_jobs_secrets_and_ray_is_asked_for_it_once(control, status, monkeypatch):
+    _submit(control, "one", secrets={"API_KEY": "s3cr3t-value"},
+            env={"API_KEY": {"from_env": "API_KEY", "secret": True}})
+    control.step()
+    failed = {"event": "failed", "error": "bad key s3cr3t-value"}
+    control.jobs.log["one"] = f"key=s3cr3t-value\n{events.MARK} {json.dumps(failed)}\n"
+    asked = []
+    monkeypatch.setattr(control.jobs, "logs", lambda sid: asked.append(sid) or control.jobs.log[sid])
+    if status == "CANCEL":
+        control.cancel("one")
+    else:
+        control.jobs.end("one", status)
+        control.step()
+    kept = control.store.kept_log("one", 1) + json.dumps(control.store.kept_events("one"))
+    assert "s3cr3t-value" not in kept and "key=***" in kept and asked == ["one"]
+    assert "s3cr3t-value" not in (control.store.get("one").reason or "")
+
+
 def test_cancel_of_a_job_written_but_never_handed_to_ray_cancels_it(control):
     _submit(control, "one")
     control.step()

@@ -337,3 +337,13 @@ def test_control_plane_refuses_a_non_ascii_token_cleanly(monkeypatch):
     finally:
         server.shutdown()
         server.server_close()
+
+
+def test_up_with_a_cluster_file_while_orch_address_names_a_remote_cluster_says_so(monkeypatch, tmp_path):
+    from orchestrator.errors import SpecError
+
+    monkeypatch.setenv("ORCH_HOME", str(tmp_path))
+    monkeypatch.setattr(cluster, "resolve", lambda address: cluster.ClusterInfo(dashboard_url="http://10.0.0.5:8265"))
+    with pytest.raises(SpecError, match=r"cluster at http://10.0.0.5:8265 \(ORCH_ADDRESS\); unset it"):
+        cluster.up("cluster/mixed-sim.yaml", progress=lambda _: None)
+    assert not (tmp_path / "cluster.json").exists()

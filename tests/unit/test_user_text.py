@@ -63,7 +63,9 @@ def test_a_sweeps_results_name_its_best_trial_and_config():
     sweep = {"metric": "loss", "mode": "min"}
     trials = [{"trial_id": "a", "config": {"lr": 0.1}, "metrics": {"loss": 0.5}},
               {"trial_id": "b", "config": {"lr": 0.01}, "metrics": {"loss": 0.2}},
-              {"trial_id": "c", "config": {"lr": 1.0}, "metrics": {}}]  # ended before it reported
+              {"trial_id": "c", "config": {"lr": 1.0}, "metrics": {}},  # ended before it reported
+              {"trial_id": "d", "config": {"lr": 9.0}, "metrics": {"loss": float("nan")}},  # diverged
+              {"trial_id": "e", "config": {"lr": 2.0}, "metrics": {"loss": True}}]  # not a number to rank
     assert api._best_trial(trials, sweep) == {"trial_id": "b", "config": {"lr": 0.01}, "metrics": {"loss": 0.2}}
     assert api._best_trial(trials, {**sweep, "mode": "max"})["trial_id"] == "a"
     assert api._best_trial(trials, None) is None and api._best_trial([], sweep) is None
