@@ -67,6 +67,8 @@ def _typed(base: str, path: str, error: urllib.error.HTTPError, service: str | N
         return InfeasibleError(detail["error"].split(" ", 1)[0], detail.get("reasons") or [detail["error"]])
     if error.code == 422:
         return SpecError(detail.get("error", "rejected"))
+    if error.code == 413:  # refused for good (a launch must not retry it as an outage)
+        return SpecError(f"{base}{path}: too large for {service or 'the cluster'} (HTTP 413)")
     if error.code == 503 and detail.get("type") == "ClusterUnavailable":
         return ClusterUnavailable(detail["error"])
     return ClusterUnavailable(f"{base}{path}: HTTP {error.code}: {detail.get('error', '')}")

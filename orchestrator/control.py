@@ -27,7 +27,7 @@ from typing import Any, Callable
 
 from orchestrator import allocator, autoscale, events, packages, queue
 from orchestrator.client import ENDED_IN_RAY, JobsClient
-from orchestrator.errors import InfeasibleError, JobNotFound
+from orchestrator.errors import ClusterUnavailable, InfeasibleError, JobNotFound
 from orchestrator.entry import TEMPFAIL
 from orchestrator.launch import launch_request, plan_record, record_demand
 from orchestrator.secrets import redact
@@ -42,6 +42,8 @@ SECRETS_DIR = ".orch-secrets"
 LOG_TAIL_CHARS = 256 * 1024  # how much of an ended attempt's log the store keeps for `orch logs`
 PACKAGE_SWEEP_S = 600.0  # how often kept job packages no job uses are looked for
 SNAPSHOT_TTL_S = 2.0
+CANCEL_WAIT_S = 20.0  # a cancel waits this long for a step in progress (clients give up at 30 s)
+LOG_READ_TRIES = 3  # steps an ended attempt waits for Ray to serve its log before it moves on without
 
 
 class Control:
@@ -57,6 +59,7 @@ class Control:
         self._step_lock = threading.Lock()
         self._snapshot_lock = threading.Lock()
         self._snapshot: tuple[float, ClusterSnapshot] | None = None
+        self._log_misses: dict[str, int] = {}  # submission -> steps its ended log could not be read
         self.packages = packages.PackageStore(store.folder / packages.FOLDER)  # on the head, as the store
 
     # ---- requests from clients --------------------------------------------------
@@ -125,21 +128,30 @@ class Control:
     def cancel(self, job: str) -> JobRow:
         # Under the step lock: a step that is launching the job hands it to Ray first, so a
         # cancelled job is never launched afterwards, nor left running in Ray.
-        with self._step_lock:
-            row = self.store.find(job, unfinished_first=True)
-            if row is None:
-                raise JobNotFound(job)
-            if row.state == "QUEUED":
-                self.store.transition(row.id, "CANCELLED", "cancelled while queued", ended_at=self.clock())
-            elif row.state in ACTIVE:
-                self.store.update(row.id, preempt_requested_at=None, reason="cancel requested")
-                try:
-                    self.jobs.stop(row.ray_submission_id)
-                    self._keep_attempt(row, self._ended_log(row))
-                except JobNotFound:
-                    pass  # written ahead, never handed to Ray (the control plane died between): nothing runs
-                self.store.transition(row.id, "CANCELLED", "cancelled", ended_at=self.clock())
-            return self.store.get(row.id)
+        if not self._step_lock.acquire(timeout=CANCEL_WAIT_S):
+            raise ClusterUnavailable("the control plane is busy with a long step (Ray slow to answer?); "
+                                     "nothing was cancelled: try again")
+        try:
+            return self._cancel(job)
+        finally:
+            self._step_lock.release()
+
+    def _cancel(self, job: str) -> JobRow:
+        row = self.store.find(job, unfinished_first=True)
+        if row is None:
+            raise JobNotFound(job)
+        if row.state == "QUEUED":
+            self.store.transition(row.id, "CANCELLED", "cancelled while queued", ended_at=self.clock())
+        elif row.state in ACTIVE:
+            self.store.update(row.id, preempt_requested_at=None, reason="cancel requested")
+            try:
+                self.jobs.stop(row.ray_submission_id)
+                self._keep_attempt(row, self._ended_log(row) or "")
+            except JobNotFound:
+                pass  # written ahead, never handed to Ray (the control plane died between): nothing runs
+            self._forget_secrets_file(row.ray_submission_id)
+            self.store.transition(row.id, "CANCELLED", "cancelled", ended_at=self.clock())
+        return self.store.get(row.id)
 
     def _find(self, job: str) -> JobRow:
         row = self.store.find(job)
@@ -186,8 +198,12 @@ class Control:
         found: list[dict] = []
         if status in ENDED_IN_RAY:
             text = self._ended_log(row)
-            found = events.parse(text)
-            self._keep_attempt(row, text, found)
+            if text is None and self._log_misses.get(row.ray_submission_id, 0) < LOG_READ_TRIES:
+                return  # the next step tries again: the kept copy and the retry decision need the log
+            self._log_misses.pop(row.ray_submission_id, None)
+            found = events.parse(text or "")
+            self._keep_attempt(row, text or "", found)
+            self._forget_secrets_file(row.ray_submission_id)
         if status == "STOPPED":
             if row.preempt_requested_at:
                 self.store.transition(row.id, "PREEMPTED", row.reason, preempt_requested_at=None)
@@ -207,17 +223,21 @@ class Control:
         if state in ("SUCCEEDED", "FAILED"):
             fields["ended_at"] = self.clock()
         if state == "FAILED":
-            reason = self._failure_reason(info, found)
+            reason = self._masked(row, self._failure_reason(info, found) or "") or None
         self.store.transition(row.id, state, reason, **fields)
 
-    def _ended_log(self, row: JobRow) -> str:
+    def _ended_log(self, row: JobRow) -> str | None:
         """An ended attempt's log, read once, with the job's secret values masked (the kept copy
-        outlives the secrets); "" when Ray cannot serve it: that must not hold up the queue."""
+        outlives the secrets); None, counted, when Ray cannot serve it now."""
         try:
-            text = self.jobs.logs(row.ray_submission_id)
+            return self._masked(row, self.jobs.logs(row.ray_submission_id))
         except Exception:
             traceback.print_exc()
-            return ""
+            self._log_misses[row.ray_submission_id] = self._log_misses.get(row.ray_submission_id, 0) + 1
+            return None
+
+    def _masked(self, row: JobRow, text: str) -> str:
+        """``text`` without the job's secret values: what orch stores outlives the secrets."""
         return redact(text, self.store.secrets(row.id).values())
 
     def _keep_attempt(self, row: JobRow, text: str, found: list[dict] | None = None) -> None:
@@ -240,7 +260,8 @@ class Control:
         lost = driver_losses(row.history)
         if budget != -1 and lost >= budget:
             return False
-        detail = f"exit code {code}" if code is not None else (info.get("message") or "no exit code").strip()
+        message = self._masked(row, info.get("message") or "no exit code").strip()
+        detail = f"exit code {code}" if code is not None else message
         self.store.transition(row.id, "QUEUED", f"{DRIVER_LOST} ({detail}); resumes from its last checkpoint")
         return True
 
@@ -308,15 +329,20 @@ class Control:
         if not resubmit and not self.store.transition(row.id, "STARTING", None, attempt=attempt, plan=plan,
                                                       ray_submission_id=submission_id):
             return
-        request = launch_request(row.id, row.spec, row.request["runtime_env"], plan, attempt, self.storage,
-                                 secrets_file=self._write_secrets(row.id, submission_id))
         try:
             self._restore_package(row.request["runtime_env"].get("working_dir"))
+            request = launch_request(row.id, row.spec, row.request["runtime_env"], plan, attempt, self.storage,
+                                     secrets_file=self._write_secrets(row.id, submission_id))
             self.jobs.submit(entrypoint=request["entrypoint"], submission_id=submission_id,
                              runtime_env=request["runtime_env"], metadata=request["metadata"])
-        except Exception as error:  # Ray refused it (bad working_dir package, ...): the job failed
+        except Exception as error:
             if "already exists" in str(error):
                 return
+            self._forget_secrets_file(submission_id)
+            if isinstance(error, (ClusterUnavailable, OSError)):
+                traceback.print_exc()  # Ray out of reach a moment: the next step's reconcile launches again
+                return
+            # Ray refused it (a bad working_dir package, ...): the job failed
             self.store.transition(row.id, "FAILED", f"Ray refused the job: {error}", ended_at=self.clock())
 
 
@@ -334,6 +360,15 @@ class Control:
                 for row in self.store.all(["QUEUED", *ACTIVE])}
         return self.packages.forget_unused(name for name in used if name)
 
+    def _secrets_path(self, submission_id: str) -> Path:
+        return Path(self.storage) / SECRETS_DIR / f"{submission_id}.json"
+
+    def _forget_secrets_file(self, submission_id: str | None) -> None:
+        """An attempt that ended (or never started) leaves no secrets file: its driver may never
+        have read (and deleted) it, and storage is readable by later jobs."""
+        if submission_id:
+            self._secrets_path(submission_id).unlink(missing_ok=True)
+
     def _write_secrets(self, job_id: str, submission_id: str) -> str | None:
         """The job's secrets in a file only this user can read; the driver reads and deletes it.
 
@@ -343,9 +378,8 @@ class Control:
         secrets = self.store.secrets(job_id)
         if not secrets:
             return None
-        folder = Path(self.storage) / SECRETS_DIR
-        folder.mkdir(mode=0o700, parents=True, exist_ok=True)
-        path = folder / f"{submission_id}.json"
+        path = self._secrets_path(submission_id)
+        path.parent.mkdir(mode=0o700, parents=True, exist_ok=True)
         fd = os.open(path, os.O_WRONLY | os.O_CREAT | os.O_TRUNC, 0o600)
         with os.fdopen(fd, "w") as handle:
             json.dump(secrets, handle)

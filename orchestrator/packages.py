@@ -28,6 +28,15 @@ CHUNK = 1 << 20
 PARTIAL = ".partial-"  # an upload being written; one a crash left behind is dropped like a package
 
 
+def max_bytes() -> int:
+    """The largest package Ray takes: under its GCS limit, and within what its dashboard reads
+    in one request (a launch puts the package back through the dashboard)."""
+    from ray._private.ray_constants import DASHBOARD_CLIENT_MAX_SIZE
+    from ray._private.runtime_env.packaging import GCS_STORAGE_MAX_SIZE
+
+    return min(GCS_STORAGE_MAX_SIZE - 1, DASHBOARD_CLIENT_MAX_SIZE)
+
+
 def name_of(uri: str | None) -> str | None:
     """The package name in a ``gcs://`` working_dir URI; None for anything else."""
     if uri and uri.startswith(GCS) and NAME.fullmatch(uri[len(GCS):]):
@@ -55,12 +64,10 @@ class PackageStore:
     def keep(self, name: str, body: BinaryIO, length: int) -> None:
         """Write ``length`` bytes of ``body`` as package ``name``: whole or not at all.
         A package already kept stays as it is (the name is a hash of its content)."""
-        from ray._private.runtime_env.packaging import GCS_STORAGE_MAX_SIZE
-
         if not NAME.fullmatch(name):
             raise ValueError(f"not a Ray package name: {name!r}")
-        if not 0 < length < GCS_STORAGE_MAX_SIZE:  # Ray's GCS would refuse it at launch
-            raise ValueError(f"package {name}: {length} bytes; a package holds 1 to {GCS_STORAGE_MAX_SIZE - 1}")
+        if not 0 < length <= max_bytes():  # Ray would refuse it at launch
+            raise ValueError(f"package {name}: {length} bytes; a package holds 1 to {max_bytes()}")
         if self.path(name):
             with open(os.devnull, "wb") as nowhere:
                 _copy(body, nowhere, length, name)  # read the request whole, so the client's send completes
@@ -73,6 +80,7 @@ class PackageStore:
                 handle.flush()
                 os.fsync(handle.fileno())  # a crash after the reply must not leave a torn package
             os.replace(partial, self.folder / name)
+            _sync_folder(self.folder)  # the rename too: a package answered for must survive a crash
         except BaseException:
             Path(partial).unlink(missing_ok=True)
             raise
@@ -83,10 +91,22 @@ class PackageStore:
         used = set(used)
         dropped = []
         for path in [*self.folder.glob("_ray_pkg_*"), *self.folder.glob(f"{PARTIAL}*")]:
-            if path.name not in used and now - path.stat().st_mtime > UNUSED_S:
+            try:
+                idle = now - path.stat().st_mtime
+            except FileNotFoundError:  # an upload finished (or failed) since the listing
+                continue
+            if path.name not in used and idle > UNUSED_S:
                 path.unlink(missing_ok=True)
                 dropped.append(path.name)
         return dropped
+
+
+def _sync_folder(folder: Path) -> None:
+    fd = os.open(folder, os.O_RDONLY)
+    try:
+        os.fsync(fd)
+    finally:
+        os.close(fd)
 
 
 def _copy(body: BinaryIO, handle: BinaryIO, length: int, name: str) -> None:
@@ -103,8 +123,7 @@ def package_working_dir(path: str, have: Callable[[str], bool], put: Callable[[s
     """Package ``path`` as Ray's Jobs SDK would (its excludes, .gitignore, content hash) and
     ``put`` it unless ``have`` says the receiver has it already; the ``gcs://`` URI."""
     from ray._private.ray_constants import RAY_RUNTIME_ENV_IGNORE_GITIGNORE
-    from ray._private.runtime_env.packaging import (GCS_STORAGE_MAX_SIZE, create_package, get_uri_for_directory,
-                                                    get_uri_for_package)
+    from ray._private.runtime_env.packaging import create_package, get_uri_for_directory, get_uri_for_package
     from ray._private.runtime_env.working_dir import upload_working_dir_if_needed
 
     include_gitignore = os.environ.get(RAY_RUNTIME_ENV_IGNORE_GITIGNORE, "0") != "1"
@@ -120,9 +139,9 @@ def package_working_dir(path: str, have: Callable[[str], bool], put: Callable[[s
             target = Path(package_path) if is_file else Path(scratch) / name
             if not is_file:
                 create_package(package_path, target, include_gitignore=include_gitignore, excludes=excludes)
-            if target.stat().st_size >= GCS_STORAGE_MAX_SIZE:
-                raise SpecError(f"working_dir: {path}: its package is {target.stat().st_size / 2**20:,.0f} MiB, "
-                                f"over Ray's {GCS_STORAGE_MAX_SIZE / 2**20:,.0f} MiB limit; leave data and "
+            if target.stat().st_size > max_bytes():
+                raise SpecError(f"working_dir: {path}: its package is {target.stat().st_size / 2**20:,.1f} MiB, "
+                                f"over Ray's {max_bytes() / 2**20:,.0f} MiB limit; leave data and "
                                 "outputs out with .gitignore or .rayignore")
             put(name, target.read_bytes())
 

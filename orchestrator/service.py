@@ -32,6 +32,7 @@ from orchestrator.store import JobRow, Store
 DB_NAME = "control.db"
 LOOPBACK = ("127.0.0.1", "localhost", "::1")
 DEFAULT_DASHBOARD = "http://127.0.0.1:8265"  # `ray start --head`'s dashboard, as seen on the head
+DRAIN_BYTES = 128 << 20  # a refused upload up to this size is read whole before the answer
 
 
 def row_json(row: JobRow) -> dict[str, Any]:
@@ -43,6 +44,7 @@ def row_json(row: JobRow) -> dict[str, Any]:
 class Handler(BaseHTTPRequestHandler):
     control = None  # set on the subclass made by `serve`
     server_version = "orch-control"
+    timeout = 60  # seconds a client may stall mid-request before its thread (and partial upload) is let go
 
     def log_message(self, *args) -> None:  # keep the service log for the loop, not every GET
         pass
@@ -64,6 +66,7 @@ class Handler(BaseHTTPRequestHandler):
 
     def _handle(self, method: str) -> None:
         if not self._authorized():
+            self._drain()
             return self._reply(401, {"error": "missing or wrong token"})
         parts = [unquote(p) for p in self.path.strip("/").split("/")]
         try:
@@ -76,8 +79,24 @@ class Handler(BaseHTTPRequestHandler):
             code, body = 500, {"error": f"{type(error).__name__}: {error}"}
         self._reply(code, body)
 
+    def _drain(self) -> None:
+        """Read what is left of a refused upload (up to DRAIN_BYTES), so the client's send
+        completes and it reads the answer instead of a reset connection."""
+        left = min(self._length(), DRAIN_BYTES)
+        while left > 0:
+            chunk = self.rfile.read(min(left, 1 << 20))
+            if not chunk:
+                return
+            left -= len(chunk)
+
+    def _length(self) -> int:
+        try:
+            return max(int(self.headers.get("Content-Length") or 0), 0)
+        except ValueError:
+            return 0
+
     def _body(self) -> Any:
-        return json.loads(self.rfile.read(int(self.headers.get("Content-Length", 0))))
+        return json.loads(self.rfile.read(self._length()))
 
     def _route(self, method: str, parts: list[str]) -> tuple[int, Any]:
         control = self.control
@@ -105,8 +124,9 @@ class Handler(BaseHTTPRequestHandler):
             return (200, {"package": parts[1]}) if found else (404, {"error": f"no package {parts[1]}"})
         if method == "PUT" and len(parts) == 2 and parts[0] == "packages":
             try:
-                control.packages.keep(parts[1], self.rfile, int(self.headers.get("Content-Length", 0)))
-            except ValueError as error:  # not a package name, a short upload
+                control.packages.keep(parts[1], self.rfile, self._length())
+            except ValueError as error:  # not a package name, empty or too big, a short upload
+                self._drain()
                 return 422, {"error": str(error)}
             return 201, {"package": parts[1]}
         if method == "POST" and len(parts) == 3 and parts[0] == "jobs" and parts[2] == "cancel":

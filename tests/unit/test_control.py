@@ -18,7 +18,7 @@ import pytest
 from orchestrator import events, packages
 from orchestrator.control import ACTIVE, Control
 from orchestrator.entry import TEMPFAIL
-from orchestrator.errors import InfeasibleError, JobNotFound
+from orchestrator.errors import ClusterUnavailable, InfeasibleError, JobNotFound
 from orchestrator.snapshot import ClusterFile, ClusterSnapshot, Node, NodeEntry, snapshot_from_cluster
 from orchestrator.spec import JobSpec
 from orchestrator.store import Store
@@ -479,3 +479,83 @@ def test_a_jobs_events_come_from_the_store_for_kept_attempts_and_from_ray_for_th
            "kept_events": {"1": [{"event": "report", "metrics": {"epoch": 4}}]}}  # JSON keys are strings
     found = api._events(Jobs(), row)
     assert [(e["attempt"], e["metrics"]["epoch"]) for e in found] == [(1, 4), (2, 5)] and asked == ["j-attempt2"]
+
+
+@pytest.mark.parametrize("in_ray, epochs", [("report", [3, 5]), ("", [3, 4])])
+def test_a_cancelled_attempt_is_read_from_ray_while_ray_has_it(in_ray, epochs):
+    """Kept as its stop began, a cancelled attempt may lack its last reports: Ray's log has them."""
+    from orchestrator import api
+
+    class Jobs:
+        def logs(self, submission_id):
+            return "".join(f"{events.MARK} {json.dumps({'event': 'report', 'metrics': {'epoch': e}})}\n"
+                           for e in (3, 5)) if in_ray else ""
+
+    row = {"id": "j", "attempt": 1, "state": "CANCELLED", "spec": {"env": {}},
+           "kept_events": {"1": [{"event": "report", "metrics": {"epoch": e}} for e in (3, 4)]}}
+    assert [e["metrics"]["epoch"] for e in api._events(Jobs(), row)] == epochs
+
+
+SECRET_ENV = {"API_KEY": {"from_env": "API_KEY", "secret": True}}
+
+
+def _secrets_files(control) -> list[str]:
+    return sorted(p.name for p in (Path(control.storage) / ".orch-secrets").glob("*"))
+
+
+def test_a_failed_jobs_reason_from_rays_message_masks_the_secret(control):
+    _submit(control, "one", secrets={"API_KEY": "sk-SECRET123"}, env=SECRET_ENV)
+    control.step()
+    control.jobs.jobs["one"]["message"] = "Traceback ...\nKeyError: 'sk-SECRET123'\n"  # Ray's log tail
+    control.jobs.jobs["one"]["driver_exit_code"] = 1
+    control.jobs.end("one", "FAILED")
+    control.step()
+    row = control.store.get("one")
+    assert row.state == "FAILED" and row.reason == "KeyError: '***'"
+    assert "sk-SECRET123" not in json.dumps(row.history)
+
+
+def test_no_secrets_file_outlives_an_attempt(control):
+    for job in ("done", "cancelled", "refused"):
+        _submit(control, job, workers=1, secrets={"API_KEY": "v"}, env=SECRET_ENV)
+    control.step()
+    assert _secrets_files(control) == ["cancelled.json", "done.json"]  # two fit: the drivers read them
+    control.jobs.end("done")
+    control.cancel("cancelled")
+    control.jobs.submit = lambda **_: (_ for _ in ()).throw(RuntimeError("bad runtime env"))
+    control.step()
+    assert _state(control, "refused") == "FAILED" and _secrets_files(control) == []
+
+
+def test_ray_out_of_reach_at_launch_leaves_the_job_starting_and_launches_it_again(control):
+    _submit(control, "one", secrets={"API_KEY": "v"}, env=SECRET_ENV)
+    submit = control.jobs.submit
+    control.jobs.submit = lambda **_: (_ for _ in ()).throw(ClusterUnavailable("cannot reach the Ray Jobs API"))
+    control.step()
+    assert _state(control, "one") == "STARTING" and _secrets_files(control) == []
+    control.jobs.submit = submit
+    control.step()
+    assert "one" in control.jobs.jobs and _state(control, "one") in ACTIVE
+
+
+def test_an_ended_attempt_waits_a_few_steps_for_its_log_then_moves_on(control, monkeypatch):
+    _submit(control, "one")
+    control.step()
+    control.jobs.end("one")
+    monkeypatch.setattr(control.jobs, "logs", lambda sid: (_ for _ in ()).throw(TimeoutError("slow")))
+    for _ in range(2):
+        control.step()
+        assert _state(control, "one") in ACTIVE  # not ended yet: nothing kept, no retry decided
+    control.step()  # the third read fails too: it ends without a kept copy
+    assert _state(control, "one") == "SUCCEEDED" and control.store.kept_log("one", 1) is None
+
+
+def test_a_cancel_during_a_long_step_says_to_try_again_and_cancels_nothing(control, monkeypatch):
+    import orchestrator.control as control_module
+
+    _submit(control, "one")
+    monkeypatch.setattr(control_module, "CANCEL_WAIT_S", 0.05)
+    with control._step_lock:  # a step in progress
+        with pytest.raises(ClusterUnavailable, match="try again"):
+            control.cancel("one")
+    assert _state(control, "one") == "QUEUED"

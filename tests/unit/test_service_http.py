@@ -90,3 +90,16 @@ def test_an_older_control_plane_without_a_route_is_named_as_such(control, monkey
         client._put_package(NAME, b"zip")
     with pytest.raises(ClusterUnavailable, match="does not serve /nothing-here.*older orch"):
         client._call("/nothing-here")
+
+
+def test_a_refused_upload_is_read_before_the_answer_so_the_client_sees_it(control, monkeypatch):
+    from ray._private.runtime_env import packaging
+
+    client, fake = control
+    monkeypatch.setattr(packaging, "GCS_STORAGE_MAX_SIZE", 1 << 20)
+    with pytest.raises(SpecError, match="a package holds 1 to"):  # not a reset connection
+        client._put_package(NAME, b"z" * (8 << 20))
+    put = urllib.request.Request(f"{client.base}/packages/{NAME}", b"z" * (8 << 20), {}, method="PUT")
+    with pytest.raises(urllib.error.HTTPError) as refused:  # no token
+        urllib.request.urlopen(put, timeout=10)
+    assert refused.value.code == 401 and fake.packages.path(NAME) is None
