@@ -13,11 +13,15 @@ import sys
 from orchestrator import events
 
 PAYLOAD_ENV = "ORCH_JOB"
+RAY_JOB_CONFIG_ENV = "RAY_JOB_CONFIG_JSON_ENV_VAR"  # set by Ray's job supervisor for its driver
 TEMPFAIL = 75  # sysexits' EX_TEMPFAIL: lost to the infrastructure, worth another attempt
 
 
 def main() -> int:
     payload = json.loads(os.environ[PAYLOAD_ENV])
+    if _stopped_while_starting():
+        events.emit("warning", message="Ray stopped this job while its driver was starting: nothing runs")
+        return 0
     payload["secrets"] = _take_secrets(payload.get("secrets_file"))
     from orchestrator.runners import train
 
@@ -37,6 +41,29 @@ def main() -> int:
         return TEMPFAIL  # the control plane requeues it, like a killed driver
     events.emit("result", **result)
     return 0
+
+
+def _stopped_while_starting() -> bool:
+    """Whether Ray already says this job is STOPPED. A stop that lands a moment after Ray
+    started the driver's process can miss the driver (seen with Ray 2.60: Ray recorded
+    STOPPED, the driver trained on for 17 minutes, holding what orch gave the next job)."""
+    config = json.loads(os.environ.get(RAY_JOB_CONFIG_ENV) or "{}")
+    submission_id = (config.get("metadata") or {}).get("job_submission_id")
+    return bool(submission_id) and _status_in_ray(submission_id) == "STOPPED"
+
+
+def _status_in_ray(submission_id: str) -> str | None:
+    """The Ray Job's status as its supervisor recorded it in the GCS."""
+    import ray
+    from ray._private.ray_constants import KV_NAMESPACE_JOB
+    from ray.dashboard.modules.job.common import JobInfoStorageClient
+    from ray.experimental.internal_kv import _internal_kv_get
+
+    if not ray.is_initialized():
+        ray.init(address="auto")  # the Ray Job's own cluster; the runners use this connection
+    info = _internal_kv_get(JobInfoStorageClient.JOB_DATA_KEY.format(job_id=submission_id),
+                            namespace=KV_NAMESPACE_JOB)
+    return json.loads(info).get("status") if info else None
 
 
 def _take_secrets(path: str | None) -> dict[str, str]:

@@ -139,3 +139,28 @@ def test_a_queued_job_outlives_rays_package_expiry_and_a_cluster_restart(orch_ho
         results = json.loads(run_orch("results", queued, "--json").stdout)
         assert results["metrics"] == {"rank": 0} and results["history"] == [{"rank": 0, "attempt": 1}]
         assert "::orch::" in run_orch("logs", queued).stdout
+
+
+def test_a_driver_started_after_ray_stopped_its_job_runs_nothing(local_cluster):
+    """Ray can record STOPPED for a job whose driver process is still starting, and that driver
+    then runs unseen: orch's driver asks Ray first. Here a real stopped Ray Job's id is given to
+    the driver by hand (the race itself is a matter of milliseconds)."""
+    import subprocess
+    import sys
+
+    from orchestrator.client import JobsClient
+    from orchestrator.entry import PAYLOAD_ENV, RAY_JOB_CONFIG_ENV
+
+    jobs = JobsClient(local_cluster)
+    submission = f"stopped-{uuid.uuid4().hex[:6]}"
+    jobs.submit(entrypoint="sleep 60", submission_id=submission, runtime_env={}, metadata={})
+    jobs.stop(submission)
+    deadline = time.monotonic() + 60
+    while jobs.get(submission)["status"] != "STOPPED" and time.monotonic() < deadline:
+        time.sleep(0.5)
+    env = {**os.environ, "RAY_ADDRESS": local_cluster.gcs_address,
+           PAYLOAD_ENV: json.dumps({"job": submission, "spec": {}, "plan": {}, "secrets_file": None}),
+           RAY_JOB_CONFIG_ENV: json.dumps({"metadata": {"job_submission_id": submission}})}
+    done = subprocess.run([sys.executable, "-m", "orchestrator.entry"], env=env, capture_output=True, text=True,
+                          timeout=120, cwd=REPO)
+    assert done.returncode == 0 and "stopped this job while its driver was starting" in done.stdout, done.stderr
