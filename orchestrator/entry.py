@@ -53,16 +53,18 @@ def _stopped_while_starting() -> bool:
 
 
 def _status_in_ray(submission_id: str) -> str | None:
-    """The Ray Job's status as its supervisor recorded it in the GCS."""
-    import ray
+    """The Ray Job's status as its supervisor recorded it in the GCS (``RAY_ADDRESS``, set by
+    the supervisor). A bare GCS client, not ``ray.init``: connecting the driver is the
+    runner's business, after it has read the job's code from the working directory."""
+    address = os.environ.get("RAY_ADDRESS")
+    if not address:
+        return None
     from ray._private.ray_constants import KV_NAMESPACE_JOB
+    from ray._raylet import GcsClient
     from ray.dashboard.modules.job.common import JobInfoStorageClient
-    from ray.experimental.internal_kv import _internal_kv_get
 
-    if not ray.is_initialized():
-        ray.init(address="auto")  # the Ray Job's own cluster; the runners use this connection
-    info = _internal_kv_get(JobInfoStorageClient.JOB_DATA_KEY.format(job_id=submission_id),
-                            namespace=KV_NAMESPACE_JOB)
+    key = JobInfoStorageClient.JOB_DATA_KEY.format(job_id=submission_id).encode()
+    info = GcsClient(address=address).internal_kv_get(key, KV_NAMESPACE_JOB, timeout=30)
     return json.loads(info).get("status") if info else None
 
 
