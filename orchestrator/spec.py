@@ -14,6 +14,7 @@ import math
 import posixpath
 import re
 from pathlib import PurePosixPath
+from collections.abc import Mapping
 from typing import Annotated, Any, Literal, Union
 
 from pydantic import (
@@ -465,6 +466,16 @@ class Predict(Strict):
     output: OutputPath
 
 
+def space_keys_problem(space: Mapping[str, Any], config: Mapping[str, Any]) -> str | None:
+    """What is wrong with ``sweep.space``'s keys, or None: each must be a key of ``config``
+    (a trial's config is ``config`` with the space's picks)."""
+    unknown = [key for key in space if key not in config]
+    if not unknown:
+        return None
+    return (f"{', '.join(map(repr, unknown))} not in config (keys: {', '.join(config) or 'none'}); "
+            "add a default value to config")
+
+
 class JobSpec(Strict):
     """One job: what to run, on what hardware, with which policy."""
 
@@ -486,13 +497,9 @@ class JobSpec(Strict):
 
     @model_validator(mode="after")
     def _cross_field(self) -> "JobSpec":
-        if self.sweep:
-            unknown = [k for k in self.sweep.space if k not in self.config]
-            if unknown:
-                raise ValueError(
-                    f"sweep.space: {', '.join(map(repr, unknown))} not in config "
-                    f"(keys: {', '.join(self.config) or 'none'}); add a default value to config"
-                )
+        problem = self.sweep and space_keys_problem(self.sweep.space, self.config)
+        if problem:
+            raise ValueError(f"sweep.space: {problem}")
         if self.sweep and self.predict:
             raise ValueError("sweep and predict cannot both be present: a job trains, sweeps or predicts")
         _reject_non_finite(self.config, "config")

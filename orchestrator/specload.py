@@ -44,6 +44,7 @@ from orchestrator.spec import (
     NAME_PATTERN,
     SUBMITTER_ENV_PATTERN,
     JobSpec,
+    space_keys_problem,
 )
 
 try:  # libyaml: PyYAML's C scanner and parser, when PyYAML was built with it
@@ -149,6 +150,7 @@ def _validate(text: str, source: str, overrides: Sequence[str], base_dir, enviro
         spec = JobSpec.model_validate(data)
     except ValidationError as exc:
         _report_validation(exc, data, report)
+        _check_space_keys(data, report)  # pydantic skips the model's own checks when a field fails
     folder = _check_files(data, Path(base_dir), report) if base_dir is not None else None
     if environ is not None:
         _check_environ(data, environ, report)
@@ -589,6 +591,14 @@ def _report_validation(exc: ValidationError, data: dict, report: _Report) -> Non
             _report_one(error, loc, report)
     for path, errors in unions.items():
         _report_union(path, errors, _value_at(data, path), report)
+
+
+def _check_space_keys(data: dict, report: _Report) -> None:
+    sweep, config = data.get("sweep"), data.get("config", {})
+    if isinstance(sweep, dict) and isinstance(sweep.get("space"), dict) and isinstance(config, dict):
+        problem = space_keys_problem(sweep["space"], config)
+        if problem and not report.covers(("sweep", "space")):
+            report.at(("sweep", "space"), problem)
 
 
 def _suggested_fields(errors: list[dict]) -> set[FieldPath]:

@@ -224,7 +224,8 @@ INVALID = [
     (SWEEP.replace("mode: min, ", ""), "sweep.mode", "required field is missing"),
     ("sweep: {metric: m, mode: min}", "sweep.space", "required field is missing"),
     ("sweep: {metric: m, mode: min, space: {}}", "sweep.space", "at least 1 item, got {}"),
-    ("sweep: {metric: m, mode: up, space: {lr: {uniform: [0, 1]}}}", "sweep.mode", "must be one of min, max"),
+    ("config: {lr: 0.1}\nsweep: {metric: m, mode: up, space: {lr: {uniform: [0, 1]}}}", "sweep.mode",
+     "must be one of min, max"),
     (SWEEP.replace("space:", "samples: 0, space:"), "sweep.samples", "must be at least 1, got 0"),
     (SWEEP.replace("space:", "max_concurrent: 0, space:"), "sweep.max_concurrent",
      "must be 'auto' or an integer >= 1, got 0"),
@@ -329,6 +330,7 @@ def test_every_bad_sweep_range_is_reported_at_once_with_its_own_message():
             "    lr: {uniform: [1.0, 0.1]}\n    n: {randint: [5, 5]}\n    d: {loguniform: [0.0, 1.0]}\n"
             "    e: {unifrom: [0.0, 1.0]}\n")
     assert [p.split(": ", 1)[1] for p in problems_of(text)] == [
+        "sweep.space: 'e' not in config (keys: lr, n, d); add a default value to config",  # checked all the same
         "sweep.space.lr: low 1.0 must be below high 0.1",
         "sweep.space.n: low 5 must be below high 5",
         "sweep.space.d: loguniform bounds must be positive",
