@@ -18,7 +18,7 @@ from dataclasses import asdict, dataclass, field
 from pathlib import Path
 from typing import Any, Callable, Iterator
 
-from orchestrator import allocator, cluster, events
+from orchestrator import allocator, cluster, events, packages
 from orchestrator.client import ControlClient, JobsClient
 from orchestrator.errors import ClusterUnavailable, InfeasibleError, JobNotFound, SpecError
 from orchestrator.launch import launch_request, plan_record
@@ -106,6 +106,8 @@ def submit(spec: JobSpec | str | Path, *, address: str | None = None, overrides=
                    "env_vars": {**{k: v for k, v in env.values.items() if k not in hidden},
                                 **worker_env(spec.framework)}}
     if dry_run:
+        # Packaged as submit would (and refused as it would: too big), sent nowhere.
+        runtime_env["working_dir"] = packages.package_working_dir(spec.working_dir, lambda _: False, lambda *_: None)
         return _dry_run(spec, job_id, runtime_env, address)
     info = cluster.resolve(address) or _start_local(address, progress)
     control = ControlClient(info)
@@ -199,6 +201,17 @@ def _events(jobs: JobsClient, row: dict) -> list[dict]:
     return redact(found, _known_secrets(row))
 
 
+def _worker_restarts(found: list[dict]) -> int:
+    """Worker-group failures that Ray Train restarted from: in an attempt that ended failed,
+    its last failure ended it instead."""
+    by_attempt: dict[Any, list[str]] = {}
+    for e in found:
+        if e.get("event") in ("worker_failure", "failed"):
+            by_attempt.setdefault(e.get("attempt"), []).append(e["event"])
+    return sum(kinds.count("worker_failure") - (kinds[-1] == "failed" and "worker_failure" in kinds)
+               for kinds in by_attempt.values())
+
+
 def _view(row: dict, log_events: list[dict] | None = None) -> JobView:
     spec, chosen = row["spec"], row["plan"] or {}
     # The latest report; a predict job reports once, in its result.
@@ -209,7 +222,7 @@ def _view(row: dict, log_events: list[dict] | None = None) -> JobView:
         job=row["id"], name=row["name"], state=row["state"], priority=row["priority"], queue=row["queue"],
         accelerator=chosen.get("accelerator") or str(spec["resources"]["accelerator"]),
         workers=chosen.get("workers") or spec["resources"]["workers"], reason=row["reason"],
-        restarts=len(failures) + driver_losses(row["history"]),  # worker groups and drivers restarted
+        restarts=_worker_restarts(log_events or []) + driver_losses(row["history"]),
         failures=failures,
         metrics=report["metrics"] if report else None, ray_job_id=row["ray_submission_id"],
         framework=spec["framework"], attempt=row["attempt"], submitted_at=row["submitted_at"],
@@ -244,9 +257,10 @@ def logs(job: str, address: str | None = None, follow: bool = False, poll_s: flo
         return redact_stream(_follow(control, jobs, row, waiting, poll_s), _known_secrets(row))
     if not row["ray_submission_id"]:
         return waiting
-    text = jobs.logs(row["ray_submission_id"])
-    if not text and row["state"] in TERMINAL:  # a restarted cluster has no logs of it: the kept end
-        text = control.kept_log(row["id"]) or ""
+    # An ended job's log as the control plane kept it: masked with the job's secrets (whoever
+    # asks), and there after a restart. Ray's copy for the rest, masked as far as this shell knows.
+    kept = control.kept_log(row["id"]) if row["state"] in TERMINAL else None
+    text = kept if kept is not None else jobs.logs(row["ray_submission_id"])
     return redact(text, _known_secrets(row))
 
 
@@ -290,9 +304,12 @@ def cluster_view(address: str | None = None) -> dict[str, Any]:
     return {"dashboard": info.dashboard_url, **ControlClient(info).cluster()}
 
 
-def cancel(job: str, address: str | None = None) -> JobView:
+def cancel(job: str, address: str | None = None) -> dict[str, Any]:
+    """Cancel a job (a name: its latest job that has not ended); ``{"job", "state", "cancelled"}``,
+    where ``cancelled`` says whether this call ended it (False: it had ended already, as ``state``)."""
     control, _ = _clients(address)
-    return _view(control.cancel(job))
+    row = control.cancel(job)
+    return {"job": row["id"], "state": row["state"], "cancelled": bool(row.get("cancelled"))}
 
 
 def results(job: str, address: str | None = None) -> dict[str, Any]:

@@ -198,7 +198,12 @@ def submit(spec: str = typer.Argument(..., help="JOB.yaml"),
             return _print_json({"job": submitted["job"], "state": submitted["state"]})
         return _console().print(f"submitted [bold]{submitted['job']}[/] ({submitted['state']}, "
                                 f"{submitted['plan']['accelerator']} x {submitted['plan']['workers']})", markup=True)
-    view = render.follow(submitted["job"], address, quiet=json_out)
+    try:
+        view = render.follow(submitted["job"], address, quiet=json_out)
+    except KeyboardInterrupt:  # the job is the cluster's now: say so, and how to stop it
+        _console(err=True).print(f"stopped following {submitted['job']}; it goes on "
+                                 f"(`orch cancel {submitted['job']}` stops it)")
+        raise typer.Exit(130) from None
     if json_out:
         _print_json(view.to_json())
     raise typer.Exit(0 if view.state == "SUCCEEDED" else 1)
@@ -245,12 +250,12 @@ def cancel(job: str = typer.Argument(...), address: Optional[str] = Address, ins
     """Stop a queued or running job."""
     from orchestrator import api
 
-    view = api.cancel(job, address)
+    done = api.cancel(job, address)
     if json_out:
-        return _print_json({"job": view.job, "state": view.state})
-    if view.state == "CANCELLED":
-        return _console().print(f"cancelled {view.job}")
-    _console().print(f"{view.job} had already ended ({view.state}): nothing to cancel")
+        return _print_json(done)
+    if done["cancelled"]:
+        return _console().print(f"cancelled {done['job']}")
+    _console().print(f"{done['job']} had already ended ({done['state']}): nothing to cancel")
 
 
 @command()

@@ -12,6 +12,7 @@ import json
 import logging
 import time
 import urllib.error
+import urllib.parse
 import urllib.request
 from typing import Any, Callable, Iterator
 
@@ -62,7 +63,7 @@ def _typed(base: str, path: str, error: urllib.error.HTTPError, service: str | N
                                   f"{path}: it runs an older orch than this one; upgrade orch there and restart "
                                   "`orch serve`")
     if error.code == 404:
-        return JobNotFound(path.split("/jobs/", 1)[1].split("/")[0] if "/jobs/" in path else path)
+        return JobNotFound(urllib.parse.unquote(path.split("/jobs/", 1)[1].split("/")[0]) if "/jobs/" in path else path)
     if error.code == 422 and detail.get("type") == "InfeasibleError":
         return InfeasibleError(detail["error"].split(" ", 1)[0], detail.get("reasons") or [detail["error"]])
     if error.code == 422:

@@ -133,7 +133,7 @@ def status_panel(view: api.JobView) -> Panel:
         grid.add_row("reason", Text(view.reason, style="red" if view.state == "FAILED" else ""))
     for failure in view.failures:
         causes = "; ".join(f"rank {rank}: {cause}" for rank, cause in failure["causes"].items())
-        grid.add_row("restart", Text(f"attempt {failure['attempt']}: {causes or 'worker group failed'}", style="yellow"))
+        grid.add_row("failure", Text(f"attempt {failure['attempt']}: {causes or 'worker group failed'}", style="yellow"))
     for requeue in (h for h in view.history if h["state"] == "QUEUED" and h.get("reason")):
         grid.add_row("requeued", requeue["reason"])
     for worker in view.workers_usage:

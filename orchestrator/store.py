@@ -11,6 +11,7 @@ from __future__ import annotations
 import contextlib
 import json
 import logging
+import os
 import sqlite3
 import threading
 import time
@@ -61,6 +62,15 @@ TERMINAL = tuple(state.value for state in JobState if state.is_terminal)
 DRIVER_LOST = "driver lost"  # the reason's prefix on requeues after a killed driver
 
 
+def _private(path: Path) -> None:
+    """The job store (it holds queued jobs' secrets) readable by this user only; SQLite gives
+    its -wal and -shm files the database file's mode."""
+    os.close(os.open(path, os.O_CREAT | os.O_RDWR, 0o600))
+    for name in (path, Path(f"{path}-wal"), Path(f"{path}-shm")):
+        if name.exists():
+            os.chmod(name, 0o600)
+
+
 def driver_losses(history: list[dict]) -> int:
     """How often a job was requeued because its driver was lost (each one is a restart)."""
     return sum(1 for h in history if (h.get("reason") or "").startswith(DRIVER_LOST))
@@ -100,8 +110,10 @@ class Store:
         path.parent.mkdir(parents=True, exist_ok=True)
         self.folder = path.parent  # the head-node folder of orch's state (job packages live there too)
         self._lock = threading.RLock()  # transition() nests update()
+        _private(path)
         self._db = sqlite3.connect(str(path), check_same_thread=False, isolation_level=None)
         self._db.row_factory = sqlite3.Row
+        self._db.execute("PRAGMA secure_delete=ON")  # a deleted secret's bytes are overwritten, not left free
         self._db.execute("PRAGMA journal_mode=WAL")
         self._db.execute("PRAGMA synchronous=NORMAL")  # WAL + NORMAL survives process crashes
         self._db.executescript(SCHEMA)
@@ -216,7 +228,9 @@ class Store:
             history.append({"state": state, "at": time.time(), "reason": reason})
             self.update(job_id, state=state, reason=reason, history=history, **fields)
             if state in TERMINAL:  # an ended job runs no more: its secrets go
-                self._db.execute("DELETE FROM secrets WHERE id = ?", (job_id,))
+                if self._db.execute("DELETE FROM secrets WHERE id = ?", (job_id,)).rowcount:
+                    # The write-ahead log still holds the pages that held them: fold it in and empty it.
+                    self._db.execute("PRAGMA wal_checkpoint(TRUNCATE)")
         return True
 
     def close(self) -> None:

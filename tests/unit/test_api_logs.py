@@ -74,9 +74,9 @@ def test_follow_goes_on_into_the_attempt_after_a_preemption(monkeypatch):
     assert out == "epoch 1\nepoch 2\n--- train-1: attempt 2 ---\nresumed\ndone\n"
 
 
-@pytest.mark.parametrize("in_ray, kept, shown", [("from ray\n", "kept\n", "from ray\n"),
-                                                 ("", "kept\n", "kept\n"), ("", None, "")])
-def test_an_ended_job_shows_rays_log_else_the_kept_copy(monkeypatch, in_ray, kept, shown):
+@pytest.mark.parametrize("in_ray, kept, shown", [("key=s3cr3t\n", "key=***\n", "key=***\n"),
+                                                 ("", "kept\n", "kept\n"), ("from ray\n", None, "from ray\n")])
+def test_an_ended_job_shows_the_kept_masked_copy_else_rays_log(monkeypatch, in_ray, kept, shown):
     monkeypatch.setattr(api, "_clients", lambda address: (FakeControl([row("SUCCEEDED", "train-1")], kept),
                                                           FakeRay({"train-1": [("SUCCEEDED", in_ray)]})))
     monkeypatch.setattr(api, "_known_secrets", lambda found: frozenset())

@@ -559,3 +559,15 @@ def test_a_cancel_during_a_long_step_says_to_try_again_and_cancels_nothing(contr
         with pytest.raises(ClusterUnavailable, match="try again"):
             control.cancel("one")
     assert _state(control, "one") == "QUEUED"
+
+
+def test_the_store_is_private_and_keeps_no_trace_of_an_ended_jobs_secrets(control):
+    _submit(control, "one", secrets={"API_KEY": "sk-QA-queued-Sup3rQ"}, env=SECRET_ENV)
+    db = control.store.folder / "control.db"
+    files = [db, Path(f"{db}-wal"), Path(f"{db}-shm")]
+    assert all(stat.S_IMODE(f.stat().st_mode) == 0o600 for f in files if f.exists())
+    control.step()
+    control.jobs.end("one")
+    control.step()
+    assert _state(control, "one") == "SUCCEEDED"
+    assert not any(b"sk-QA-queued-Sup3rQ" in f.read_bytes() for f in files if f.exists())

@@ -103,3 +103,33 @@ def test_a_refused_upload_is_read_before_the_answer_so_the_client_sees_it(contro
     with pytest.raises(urllib.error.HTTPError) as refused:  # no token
         urllib.request.urlopen(put, timeout=10)
     assert refused.value.code == 401 and fake.packages.path(NAME) is None
+
+
+def test_cancel_says_whether_this_call_ended_the_job(monkeypatch, tmp_path):
+    from orchestrator.control import Control
+    from orchestrator.store import Store
+    from tests.unit.test_control import Clock, FakeJobs, _snapshot, _submit
+
+    monkeypatch.setenv("RAY_AUTH_TOKEN", TOKEN)
+    control = Control(Store(tmp_path / "control.db"), FakeJobs(), _snapshot, str(tmp_path / "storage"), clock=Clock())
+    _submit(control, "one")
+    server = service.serve(control, 0)
+    threading.Thread(target=server.serve_forever, daemon=True).start()
+    try:
+        client = ControlClient(ClusterInfo(dashboard_url="http://127.0.0.1:1", process_groups=[1],
+                                           control_url=f"http://127.0.0.1:{server.server_address[1]}"))
+        first, again = client.cancel("one"), client.cancel("one")
+        assert (first["state"], first["cancelled"]) == ("CANCELLED", True)
+        assert (again["state"], again["cancelled"]) == ("CANCELLED", False)
+    finally:
+        server.shutdown()
+        server.server_close()
+        control.store.close()
+
+
+@pytest.mark.parametrize("job", ["a/b", "%2e%2e", "qa fail"])
+def test_no_such_job_names_the_id_as_typed(control, job):
+    client, _ = control
+    with pytest.raises(JobNotFound) as missing:
+        client.get(job)
+    assert str(missing.value).startswith(f"no job {job!r}")

@@ -88,3 +88,13 @@ def test_a_predict_jobs_status_shows_the_metrics_of_its_result():
            "ray_submission_id": "p-1", "attempt": 1, "submitted_at": 0.0, "started_at": None, "ended_at": None,
            "plan": None, "history": [], "spec": {"resources": {"accelerator": "CPU", "workers": 1}, "framework": "torch"}}
     assert api._view(row, [{"event": "result", "metrics": {"rows": 450}}]).metrics == {"rows": 450}
+
+
+def test_the_failure_that_ended_an_attempt_is_not_counted_as_a_restart():
+    failure = {"event": "worker_failure", "causes": {}}
+    found = [{**failure, "attempt": 1}, {**failure, "attempt": 1}, {**failure, "attempt": 1},  # RETRY, RETRY, RAISE
+             {"event": "failed", "attempt": 1, "error": "boom"}]
+    assert api._worker_restarts(found) == 2
+    assert api._worker_restarts(found[:1] + found[3:]) == 0  # max_failures: 0
+    assert api._worker_restarts(found[:2]) == 2  # still running: both were retried
+    assert api._worker_restarts([{**failure, "attempt": 1}, {"event": "failed", "attempt": 2}]) == 1
