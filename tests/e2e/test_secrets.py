@@ -45,6 +45,8 @@ def test_secret_env_reaches_workers_and_no_api_shows_it(local_cluster, tmp_path)
     assert leaked == 0
     assert '"PLAIN": "shown"' in shown[3]  # plain env stays in the runtime env, as before
     assert not list(Path(local_cluster.storage, ".orch-secrets").glob("*.json"))  # the driver took its file
+    store = [p for p in Path(local_cluster.storage).parent.glob("control.db*") if p.is_file()]
+    assert store and not any(SECRET.encode() in p.read_bytes() for p in store)  # the ended job's secret is gone
 
 
 def test_missing_secret_variable_exits_2_naming_the_field(local_cluster, tmp_path):
