@@ -201,37 +201,28 @@ def _events(jobs: JobsClient, row: dict) -> list[dict]:
     return redact(found, _known_secrets(row))
 
 
-def _worker_restarts(found: list[dict]) -> int:
-    """Worker-group failures that Ray Train restarted from: in an attempt that ended failed,
-    its last failure ended it instead."""
-    by_attempt: dict[Any, list[str]] = {}
-    for e in found:
-        if e.get("event") in ("worker_failure", "failed"):
-            by_attempt.setdefault(e.get("attempt"), []).append(e["event"])
-    return sum(kinds.count("worker_failure") - (kinds[-1] == "failed" and "worker_failure" in kinds)
-               for kinds in by_attempt.values())
-
-
 def _view(row: dict, log_events: list[dict] | None = None) -> JobView:
+    """A job as shown; without its events (`orch list`), an ended job's figures are those the
+    control plane summed up when it kept its attempts."""
     spec, chosen = row["spec"], row["plan"] or {}
-    # The latest report; a predict job reports once, in its result.
-    report = events.last(log_events or [], "report") or events.last(log_events or [], "result")
+    kept = row.get("summary") if log_events is None and row["state"] in TERMINAL else None
+    figures = kept or events.summary(log_events or [])
     failures = [{"attempt": e.get("attempt"), "at": e.get("at"), "causes": e.get("causes", {})}
                 for e in log_events or [] if e.get("event") == "worker_failure"]
     return JobView(
         job=row["id"], name=row["name"], state=row["state"], priority=row["priority"], queue=row["queue"],
         accelerator=chosen.get("accelerator") or str(spec["resources"]["accelerator"]),
         workers=chosen.get("workers") or spec["resources"]["workers"], reason=row["reason"],
-        restarts=_worker_restarts(log_events or []) + driver_losses(row["history"]),
+        restarts=figures["worker_restarts"] + driver_losses(row["history"]),
         failures=failures,
-        metrics=report["metrics"] if report else None, ray_job_id=row["ray_submission_id"],
+        metrics=figures["metrics"], ray_job_id=row["ray_submission_id"],
         framework=spec["framework"], attempt=row["attempt"], submitted_at=row["submitted_at"],
         started_at=row["started_at"], ended_at=row["ended_at"], history=row["history"], plan=row["plan"],
     )
 
 
 def list_jobs(address: str | None = None) -> list[JobView]:
-    """Every orch job, newest first (state from the job table; no log reads)."""
+    """Every orch job, newest first (from the job table and kept summaries; no log reads)."""
     control, _ = _clients(address)
     return [_view(row) for row in reversed(control.list())]
 

@@ -37,3 +37,25 @@ def parse(log_text: str) -> list[dict[str, Any]]:
 
 def last(events: list[dict[str, Any]], kind: str) -> dict[str, Any] | None:
     return next((e for e in reversed(events) if e.get("event") == kind), None)
+
+
+def latest_metrics(events: list[dict[str, Any]]) -> dict[str, Any] | None:
+    """The latest reported metrics; a predict job reports once, in its result."""
+    report = last(events, "report") or last(events, "result")
+    return report.get("metrics") if report else None
+
+
+def worker_restarts(events: list[dict[str, Any]]) -> int:
+    """Worker-group failures Ray Train restarted from (events tagged with their ``attempt``):
+    in an attempt that ended failed, its last failure ended it instead."""
+    by_attempt: dict[Any, list[str]] = {}
+    for e in events:
+        if e.get("event") in ("worker_failure", "failed"):
+            by_attempt.setdefault(e.get("attempt"), []).append(e["event"])
+    return sum(kinds.count("worker_failure") - (kinds[-1] == "failed" and "worker_failure" in kinds)
+               for kinds in by_attempt.values())
+
+
+def summary(events: list[dict[str, Any]]) -> dict[str, Any]:
+    """What `orch list` shows of a job's events without reading them: metrics and restarts."""
+    return {"metrics": latest_metrics(events), "worker_restarts": worker_restarts(events)}

@@ -106,7 +106,8 @@ class Handler(BaseHTTPRequestHandler):
         if method == "GET" and parts == ["cluster"]:
             return 200, control.cluster()
         if method == "GET" and parts == ["jobs"]:
-            return 200, [row_json(r) for r in control.store.all()]
+            summaries = control.store.summaries()
+            return 200, [{**row_json(r), "summary": summaries.get(r.id)} for r in control.store.all()]
         if method == "GET" and len(parts) == 2 and parts[0] == "jobs":
             row = control._find(parts[1])
             return 200, {**row_json(row), "kept_events": control.store.kept_events(row.id)}

@@ -56,6 +56,10 @@ CREATE TABLE IF NOT EXISTS attempts (
     log_tail TEXT NOT NULL,
     PRIMARY KEY (id, attempt)
 );
+CREATE TABLE IF NOT EXISTS summaries (
+    id TEXT PRIMARY KEY REFERENCES jobs(id),
+    summary TEXT NOT NULL
+);
 """
 TERMINAL = tuple(state.value for state in JobState if state.is_terminal)
 
@@ -149,6 +153,17 @@ class Store:
         with self._lock:
             self._db.execute("INSERT OR REPLACE INTO attempts (id, attempt, events, log_tail) VALUES (?, ?, ?, ?)",
                              (job_id, attempt, json.dumps(events), log_tail))
+
+    def keep_summary(self, job_id: str, summary: dict) -> None:
+        """What `orch list` shows of a job's kept attempts (it reads no events)."""
+        with self._lock:
+            self._db.execute("INSERT OR REPLACE INTO summaries (id, summary) VALUES (?, ?)",
+                             (job_id, json.dumps(summary)))
+
+    def summaries(self) -> dict[str, dict]:
+        with self._lock:
+            rows = self._db.execute("SELECT id, summary FROM summaries").fetchall()
+        return {row["id"]: json.loads(row["summary"]) for row in rows}
 
     def kept_events(self, job_id: str) -> dict[int, list[dict]]:
         """The events of a job's ended attempts, by attempt."""

@@ -571,3 +571,19 @@ def test_the_store_is_private_and_keeps_no_trace_of_an_ended_jobs_secrets(contro
     control.step()
     assert _state(control, "one") == "SUCCEEDED"
     assert not any(b"sk-QA-queued-Sup3rQ" in f.read_bytes() for f in files if f.exists())
+
+
+def test_orch_list_shows_an_ended_jobs_restarts_and_metrics_without_reading_logs(control, monkeypatch):
+    from orchestrator import api, service
+
+    _submit(control, "one")
+    control.step()
+    lines = [{"event": "report", "metrics": {"epoch": 1}}, {"event": "worker_failure", "causes": {}},
+             {"event": "report", "metrics": {"epoch": 2, "acc": 0.9}}]
+    control.jobs.log["one"] = "".join(f"{events.MARK} {json.dumps(e)}\n" for e in lines)
+    control.jobs.end("one")
+    control.step()
+    rows = [{**service.row_json(r), "summary": control.store.summaries().get(r.id)} for r in control.store.all()]
+    monkeypatch.setattr(api, "_clients", lambda address: (type("C", (), {"list": lambda self: rows})(), None))
+    [view] = api.list_jobs()
+    assert (view.state, view.restarts, view.metrics) == ("SUCCEEDED", 1, {"epoch": 2, "acc": 0.9})

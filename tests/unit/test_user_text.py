@@ -6,7 +6,7 @@ from __future__ import annotations
 import pytest
 from typer.testing import CliRunner
 
-from orchestrator import api, cli, render
+from orchestrator import api, cli, events, render
 from orchestrator.client import _job_path
 from orchestrator.cluster import _user_resources
 from orchestrator.errors import JobNotFound
@@ -94,7 +94,7 @@ def test_the_failure_that_ended_an_attempt_is_not_counted_as_a_restart():
     failure = {"event": "worker_failure", "causes": {}}
     found = [{**failure, "attempt": 1}, {**failure, "attempt": 1}, {**failure, "attempt": 1},  # RETRY, RETRY, RAISE
              {"event": "failed", "attempt": 1, "error": "boom"}]
-    assert api._worker_restarts(found) == 2
-    assert api._worker_restarts(found[:1] + found[3:]) == 0  # max_failures: 0
-    assert api._worker_restarts(found[:2]) == 2  # still running: both were retried
-    assert api._worker_restarts([{**failure, "attempt": 1}, {"event": "failed", "attempt": 2}]) == 1
+    assert events.worker_restarts(found) == 2
+    assert events.worker_restarts(found[:1] + found[3:]) == 0  # max_failures: 0
+    assert events.worker_restarts(found[:2]) == 2  # still running: both were retried
+    assert events.worker_restarts([{**failure, "attempt": 1}, {"event": "failed", "attempt": 2}]) == 1
