@@ -139,8 +139,9 @@ def package_working_dir(path: str, have: Callable[[str], bool], put: Callable[[s
             target = Path(package_path) if is_file else Path(scratch) / name
             if not is_file:
                 create_package(package_path, target, include_gitignore=include_gitignore, excludes=excludes)
-            if target.stat().st_size > max_bytes():
-                raise SpecError(f"working_dir: {path}: its package is {target.stat().st_size / 2**20:,.1f} MiB, "
+            size = target.stat().st_size
+            if size > max_bytes():
+                raise SpecError(f"working_dir: {path}: its package is {size / 2**20:,.1f} MiB, "
                                 f"over Ray's {max_bytes() / 2**20:,.0f} MiB limit; leave data and "
                                 "outputs out with .gitignore or .rayignore")
             put(name, target.read_bytes())

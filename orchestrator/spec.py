@@ -13,8 +13,8 @@ from __future__ import annotations
 import math
 import posixpath
 import re
-from pathlib import PurePosixPath
 from collections.abc import Mapping
+from pathlib import PurePosixPath
 from typing import Annotated, Any, Literal, Union
 
 from pydantic import (
