@@ -125,7 +125,9 @@ class Control:
                 self._snapshot = (now, self.snapshot_source())
             return self._snapshot[1]
 
-    def cancel(self, job: str) -> JobRow:
+    def cancel(self, job: str) -> tuple[JobRow, bool]:
+        """The job (a name: its latest job that has not ended) after the cancel, and whether this
+        call ended it (False: it had ended already)."""
         # Under the step lock: a step that is launching the job hands it to Ray first, so a
         # cancelled job is never launched afterwards, nor left running in Ray.
         if not self._step_lock.acquire(timeout=CANCEL_WAIT_S):
@@ -136,12 +138,13 @@ class Control:
         finally:
             self._step_lock.release()
 
-    def _cancel(self, job: str) -> JobRow:
+    def _cancel(self, job: str) -> tuple[JobRow, bool]:
         row = self.store.find(job, unfinished_first=True)
         if row is None:
             raise JobNotFound(job)
+        ended = False
         if row.state == "QUEUED":
-            self.store.transition(row.id, "CANCELLED", "cancelled while queued", ended_at=self.clock())
+            ended = self.store.transition(row.id, "CANCELLED", "cancelled while queued", ended_at=self.clock())
         elif row.state in ACTIVE:
             self.store.update(row.id, preempt_requested_at=None, reason="cancel requested")
             try:
@@ -150,8 +153,8 @@ class Control:
             except JobNotFound:
                 pass  # written ahead, never handed to Ray (the control plane died between): nothing runs
             self._forget_secrets_file(row.ray_submission_id)
-            self.store.transition(row.id, "CANCELLED", "cancelled", ended_at=self.clock())
-        return self.store.get(row.id)
+            ended = self.store.transition(row.id, "CANCELLED", "cancelled", ended_at=self.clock())
+        return self.store.get(row.id), ended
 
     def _find(self, job: str) -> JobRow:
         row = self.store.find(job)

@@ -17,7 +17,6 @@ import os
 import socket
 import sys
 import threading
-import time
 import traceback
 import urllib.parse
 from dataclasses import asdict
@@ -132,11 +131,8 @@ class Handler(BaseHTTPRequestHandler):
                 return 422, {"error": str(error)}
             return 201, {"package": parts[1]}
         if method == "POST" and len(parts) == 3 and parts[0] == "jobs" and parts[2] == "cancel":
-            asked = time.time()
-            row = control.cancel(parts[1])
-            # Whether this request ended it, or it had ended already (a repeated cancel included).
-            ended_now = row.state == "CANCELLED" and row.history[-1]["at"] >= asked
-            return 200, {**row_json(row), "cancelled": ended_now}
+            row, ended = control.cancel(parts[1])
+            return 200, {**row_json(row), "cancelled": ended}
         return 404, {"error": f"no route {method} /{'/'.join(parts)}"}
 
     def do_GET(self) -> None:

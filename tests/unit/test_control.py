@@ -210,8 +210,8 @@ def test_cancel_by_name_stops_the_running_job_of_that_name_not_a_newer_ended_one
                         "secrets": None})
     control.step()  # train-1 starts; train-2 waits behind it and is cancelled
     control.cancel("train-2")
-    assert control.cancel("train").id == "train-1" and _state(control, "train-1") == "CANCELLED"
-    assert control.cancel("train").id == "train-2"  # none left running: the latest, as it is
+    assert control.cancel("train") == (control.store.get("train-1"), True) and _state(control, "train-1") == "CANCELLED"
+    assert control.cancel("train") == (control.store.get("train-2"), False)  # none left running: the latest, as it is
 
 
 def test_an_ended_attempts_events_and_log_end_are_kept_past_the_clusters_life(control):
@@ -258,7 +258,7 @@ def test_cancel_of_a_job_written_but_never_handed_to_ray_cancels_it(control):
     _submit(control, "one")
     control.step()
     del control.jobs.jobs["one"]  # the control plane died between its write and Ray's accept
-    assert control.cancel("one").state == "CANCELLED"
+    assert control.cancel("one")[0].state == "CANCELLED"
     control.step()
     assert "one" not in control.jobs.jobs and _state(control, "one") == "CANCELLED"
 
@@ -285,7 +285,7 @@ def test_a_cancel_during_the_launch_waits_for_it_then_stops_the_job(control):
     release.set()
     step.join(5)
     cancel.join(5)
-    assert cancelled[0].state == "CANCELLED" and control.jobs.jobs["one"]["status"] == "STOPPED"
+    assert cancelled[0][0].state == "CANCELLED" and control.jobs.jobs["one"]["status"] == "STOPPED"
 
 
 def test_a_job_written_but_never_handed_to_ray_is_launched_again(control):
