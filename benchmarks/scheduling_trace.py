@@ -97,32 +97,41 @@ def make_trace(shapes: list[tuple], queues: list[str] | None, jobs: int, spread_
     return trace
 
 
-def lower_bound(snapshot: ClusterSnapshot, trace: list[TraceJob]) -> dict[str, float]:
+def held_by(snapshot: ClusterSnapshot, trace: list[TraceJob]) -> dict[str, dict[str, float]]:
+    """What each job of ``trace`` holds while it runs, per resource kind, as the allocator plans it."""
+    return {job.name: plan_totals(plan(job.spec, snapshot)) for job in trace}
+
+
+def _capacity(snapshot: ClusterSnapshot) -> dict[str, float]:
+    """Each resource kind's total over the cluster, for the kinds it has."""
+    totals = {kind: sum(node.total.get(kind, 0.0) for node in snapshot.nodes) for kind in KINDS}
+    return {kind: total for kind, total in totals.items() if total}
+
+
+def _work(snapshot: ClusterSnapshot, trace: list[TraceJob], held: dict[str, dict[str, float]]) -> dict[str, float]:
+    """Per resource kind, the trace's work in seconds of the whole cluster's capacity."""
+    return {kind: sum(held[job.name][kind] * job.runtime_s for job in trace) / total
+            for kind, total in _capacity(snapshot).items()}
+
+
+def lower_bound(snapshot: ClusterSnapshot, trace: list[TraceJob],
+                held: dict[str, dict[str, float]]) -> dict[str, float]:
     """Mean JCT >= mean runtime; makespan >= max(work per kind / capacity, last submit + runtime)."""
-    capacity = {kind: sum(node.total.get(kind, 0.0) for node in snapshot.nodes) for kind in KINDS}
-    work = dict.fromkeys(KINDS, 0.0)
-    for job in trace:
-        held = plan_totals(plan(job.spec, snapshot))
-        for kind in KINDS:
-            work[kind] += held[kind] * job.runtime_s
     start = min(job.submit_s for job in trace)
-    makespan = max([work[k] / capacity[k] for k in KINDS if capacity[k]]
-                   + [job.submit_s + job.runtime_s - start for job in trace])
+    makespan = max([*_work(snapshot, trace, held).values(), *(job.submit_s + job.runtime_s - start for job in trace)])
     return {"mean_jct_s": sum(job.runtime_s for job in trace) / len(trace), "makespan_s": makespan}
 
 
-def greedy_ceiling(snapshot: ClusterSnapshot, trace: list[TraceJob], order: Callable[[TraceJob], float]) -> float:
+def greedy_ceiling(snapshot: ClusterSnapshot, trace: list[TraceJob], held: dict[str, dict[str, float]],
+                   order: Callable[[TraceJob], float]) -> float:
     """Utilization of a relaxed greedy schedule: each resource kind one pool (no nodes, gangs,
     quotas or priorities), jobs started in ``order`` whenever they fit; the mean over kinds of
     work / (capacity x the latest kind's makespan), as ``simulate`` reports utilization."""
-    capacity = {kind: sum(node.total.get(kind, 0.0) for node in snapshot.nodes) for kind in KINDS}
-    kinds = [kind for kind in KINDS if capacity[kind]]
-    held = {job.name: plan_totals(plan(job.spec, snapshot)) for job in trace}
     start = min(job.submit_s for job in trace)
-    ends = [_pool_makespan([job for job in trace if held[job.name][kind]], lambda j: held[j.name][kind],
-                           capacity[kind], order) - start for kind in kinds]
-    work = [sum(held[job.name][kind] * job.runtime_s for job in trace) / capacity[kind] for kind in kinds]
-    return sum(work) / len(kinds) / max(ends)
+    ends = [_pool_makespan([job for job in trace if held[job.name][kind]], lambda j, k=kind: held[j.name][k],
+                           total, order) - start for kind, total in _capacity(snapshot).items()]
+    work = _work(snapshot, trace, held)
+    return sum(work.values()) / len(work) / max(ends)
 
 
 def _pool_makespan(jobs: list[TraceJob], size: Callable[[TraceJob], float], capacity: float,
@@ -148,7 +157,8 @@ def _pool_makespan(jobs: list[TraceJob], size: Callable[[TraceJob], float], capa
     return end
 
 
-def ceilings(snapshot: ClusterSnapshot, trace: list[TraceJob], orders: int = 20) -> dict[str, float]:
+def ceilings(snapshot: ClusterSnapshot, trace: list[TraceJob], held: dict[str, dict[str, float]],
+             orders: int = 20) -> dict[str, float]:
     """``greedy_ceiling`` in submit order, in ``orders`` random orders (what a policy blind to
     runtimes is, since the trace draws runtimes independently of everything else), and
     longest-runtime-first (an oracle)."""
@@ -156,10 +166,10 @@ def ceilings(snapshot: ClusterSnapshot, trace: list[TraceJob], orders: int = 20)
     shuffled = []
     for _ in range(orders):
         rank = {job.name: rng.random() for job in trace}
-        shuffled.append(greedy_ceiling(snapshot, trace, lambda j, rank=rank: rank[j.name]))
-    return {"submit": greedy_ceiling(snapshot, trace, lambda j: j.submit_s),
+        shuffled.append(greedy_ceiling(snapshot, trace, held, lambda j, rank=rank: rank[j.name]))
+    return {"submit": greedy_ceiling(snapshot, trace, held, lambda j: j.submit_s),
             "random_mean": sum(shuffled) / orders, "random_max": max(shuffled),
-            "longest_first": greedy_ceiling(snapshot, trace, lambda j: -j.runtime_s)}
+            "longest_first": greedy_ceiling(snapshot, trace, held, lambda j: -j.runtime_s)}
 
 
 def summary(label: str, report: dict) -> str:
@@ -172,7 +182,8 @@ def main() -> None:
     snapshot = cluster(NODES, QUEUES, "bench-100")
     trace = make_trace(SHAPES, None, JOBS, spread_s=600.0, seed=SEED)
     orch, fifo = simulate(snapshot, trace, "orch"), simulate(snapshot, trace, "fifo")
-    bound = lower_bound(snapshot, trace)
+    held = held_by(snapshot, trace)
+    bound = lower_bound(snapshot, trace, held)
     print(f"{len(trace)} jobs on {len(snapshot.nodes)} nodes; classes: "
           + ", ".join(f"{name} {row['jobs']}" for name, row in orch["by_class"].items()))
     print(summary("orch", orch))
@@ -183,7 +194,7 @@ def main() -> None:
               f"(fifo {fifo['by_class'][name]['mean_wait_s']:8.1f} s / {fifo['by_class'][name]['p99_wait_s']:8.1f} s)")
     print(f"mean JCT vs lower bound: orch {orch['mean_jct_s'] / bound['mean_jct_s']:.2f}x, "
           f"fifo {fifo['mean_jct_s'] / bound['mean_jct_s']:.2f}x")
-    ceiling = ceilings(snapshot, trace)
+    ceiling = ceilings(snapshot, trace, held)
     print(f"utilization of greedy schedules on pooled resources (no nodes, gangs, quotas or priorities): "
           f"submit order {ceiling['submit']:.3f}, 20 random orders mean {ceiling['random_mean']:.3f} "
           f"max {ceiling['random_max']:.3f}; longest runtime first (knows runtimes) {ceiling['longest_first']:.3f}")

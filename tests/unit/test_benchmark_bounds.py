@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from benchmarks.scheduling_trace import greedy_ceiling, lower_bound
+from benchmarks.scheduling_trace import greedy_ceiling, held_by, lower_bound
 from orchestrator.simulate import trace_job
 from tests.unit.test_simulate import CPU4, job
 from tests.unit.test_queue import cluster
@@ -13,13 +13,15 @@ TRACE = [trace_job(job(name, 0, runtime, cpus=2)) for name, runtime in (("a", 10
 
 def test_greedy_ceiling_depends_on_the_order_of_equal_jobs():
     snapshot = cluster(CPU4)
-    submit = greedy_ceiling(snapshot, TRACE, lambda j: j.name)  # a, b first: c starts at 10, ends at 40
-    longest = greedy_ceiling(snapshot, TRACE, lambda j: -j.runtime_s)  # c with a, then b: ends at 30
+    held = held_by(snapshot, TRACE)
+    submit = greedy_ceiling(snapshot, TRACE, held, lambda j: j.name)  # a, b first: c starts at 10, ends at 40
+    longest = greedy_ceiling(snapshot, TRACE, held, lambda j: -j.runtime_s)  # c with a, then b: ends at 30
     assert submit == 100 / (4 * 40)
     assert longest == 100 / (4 * 30)
 
 
 def test_lower_bound_is_work_over_capacity_or_the_longest_job():
-    bound = lower_bound(cluster(CPU4), TRACE)
+    snapshot = cluster(CPU4)
+    bound = lower_bound(snapshot, TRACE, held_by(snapshot, TRACE))
     assert bound["makespan_s"] == 30  # the longest job; the work alone needs 100 / 4 = 25 s
     assert bound["mean_jct_s"] == 50 / 3
