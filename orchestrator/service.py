@@ -41,6 +41,12 @@ def row_json(row: JobRow) -> dict[str, Any]:
     return data
 
 
+def jobs_json(store: Store) -> list[dict[str, Any]]:
+    """GET /jobs: every job with the summary kept of its ended attempts (what `orch list` shows)."""
+    summaries = store.summaries()
+    return [{**row_json(row), "summary": summaries.get(row.id)} for row in store.all()]
+
+
 class Handler(BaseHTTPRequestHandler):
     control = None  # set on the subclass made by `serve`
     server_version = "orch-control"
@@ -105,8 +111,7 @@ class Handler(BaseHTTPRequestHandler):
         if method == "GET" and parts == ["cluster"]:
             return 200, control.cluster()
         if method == "GET" and parts == ["jobs"]:
-            summaries = control.store.summaries()
-            return 200, [{**row_json(r), "summary": summaries.get(r.id)} for r in control.store.all()]
+            return 200, jobs_json(control.store)
         if method == "GET" and len(parts) == 2 and parts[0] == "jobs":
             row = control._find(parts[1])
             return 200, {**row_json(row), "kept_events": control.store.kept_events(row.id)}

@@ -53,9 +53,13 @@ class FakeRay:
             return ""
 
 
-def follow(monkeypatch, control, ray):
+def use(monkeypatch, control, ray):
     monkeypatch.setattr(api, "_clients", lambda address: (control, ray))
     monkeypatch.setattr(api, "_known_secrets", lambda found: frozenset())
+
+
+def follow(monkeypatch, control, ray):
+    use(monkeypatch, control, ray)
     return "".join(api.logs("train-1", follow=True, poll_s=0))
 
 
@@ -77,7 +81,5 @@ def test_follow_goes_on_into_the_attempt_after_a_preemption(monkeypatch):
 @pytest.mark.parametrize("in_ray, kept, shown", [("key=s3cr3t\n", "key=***\n", "key=***\n"),
                                                  ("", "kept\n", "kept\n"), ("from ray\n", None, "from ray\n")])
 def test_an_ended_job_shows_the_kept_masked_copy_else_rays_log(monkeypatch, in_ray, kept, shown):
-    monkeypatch.setattr(api, "_clients", lambda address: (FakeControl([row("SUCCEEDED", "train-1")], kept),
-                                                          FakeRay({"train-1": [("SUCCEEDED", in_ray)]})))
-    monkeypatch.setattr(api, "_known_secrets", lambda found: frozenset())
+    use(monkeypatch, FakeControl([row("SUCCEEDED", "train-1")], kept), FakeRay({"train-1": [("SUCCEEDED", in_ray)]}))
     assert api.logs("train-1") == shown

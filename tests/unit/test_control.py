@@ -583,7 +583,7 @@ def test_orch_list_shows_an_ended_jobs_restarts_and_metrics_without_reading_logs
     control.jobs.log["one"] = "".join(f"{events.MARK} {json.dumps(e)}\n" for e in lines)
     control.jobs.end("one")
     control.step()
-    rows = [{**service.row_json(r), "summary": control.store.summaries().get(r.id)} for r in control.store.all()]
+    rows = service.jobs_json(control.store)
     monkeypatch.setattr(api, "_clients", lambda address: (type("C", (), {"list": lambda self: rows})(), None))
     [view] = api.list_jobs()
     assert (view.state, view.restarts, view.metrics) == ("SUCCEEDED", 1, {"epoch": 2, "acc": 0.9})
