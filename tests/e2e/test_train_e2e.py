@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+import time
 
 import pytest
 
@@ -69,6 +70,11 @@ def test_list_status_logs_cancel(local_cluster):
     for key in ("job", "name", "state", "priority", "queue", "accelerator", "workers", "reason",
                 "restarts", "metrics", "ray_job_id"):
         assert key in status
+    # Cancelled before Ray starts its entrypoint (a slow runtime-env setup), the job's log never says it.
+    deadline = time.monotonic() + 300
+    while "Running entrypoint" not in run_orch("logs", job).stdout:
+        assert time.monotonic() < deadline, f"{job}'s entrypoint did not start within 300 s"
+        time.sleep(1)
     cancelled = run_orch("cancel", job, "--json")
     assert cancelled.returncode == 0, cancelled.stderr
     from orchestrator import api
@@ -76,6 +82,10 @@ def test_list_status_logs_cancel(local_cluster):
     view = api.wait(job, poll_s=0.5)
     assert view.state == "CANCELLED"
     assert "Running entrypoint" in run_orch("logs", job).stdout
+    deadline = time.monotonic() + 60
+    while _ray_job(local_cluster, view.ray_job_id)["status"] != "STOPPED":  # Ray's stop: SIGTERM, then SIGKILL
+        assert time.monotonic() < deadline, f"Ray still runs {view.ray_job_id} after its cancel"
+        time.sleep(1)
 
 
 def test_failing_loop_reports_failed_with_reason(local_cluster, tmp_path):
