@@ -1,8 +1,9 @@
-"""The bounds scheduling_trace.py prints next to its figures: small cases worked out by hand."""
+"""The bounds the simulation benchmarks print next to their figures: small cases worked out by hand."""
 
 from __future__ import annotations
 
 from benchmarks.scheduling_trace import greedy_ceiling, held_by, lower_bound
+from benchmarks.simulate_scale import pooled
 from orchestrator.simulate import trace_job
 from tests.unit.test_simulate import CPU4, job
 from tests.unit.test_queue import cluster
@@ -25,3 +26,10 @@ def test_lower_bound_is_work_over_capacity_or_the_longest_job():
     bound = lower_bound(snapshot, TRACE, held_by(snapshot, TRACE))
     assert bound["makespan_s"] == 30  # the longest job; the work alone needs 100 / 4 = 25 s
     assert bound["mean_jct_s"] == 50 / 3
+
+
+def test_pooled_merges_only_the_cpu_nodes():
+    nodes = [{"name": "cpu", "count": 3, "cpus": 32, "memory": "128GiB"},
+             {"name": "small", "count": 2, "cpus": 4, "memory": "16GiB"},
+             {"name": "a100", "count": 4, "cpus": 32, "memory": "256GiB", "accelerator": "A100:4"}]
+    assert pooled(nodes) == [{"name": "cpu-pool", "count": 1, "cpus": 104, "memory": "416GiB"}, nodes[2]]
