@@ -192,13 +192,12 @@ def _events(jobs: JobsClient, row: dict) -> list[dict]:
     attempt's as the control plane kept them (Ray's go with the cluster), the others' from Ray.
     A cancelled attempt is read from Ray while Ray has it: it was kept as the stop began."""
     kept = {int(attempt): found for attempt, found in (row.get("kept_events") or {}).items()}
-    found: list[dict] = []
+    found: dict[int, list[dict]] = {}
     for attempt, submission_id in enumerate(_attempt_ids(row), start=1):
         live = attempt not in kept or (attempt == row["attempt"] and row.get("state") == "CANCELLED")
         text = jobs.logs(submission_id) if live else ""
-        reported = events.parse(text) if text else kept.get(attempt, [])
-        found += [{**e, "attempt": attempt} for e in reported]
-    return redact(found, _known_secrets(row))
+        found[attempt] = events.parse(text) if text else kept.get(attempt, [])
+    return redact(events.tagged(found), _known_secrets(row))
 
 
 def _view(row: dict, log_events: list[dict] | None = None) -> JobView:

@@ -248,9 +248,7 @@ class Control:
         if text:
             self.store.keep_attempt(row.id, row.attempt, events.parse(text) if found is None else found,
                                     text[-LOG_TAIL_CHARS:])
-            kept = self.store.kept_events(row.id)
-            self.store.keep_summary(row.id, events.summary([{**e, "attempt": attempt} for attempt in sorted(kept)
-                                                            for e in kept[attempt]]))
+            self.store.keep_summary(row.id, events.summary(events.tagged(self.store.kept_events(row.id))))
 
     def _restart_lost_driver(self, row: JobRow, info: dict, found: list[dict]) -> bool:
         """Requeue a job whose driver was killed (signal, OOM, lost node) or lost a Ray process it

@@ -35,6 +35,11 @@ def parse(log_text: str) -> list[dict[str, Any]]:
     return found
 
 
+def tagged(by_attempt: dict[int, list[dict[str, Any]]]) -> list[dict[str, Any]]:
+    """The events of each attempt, attempts in order, each event tagged with its ``attempt``."""
+    return [{**e, "attempt": attempt} for attempt in sorted(by_attempt) for e in by_attempt[attempt]]
+
+
 def last(events: list[dict[str, Any]], kind: str) -> dict[str, Any] | None:
     return next((e for e in reversed(events) if e.get("event") == kind), None)
 
