@@ -48,7 +48,7 @@ sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
 from orchestrator.queue import plan_totals  # noqa: E402
 from orchestrator.allocator import plan  # noqa: E402
-from orchestrator.simulate import KINDS, TraceJob, simulate, trace_job  # noqa: E402
+from orchestrator.simulate import TraceJob, kind_capacity, simulate, trace_job  # noqa: E402
 from orchestrator.snapshot import ClusterFile, ClusterSnapshot, snapshot_from_cluster  # noqa: E402
 
 JOBS = 500
@@ -102,16 +102,10 @@ def held_by(snapshot: ClusterSnapshot, trace: list[TraceJob]) -> dict[str, dict[
     return {job.name: plan_totals(plan(job.spec, snapshot)) for job in trace}
 
 
-def _capacity(snapshot: ClusterSnapshot) -> dict[str, float]:
-    """Each resource kind's total over the cluster, for the kinds it has."""
-    totals = {kind: sum(node.total.get(kind, 0.0) for node in snapshot.nodes) for kind in KINDS}
-    return {kind: total for kind, total in totals.items() if total}
-
-
 def _work(snapshot: ClusterSnapshot, trace: list[TraceJob], held: dict[str, dict[str, float]]) -> dict[str, float]:
     """Per resource kind, the trace's work in seconds of the whole cluster's capacity."""
     return {kind: sum(held[job.name][kind] * job.runtime_s for job in trace) / total
-            for kind, total in _capacity(snapshot).items()}
+            for kind, total in kind_capacity(snapshot).items()}
 
 
 def lower_bound(snapshot: ClusterSnapshot, trace: list[TraceJob],
@@ -129,7 +123,7 @@ def greedy_ceiling(snapshot: ClusterSnapshot, trace: list[TraceJob], held: dict[
     work / (capacity x the latest kind's makespan), as ``simulate`` reports utilization."""
     start = min(job.submit_s for job in trace)
     ends = [_pool_makespan([job for job in trace if held[job.name][kind]], lambda j, k=kind: held[j.name][k],
-                           total, order) - start for kind, total in _capacity(snapshot).items()]
+                           total, order) - start for kind, total in kind_capacity(snapshot).items()]
     work = _work(snapshot, trace, held)
     return sum(work.values()) / len(work) / max(ends)
 

@@ -8,20 +8,20 @@ policy matters. Both policies replay the same trace through ``orch simulate``.
 Targets: orch's mean wait <= 0.5 x FIFO's, utilization >= 0.85, and the orch
 simulation under 30 s of wall time on 2 cores. The last line is the figure.
 
-What bounds utilization (measured, not tuned): the work is about 26,200 s
-of all CPUs, 24,000 s of the GPUs and 22,900 s of the TPU hosts, so a makespan
+What bounds utilization (measured, not tuned): the work is about 26,200 s of
+all CPUs, 24,000 s of the GPUs and 22,900 s of the TPU hosts, so a makespan
 near the CPU bound would give about 0.93. The benchmark also replays the trace
-on the CPU nodes pooled into one node (``pooled``: no packing loss, same quotas
-and priorities): orch reaches 0.847 there, so node packing is not what
+on the CPU nodes pooled into one node (``pooled``: no packing loss, same
+quotas and priorities): orch reaches 0.847 there, so node packing is not what
 keeps it below 0.85; the queue rules on this trace's quotas are. A TPU job's
 32 CPUs are its queue's whole CPU quota and every cohort is overloaded, so
 nobody lends: a TPU job starts only when its queue holds nothing, its
-higher-priority work included, and the TPU hosts idle meanwhile. Strict priority within
-a queue's quota leaves the low-priority 20-CPU jobs for last (a queue's
-higher-priority jobs keep it above the 12 CPUs such a job needs): on real
-nodes they fit one per 32-CPU node, so the last 4,000-5,000 s run the CPUs at
-about 65% and the devices not at all. Without quotas the same trace reaches
-about 0.85 on the real nodes and 0.91 pooled.
+higher-priority work included, and the TPU hosts idle meanwhile. Strict
+priority within a queue's quota leaves the low-priority 20-CPU jobs for last
+(a queue's higher-priority jobs keep it above the 12 CPUs such a job needs):
+on real nodes they fit one per 32-CPU node, so the last 4,000-5,000 s run the
+CPUs at about 65% and the devices not at all. Without quotas the same trace
+reaches about 0.85 on the real nodes and 0.91 pooled.
 """
 
 from __future__ import annotations

@@ -262,8 +262,8 @@ class _Simulation:
         done = [run for run in self.runs.values() if run.finish is not None]
         start = min((run.job.submit_s for run in done), default=0.0)
         makespan = max((run.finish for run in done), default=start) - start
-        capacity = {kind: sum(node.total.get(kind, 0.0) for node in self.empty.nodes) for kind in KINDS}
-        kinds = [kind for kind in KINDS if capacity[kind] > 0]
+        capacity = kind_capacity(self.empty)
+        kinds = list(capacity)
         busy = {kind: sum(held[kind] for held in self.books.busy.values()) for kind in kinds}
 
         def share(held: dict[str, float]) -> float:
@@ -295,6 +295,13 @@ class _Simulation:
         return {name: {"jobs": len(values), "mean_wait_s": round(_mean(values), 3),
                        "p99_wait_s": round(percentile(values, 0.99), 3)}
                 for name, values in sorted(waits.items())}
+
+
+def kind_capacity(snapshot: ClusterSnapshot) -> dict[str, float]:
+    """Each resource kind's total over ``snapshot``'s nodes, for the kinds it has: utilization is
+    taken over these."""
+    totals = {kind: sum(node.total.get(kind, 0.0) for node in snapshot.nodes) for kind in KINDS}
+    return {kind: total for kind, total in totals.items() if total > 0}
 
 
 def _mean(values: list[float]) -> float:
