@@ -19,10 +19,10 @@ from pathlib import Path
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
-from orchestrator import hardware  # noqa: E402
-from orchestrator.allocator import plan  # noqa: E402
-from orchestrator.snapshot import ClusterSnapshot, Node  # noqa: E402
-from orchestrator.spec import JobSpec  # noqa: E402
+from orchestrator.core import hardware  # noqa: E402
+from orchestrator.core.allocator import plan  # noqa: E402
+from orchestrator.core.snapshot import ClusterSnapshot, Node  # noqa: E402
+from orchestrator.core.spec import JobSpec  # noqa: E402
 from tests.unit.synthetic import synthetic_cluster, synthetic_jobs  # noqa: E402
 
 NODES = 1000

@@ -33,9 +33,9 @@ def timed(args: list[str], env: dict) -> tuple[float, str]:
 
 
 def fill(home: Path) -> None:
-    from orchestrator.service import DB_NAME
-    from orchestrator.specload import load_spec
-    from orchestrator.store import Store
+    from orchestrator.control.service import DB_NAME
+    from orchestrator.control.store import Store
+    from orchestrator.load.spec import load_spec
 
     spec = load_spec(REPO / "jobs/digits/torch-mlp.yaml").model_dump(mode="json")
     store = Store(home / DB_NAME)
@@ -53,7 +53,7 @@ def main() -> None:
     subprocess.run([str(BIN / "orch"), "up"], env=env, check=True, capture_output=True)
     os.environ["ORCH_HOME"] = str(home)
     try:
-        from orchestrator import cluster
+        from orchestrator.adapters import cluster
 
         dashboard = cluster.require(None).dashboard_url
         fill(home)

@@ -39,7 +39,7 @@ def compare(label: str, orch_args: list[str], plain_script: list[str], rounds: i
     env.pop("ORCH_ADDRESS", None)
     subprocess.run([str(BIN / "orch"), "up"], env=env, check=True, capture_output=True)
     try:
-        from orchestrator import cluster
+        from orchestrator.adapters import cluster
 
         os.environ["ORCH_HOME"] = env["ORCH_HOME"]
         dashboard = cluster.require(None).dashboard_url

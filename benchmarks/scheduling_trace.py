@@ -46,10 +46,12 @@ from typing import Callable
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
-from orchestrator.queue import plan_totals  # noqa: E402
-from orchestrator.allocator import plan  # noqa: E402
-from orchestrator.simulate import TraceJob, kind_capacity, simulate, trace_job  # noqa: E402
-from orchestrator.snapshot import ClusterFile, ClusterSnapshot, snapshot_from_cluster  # noqa: E402
+from orchestrator.core.allocator import plan  # noqa: E402
+from orchestrator.core.policy.decide import plan_totals  # noqa: E402
+from orchestrator.core.simulate import TraceJob, kind_capacity, simulate  # noqa: E402
+from orchestrator.core.snapshot import ClusterSnapshot  # noqa: E402
+from orchestrator.load.cluster import ClusterFile, snapshot_from_cluster  # noqa: E402
+from orchestrator.load.trace import trace_job  # noqa: E402
 
 JOBS = 500
 SEED = 1

@@ -32,7 +32,7 @@ from pathlib import Path
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
 from benchmarks.scheduling_trace import cluster, make_trace, summary  # noqa: E402
-from orchestrator.simulate import simulate  # noqa: E402
+from orchestrator.core.simulate import simulate  # noqa: E402
 
 JOBS = 15_000
 SEED = 2

@@ -36,7 +36,7 @@ def main() -> None:
     env.pop("ORCH_ADDRESS", None)
     subprocess.run([str(BIN / "orch"), "up"], env=env, check=True, capture_output=True)
     os.environ["ORCH_HOME"] = env["ORCH_HOME"]
-    from orchestrator import cluster
+    from orchestrator.adapters import cluster
 
     dashboard = cluster.require(None).dashboard_url
     orch_s, ray_s = [], []

@@ -8,32 +8,32 @@ The library API (the CLI is a thin shell over it)::
     view = orchestrator.wait(job["job"])
 
 Names are imported on first use, so importing orch (and `orch --help`)
-never imports Ray or a framework.
+never imports Ray or a framework, and importing it changes nothing in
+``os.environ``: entry points set the cluster token's env (``auth.apply_to_environ``).
+
+The package is in rooms by role: ``core`` (pure decisions), ``load`` (files to
+models), ``adapters`` (Ray, disk, network), ``control`` (the control plane),
+``runners`` (a job's driver), ``client`` (this API), ``cli``; each room's
+``__init__`` says what it may import, and tests/unit/test_import_boundary.py holds it.
 """
 
 from __future__ import annotations
 
 import importlib
 
-from orchestrator import auth as _auth
-
-# Ray reads its auth mode once, when its first client starts: set it before
-# anything in this process imports Ray, so every client orch makes sends the token.
-_auth.apply_to_environ()
-
 _EXPORTS = {
-    "load_spec": "orchestrator.specload",
-    "submit": "orchestrator.api",
-    "plan": "orchestrator.api",
-    "wait": "orchestrator.api",
-    "status": "orchestrator.api",
-    "list_jobs": "orchestrator.api",
-    "logs": "orchestrator.api",
-    "cancel": "orchestrator.api",
-    "results": "orchestrator.api",
-    "up": "orchestrator.cluster",
-    "down": "orchestrator.cluster",
-    "JobSpec": "orchestrator.spec",
+    "load_spec": "orchestrator.load.spec",
+    "submit": "orchestrator.client.api",
+    "plan": "orchestrator.client.api",
+    "wait": "orchestrator.client.api",
+    "status": "orchestrator.client.api",
+    "list_jobs": "orchestrator.client.api",
+    "logs": "orchestrator.client.api",
+    "cancel": "orchestrator.client.api",
+    "results": "orchestrator.client.api",
+    "up": "orchestrator.client.api",
+    "down": "orchestrator.client.api",
+    "JobSpec": "orchestrator.core.spec",
 }
 
 __all__ = sorted(_EXPORTS)

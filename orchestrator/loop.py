@@ -17,8 +17,7 @@ from __future__ import annotations
 import contextlib
 import os
 
-PRECISION_ENV = "ORCH_PRECISION"
-INIT_FROM_ENV = "ORCH_INIT_FROM"  # the checkpoint init_from (or predict.model) resolved to at submit
+from orchestrator.core.protocol import INIT_FROM_ENV, PRECISION_ENV
 
 
 def precision() -> str:

@@ -18,7 +18,10 @@ from pathlib import Path
 
 import pytest
 
-import orchestrator  # noqa: F401  first: it sets Ray's auth mode before any test module imports Ray
+from orchestrator.adapters import auth
+
+# Ray reads its auth mode once, when its first client starts: set it before any test imports Ray.
+auth.apply_to_environ()
 
 REPO = Path(__file__).resolve().parents[1]
 ORCH = str(Path(sys.executable).with_name("orch"))
@@ -40,7 +43,7 @@ def orch_home():
 
 @pytest.fixture(scope="session")
 def local_cluster(orch_home):
-    from orchestrator import cluster
+    from orchestrator.adapters import cluster
 
     info = cluster.up(progress=lambda _: None)
     try:
@@ -56,7 +59,8 @@ def local_cluster(orch_home):
 def leftovers(info) -> dict[str, list[str]]:
     """What orch's jobs left alive on the cluster, read through Ray's state API: actors and
     placement groups of orch's Ray jobs, and Ray jobs that still run."""
-    from orchestrator.client import JobsClient, http
+    from orchestrator.adapters.http import http
+    from orchestrator.adapters.jobs import JobsClient
 
     jobs = [j for j in JobsClient(info).list() if (j.get("metadata") or {}).get("orch_job")]
     ids = {j["job_id"] for j in jobs if j.get("job_id")}
@@ -108,7 +112,7 @@ def wait_until_ended(job: str, timeout: float = 600) -> dict:
 @contextlib.contextmanager
 def own_cluster(cluster_file: str | None, prefix: str):
     """A second cluster under its own ORCH_HOME, set while the block runs (beside the session's)."""
-    from orchestrator import cluster
+    from orchestrator.adapters import cluster
 
     home = tempfile.mkdtemp(prefix=prefix)  # short: Ray's unix sockets live under it
     previous = os.environ["ORCH_HOME"]

@@ -1,1 +1,5 @@
-"""What runs inside a job's Ray Job: training, sweeps and inference."""
+"""A job's driver inside its Ray Job (``python -m orchestrator.runners.entry``) and the runners it
+builds: train, tune, predict, with their framework specifics.
+
+May import ``core``, ``load``, ``adapters`` and ``orchestrator.loop``; never ``control``, ``client`` or ``cli``.
+"""

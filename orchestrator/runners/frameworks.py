@@ -1,6 +1,6 @@
 """Framework specifics: which Ray Train trainer, and what its workers need.
 
-Environment facts for workers are plain data (``worker_env``) so the
+Environment facts for workers are plain data (``protocol.worker_env``) so the
 submitting side can put them in the job's runtime env without importing any
 framework; trainers are imported only inside the driver.
 """
@@ -8,18 +8,6 @@ framework; trainers are imported only inside the driver.
 from __future__ import annotations
 
 from typing import Any, Callable
-
-# Keras 3 breaks MultiWorkerMirroredStrategy under Ray; tf-keras with this flag
-# works. It must be in the workers' runtime env before TF is imported, so it
-# cannot be set inside the loop.
-_WORKER_ENV = {
-    "tensorflow": {"TF_USE_LEGACY_KERAS": "1"},
-}
-
-
-def worker_env(framework: str) -> dict[str, str]:
-    return dict(_WORKER_ENV.get(framework, {}))
-
 
 def build_trainer(framework: str, loop: Callable, config: dict[str, Any], scaling, run_config):
     """The Ray Train trainer for ``framework`` running ``loop`` with ``config``."""

@@ -20,9 +20,10 @@ import ray
 import ray.data
 from ray.data.extensions import ArrowTensorArray
 
-from orchestrator import hardware, loop
+from orchestrator import loop
+from orchestrator.core import hardware
+from orchestrator.core.spec import JobSpec
 from orchestrator.runners.train import TrainingFailed, load_entrypoint, save_summary
-from orchestrator.spec import JobSpec
 
 BATCH_ROWS = 256
 

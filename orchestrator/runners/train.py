@@ -13,9 +13,9 @@ from typing import Any, Callable
 import ray.exceptions
 from ray.train import CheckpointConfig, FailureConfig, RunConfig, ScalingConfig, UserCallback
 
-from orchestrator import events
+from orchestrator.core.spec import JobSpec
 from orchestrator.runners import frameworks
-from orchestrator.spec import JobSpec
+from orchestrator.runners.emit import emit
 
 RESULT_FILE = "orch_result.json"
 
@@ -32,12 +32,12 @@ class ProgressCallback(UserCallback):
     """Runs in the Train controller: turns each report and failure into an event line."""
 
     def after_report(self, run_context, metrics: list[dict[str, Any]], checkpoint) -> None:
-        events.emit("report", metrics=metrics[0] if metrics else {},
+        emit("report", metrics=metrics[0] if metrics else {},
                     checkpoint=checkpoint.path if checkpoint else None)
 
     def after_exception(self, run_context, worker_exceptions: dict[int, Exception]) -> None:
         causes = {str(rank): f"{type(e).__name__}: {e}"[:500] for rank, e in worker_exceptions.items()}
-        events.emit("worker_failure", causes=causes)
+        emit("worker_failure", causes=causes)
 
 
 def run(payload: dict[str, Any]) -> dict[str, Any]:

@@ -10,7 +10,7 @@ silent on them):
   what the trial (or the trial it cloned) started with, so weights keep fitting.
 - ``max_concurrent: auto`` runs as many trials as the queue gave the sweep
   slots when it admitted it: those that fit the free resources then, within
-  its queue's own quota (``orchestrator.queue``). Each slot has its
+  its queue's own quota (``orchestrator.core.policy.decide``). Each slot has its
   own placement, so with a fallback list trials run on several accelerator
   types at once, and each trial records the type it ran on.
 - A trial's Train run lives under ``<storage>/<job>/train/``; a restarted
@@ -44,8 +44,9 @@ from ray.tune.integration.ray_train import CHECKPOINT_PATH_KEY
 from ray.tune.result import AUTO_RESULT_KEYS
 from ray.util.queue import Queue
 
-from orchestrator import cluster, events
+from orchestrator.core.protocol import DRIVER_RESOURCE
 from orchestrator.runners import frameworks
+from orchestrator.runners.emit import emit
 from orchestrator.runners.train import (
     ProgressCallback,
     TrainingFailed,
@@ -54,11 +55,11 @@ from orchestrator.runners.train import (
     scaling_config,
     worker_loop,
 )
-from orchestrator.spec import Grid, JobSpec, LogUniform, RandInt, Sweep, Uniform
+from orchestrator.core.spec import Grid, JobSpec, LogUniform, RandInt, Sweep, Uniform
 
 # A trial's driver holds one of these instead of a CPU: a driver taking CPU its
 # own workers need deadlocks Train inside Tune, and Ray refuses {"CPU": 0}.
-DRIVER_SLOT = {cluster.DRIVER_RESOURCE: 1}
+DRIVER_SLOT = {DRIVER_RESOURCE: 1}
 # PBT compares trials every this many reports (epochs, for loops that report each epoch).
 PBT_INTERVAL = 2
 POINTER_FILE = "orch_train_run.json"
@@ -153,8 +154,8 @@ def _scheduler(sweep: Sweep):
 
 
 def _require_driver_resource() -> None:
-    if int(ray.cluster_resources().get(cluster.DRIVER_RESOURCE, 0)) < 1:
-        raise TrainingFailed(f"sweeps need the custom resource {cluster.DRIVER_RESOURCE!r} on a node for "
+    if int(ray.cluster_resources().get(DRIVER_RESOURCE, 0)) < 1:
+        raise TrainingFailed(f"sweeps need the custom resource {DRIVER_RESOURCE!r} on a node for "
                              f"trial drivers (`orch up` declares it on the head); this cluster has none")
 
 
@@ -296,14 +297,14 @@ class _TrialEvents(tune.Callback):
 
     def on_trial_result(self, iteration, trials, trial, result, **info) -> None:
         record = trial_record(trial.trial_id, trial.config, trial.status, result)
-        events.emit("report", trial_id=trial.trial_id, metrics=record["metrics"], checkpoint=record["checkpoint"])
+        emit("report", trial_id=trial.trial_id, metrics=record["metrics"], checkpoint=record["checkpoint"])
 
     def on_trial_complete(self, iteration, trials, trial, **info) -> None:
-        events.emit("trial", **trial_record(trial.trial_id, trial.config, "TERMINATED", trial.last_result))
+        emit("trial", **trial_record(trial.trial_id, trial.config, "TERMINATED", trial.last_result))
 
     def on_trial_error(self, iteration, trials, trial, **info) -> None:
         error = trial.error_file and Path(trial.error_file).read_text()[-500:]
-        events.emit("trial", **trial_record(trial.trial_id, trial.config, "ERROR", trial.last_result, error))
+        emit("trial", **trial_record(trial.trial_id, trial.config, "ERROR", trial.last_result, error))
 
 
 def trial_record(trial_id: str, config: dict, state: str, result: dict,

@@ -32,7 +32,7 @@ def test_validate_rejects_invalid_spec(name, needle, orch_home):
 
 @pytest.mark.ray
 def test_submit_of_invalid_specs_creates_nothing(local_cluster, orch_home):
-    from orchestrator import api
+    from orchestrator.client import api
 
     before_jobs = len(api.list_jobs())
     before_files = sorted(p for p in Path(orch_home).rglob("*") if "logs" not in p.parts)
@@ -58,7 +58,7 @@ def test_up_with_another_cluster_file_while_one_is_up_starts_nothing(local_clust
 
 
 def test_help_imports_neither_ray_nor_frameworks():
-    code = ("import sys; from orchestrator.cli import app; "
+    code = ("import sys; from orchestrator.cli.commands import app; "
             "from typer.testing import CliRunner; CliRunner().invoke(app, ['--help']); "
             "bad = [m for m in ('ray', 'torch', 'tensorflow') if m in sys.modules]; print(bad)")
     done = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True)

@@ -17,7 +17,7 @@ def test_without_a_cluster_it_plans_on_this_machine_and_starts_nothing(tmp_path)
     assert done.returncode == 0, done.stdout + done.stderr
     shown = json.loads(done.stdout)
     assert shown["state"] == "QUEUED" and shown["plan"]["nodes"] == ["local-0", "local-0"]
-    assert shown["ray_job"]["entrypoint"] == "python -m orchestrator.entry"
+    assert shown["ray_job"]["entrypoint"] == "python -m orchestrator.runners.entry"
     assert shown["ray_job"]["metadata"]["orch_job"] == shown["job"]
     assert not (home / "cluster.json").exists()  # no cluster was started for it
 

@@ -33,7 +33,8 @@ def test_secret_env_reaches_workers_and_no_api_shows_it(local_cluster, tmp_path)
     seen = json.loads(next(out.glob("*rank-*.json")).read_text())
     assert seen["probe_sha256"] == hashlib.sha256(SECRET.encode()).hexdigest()
 
-    from orchestrator.client import JobsClient, http
+    from orchestrator.adapters.http import http
+    from orchestrator.adapters.jobs import JobsClient
 
     shown = [done.stdout, done.stderr, json.dumps(JobsClient(local_cluster).list()),
              json.dumps(http(local_cluster.dashboard_url, f"/api/jobs/{job}"))]
@@ -78,6 +79,6 @@ def test_secret_env_reaches_predict_workers(local_cluster, tmp_path):
     probes = set(np.load(output)["probe"])
     assert probes == {int(hashlib.sha256(SECRET.encode()).hexdigest()[:12], 16)}
 
-    from orchestrator.client import JobsClient
+    from orchestrator.adapters.jobs import JobsClient
 
     assert SECRET not in json.dumps(JobsClient(local_cluster).get(job)) + done.stdout

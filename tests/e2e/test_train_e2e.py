@@ -21,7 +21,7 @@ def _submit_and_wait(spec: str, *overrides: str) -> dict:
 
 
 def _ray_job(local_cluster, job_id: str) -> dict:
-    from orchestrator.client import JobsClient
+    from orchestrator.adapters.jobs import JobsClient
 
     return JobsClient(local_cluster).get(job_id)
 
@@ -77,7 +77,7 @@ def test_list_status_logs_cancel(local_cluster):
         time.sleep(1)
     cancelled = run_orch("cancel", job, "--json")
     assert cancelled.returncode == 0, cancelled.stderr
-    from orchestrator import api
+    from orchestrator.client import api
 
     view = api.wait(job, poll_s=0.5)
     assert view.state == "CANCELLED"

@@ -35,7 +35,8 @@ def _results(job: str) -> dict:
 
 
 def _train_workers(local_cluster, job: str) -> list[dict]:
-    from orchestrator.client import JobsClient, http
+    from orchestrator.adapters.http import http
+    from orchestrator.adapters.jobs import JobsClient
 
     ray_job_id = JobsClient(local_cluster).get(job)["job_id"]
     query = ("/api/v0/actors?detail=1&limit=1000&filter_keys=class_name&filter_predicates=%3D"
@@ -96,7 +97,7 @@ def test_finetune_starts_from_pretrained_weights_and_predict_matches(local_clust
 
 @pytest.mark.soak  # ~70 s; the sweep's driver-kill test covers restarts in `make test`
 def test_killed_driver_resumes_past_a_half_written_checkpoint(local_cluster):
-    from orchestrator.client import JobsClient
+    from orchestrator.adapters.jobs import JobsClient
 
     job = _submit("jobs/digits/torch-mlp.yaml", "name=driver-kill", "config.epochs=8", wait=False)["job"]
     deadline = time.monotonic() + 300

@@ -75,7 +75,7 @@ def test_preempted_job_resumes_from_its_checkpoint(local_cluster):
 
 @pytest.mark.soak  # ~2 min; `make soak` (tests/unit/test_control.py covers the relaunch logic)
 def test_killed_control_plane_loses_no_job(local_cluster):
-    from orchestrator import cluster
+    from orchestrator.adapters import cluster
 
     running = _submit("name=crash-run", "config.epochs=6")
     _wait_for(running, lambda v: v["state"] == "RUNNING")
@@ -148,8 +148,9 @@ def test_a_driver_started_after_ray_stopped_its_job_runs_nothing(local_cluster):
     import subprocess
     import sys
 
-    from orchestrator.client import JobsClient
-    from orchestrator.entry import PAYLOAD_ENV, RAY_JOB_CONFIG_ENV
+    from orchestrator.adapters.jobs import JobsClient
+    from orchestrator.core.protocol import PAYLOAD_ENV
+    from orchestrator.runners.entry import RAY_JOB_CONFIG_ENV
 
     jobs = JobsClient(local_cluster)
     submission = f"stopped-{uuid.uuid4().hex[:6]}"
@@ -161,6 +162,6 @@ def test_a_driver_started_after_ray_stopped_its_job_runs_nothing(local_cluster):
     env = {**os.environ, "RAY_ADDRESS": local_cluster.gcs_address,
            PAYLOAD_ENV: json.dumps({"job": submission, "spec": {}, "plan": {}, "secrets_file": None}),
            RAY_JOB_CONFIG_ENV: json.dumps({"metadata": {"job_submission_id": submission}})}
-    done = subprocess.run([sys.executable, "-m", "orchestrator.entry"], env=env, capture_output=True, text=True,
+    done = subprocess.run([sys.executable, "-m", "orchestrator.runners.entry"], env=env, capture_output=True, text=True,
                           timeout=120, cwd=REPO)
     assert done.returncode == 0 and "stopped this job while its driver was starting" in done.stdout, done.stderr

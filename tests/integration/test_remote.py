@@ -30,7 +30,7 @@ ENDED = ("SUCCEEDED", "FAILED", "CANCELLED")
 def remote(orch_home):
     """The "remote" cluster: a Ray head and its control plane, under their own ORCH_HOME
     (set only while starting and stopping it; the session's stays in force otherwise)."""
-    from orchestrator import cluster
+    from orchestrator.adapters import cluster
 
     home = tempfile.mkdtemp(prefix="orch-rem-")  # short: Ray's unix sockets live under it
     previous = os.environ["ORCH_HOME"]
@@ -158,7 +158,7 @@ def test_logs_follow_a_running_job_until_it_is_cancelled(remote, client, tmp_pat
 
 
 def test_wrong_or_missing_token_exits_3_and_submits_nothing(remote, client, tmp_path):
-    from orchestrator.client import JobsClient
+    from orchestrator.adapters.jobs import JobsClient
 
     jobs_before, ray_before = _ids(remote, client), {j["submission_id"] for j in JobsClient(remote).list()}
     wrong = {**client, "RAY_AUTH_TOKEN": "wrong"}
@@ -201,7 +201,7 @@ def _port_free(port: int) -> bool:
 def test_serve_runs_a_control_plane_for_a_head_it_finds_from_the_dashboard(remote, client, tmp_path):
     """`orch serve` on the head: finds the GCS from the dashboard's port, listens on loopback
     with the token required, and `--address` clients reach it on 8266 (or where told)."""
-    from orchestrator import auth
+    from orchestrator.adapters import auth
 
     default = _port_free(8266)  # the documented default, when nothing else on this machine holds it
     port = 8266 if default else _free_port()

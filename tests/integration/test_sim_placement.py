@@ -42,7 +42,7 @@ def _placements(tmp_path: Path) -> list[dict]:
 
 
 def _nodes_by_id(sim_home) -> dict[str, dict]:
-    from orchestrator import cluster
+    from orchestrator.adapters import cluster
 
     snap = cluster.live_snapshot(cluster.require(None))
     return {n.node_id: {"name": n.name, "labels": dict(n.labels)} for n in snap.nodes}
@@ -112,8 +112,9 @@ def test_job_survives_the_loss_of_a_worker_node(sim_home, tmp_path):
     # Last in this module: it kills one of the cluster's nodes.
     import signal
 
-    from orchestrator import cluster
-    from orchestrator.client import JobsClient, http
+    from orchestrator.adapters import cluster
+    from orchestrator.adapters.http import http
+    from orchestrator.adapters.jobs import JobsClient
 
     done = run_orch("submit", "jobs/digits/torch-mlp.yaml", "--json", "--set", "name=node-loss",
                     "--set", "config.epochs=10", "--set", "failure.max_failures=2",

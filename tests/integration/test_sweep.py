@@ -45,8 +45,8 @@ def test_torch_sweep_reaches_93_percent_and_lists_every_trial(local_cluster):
 
 
 def _events(local_cluster, submission_id: str) -> list[dict]:
-    from orchestrator import events
-    from orchestrator.client import JobsClient
+    from orchestrator.adapters.jobs import JobsClient
+    from orchestrator.core import events
 
     return events.parse(JobsClient(local_cluster).logs(submission_id))
 
@@ -58,7 +58,7 @@ def test_killed_sweep_driver_resumes_without_rerunning_finished_trials(local_clu
                     "--set", "sweep.samples=4", "--set", "sweep.scheduler=fifo", "--set", "config.epochs=3")
     assert done.returncode == 0, done.stderr
     job = json.loads(done.stdout)["job"]
-    from orchestrator.client import JobsClient
+    from orchestrator.adapters.jobs import JobsClient
 
     deadline = time.monotonic() + 300
     while not [e for e in _events(local_cluster, job) if e["event"] == "trial"]:

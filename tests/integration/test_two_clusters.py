@@ -15,7 +15,7 @@ pytestmark = pytest.mark.ray
 
 
 def test_a_job_runs_on_its_own_cluster_when_a_newer_one_is_up(local_cluster, tmp_path):
-    from orchestrator.client import http
+    from orchestrator.adapters.http import http
 
     first = os.environ["ORCH_HOME"]
     out = tmp_path / "out"

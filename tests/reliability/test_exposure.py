@@ -28,7 +28,7 @@ def _listening(pgid: int) -> set[tuple[str, int]]:
 
 def _current(local_cluster):
     """The cluster as recorded now: other tests kill and restart the control plane."""
-    from orchestrator import cluster
+    from orchestrator.adapters import cluster
 
     return cluster.require(None)
 

@@ -37,8 +37,8 @@ from typing import Callable
 
 import pytest
 
-from orchestrator.errors import SpecError
-from orchestrator.specload import MAX_PROBLEMS, load_spec
+from orchestrator.core.errors import SpecError
+from orchestrator.load.spec import MAX_PROBLEMS, load_spec
 from tests.conftest import record_figure
 
 ORCH = str(Path(sys.executable).with_name("orch"))

@@ -41,7 +41,7 @@ def _admitted_at(view) -> float | None:
 
 
 def test_200_parallel_submissions_are_all_kept_and_admitted_by_priority(local_cluster, tmp_path):
-    from orchestrator import api
+    from orchestrator.client import api
 
     blocker = json.loads(run_orch("submit", "jobs/digits/torch-mlp.yaml", "--json", "--set", "name=blocker",
                                   "--set", "config.epochs=50", "--set", "schedule.priority=1000").stdout)["job"]

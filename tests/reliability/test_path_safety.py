@@ -16,10 +16,10 @@ from pathlib import Path
 import pytest
 from pydantic import ValidationError
 
-from orchestrator.errors import SpecError
-from orchestrator.spec import JobSpec
+from orchestrator.core.errors import SpecError
+from orchestrator.core.spec import JobSpec
 from tests.conftest import record_figure
-from orchestrator.specload import load_spec, validate_text
+from orchestrator.load.spec import load_spec, validate_text
 
 HEAD = "name: demo\nentrypoint: train.py:train_loop\n"
 PREDICT = "predict: {{model: {model}, input: {input}, output: {output}}}\n"

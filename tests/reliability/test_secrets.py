@@ -1,5 +1,5 @@
 """Secrets in the spec (docs/spec.md, "Secrets"): the syntax, its validation, and the pure
-functions that split, resolve and redact them (orchestrator/secrets.py)."""
+functions that split, resolve and redact them (orchestrator/core/masking.py)."""
 
 from __future__ import annotations
 
@@ -7,10 +7,10 @@ import json
 
 import pytest
 
-from orchestrator.errors import SpecError
-from orchestrator.secrets import REDACTED, EnvParts, redact, redact_stream, resolve_env, secret_values, split_env
-from orchestrator.spec import EnvFrom, JobSpec
-from orchestrator.specload import load_spec, validate_text
+from orchestrator.core.errors import SpecError
+from orchestrator.core.masking import REDACTED, EnvParts, redact, redact_stream, resolve_env, secret_values, split_env
+from orchestrator.core.spec import EnvFrom, JobSpec
+from orchestrator.load.spec import load_spec, validate_text
 
 HEAD = "name: demo\nentrypoint: train.py:train_loop\n"
 ENV = (
@@ -82,7 +82,7 @@ def test_from_env_through_set_override():
 
 
 def test_json_schema_offers_both_forms():
-    from orchestrator.spec import json_schema
+    from orchestrator.core.spec import json_schema
 
     schema = json_schema()
     values = schema["properties"]["env"]["patternProperties"]["^[A-Z_][A-Z0-9_]*$"]

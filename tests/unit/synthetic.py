@@ -8,9 +8,10 @@ from __future__ import annotations
 
 import random
 
-from orchestrator import hardware
-from orchestrator.snapshot import ClusterFile, ClusterSnapshot, snapshot_from_cluster
-from orchestrator.spec import JobSpec
+from orchestrator.core import hardware
+from orchestrator.core.snapshot import ClusterSnapshot
+from orchestrator.core.spec import JobSpec
+from orchestrator.load.cluster import ClusterFile, snapshot_from_cluster
 
 # Node types and their share of the cluster: CPU machines, small and large GPU
 # machines, a multi-host TPU slice type and single-host TPUs.

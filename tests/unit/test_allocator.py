@@ -6,9 +6,10 @@ import json
 
 import pytest
 
-from orchestrator.allocator import Infeasible, Plan, plan, to_json
-from orchestrator.snapshot import ClusterFile, ClusterSnapshot, load_cluster_file, snapshot_from_cluster
-from orchestrator.spec import JobSpec
+from orchestrator.core.allocator import Infeasible, Plan, plan, to_json
+from orchestrator.core.snapshot import ClusterSnapshot
+from orchestrator.core.spec import JobSpec
+from orchestrator.load.cluster import ClusterFile, load_cluster_file, snapshot_from_cluster
 from tests.conftest import REPO
 from tests.unit.synthetic import synthetic_cluster, synthetic_jobs
 

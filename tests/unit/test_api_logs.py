@@ -6,9 +6,9 @@ from __future__ import annotations
 
 import pytest
 
-from orchestrator import api
-from orchestrator.client import JobsClient
-from orchestrator.errors import JobNotFound
+from orchestrator.adapters.jobs import JobsClient
+from orchestrator.client import api
+from orchestrator.core.errors import JobNotFound
 
 
 def row(state, submission=None, attempt=1):

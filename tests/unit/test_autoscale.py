@@ -11,10 +11,13 @@ import sys
 
 import yaml
 
-from orchestrator import autoscale, clusterconfig, queue
-from orchestrator.allocator import Infeasible, Plan
-from orchestrator.snapshot import ClusterFile, ClusterSnapshot, Node, snapshot_from_cluster
-from orchestrator.spec import JobSpec
+from orchestrator.core import autoscale
+from orchestrator.core.allocator import Infeasible, Plan
+from orchestrator.core.policy import decide as queue
+from orchestrator.core.snapshot import ClusterSnapshot, Node
+from orchestrator.core.spec import JobSpec
+from orchestrator.load import launcher as clusterconfig
+from orchestrator.load.cluster import ClusterFile, snapshot_from_cluster
 from tests.conftest import REPO
 
 GIB = 1024**3
@@ -217,7 +220,7 @@ def test_a_job_over_its_quota_neither_launches_nor_blocks():
 
 
 def test_autoscale_stays_pure():
-    code = ("import sys; import orchestrator.autoscale; "
+    code = ("import sys; import orchestrator.core.autoscale; "
             "print(sorted(m for m in sys.modules if m == 'ray' or m.startswith('ray.')))")
     out = subprocess.run([sys.executable, "-c", code], cwd=REPO, capture_output=True, text=True, check=True)
     assert out.stdout.strip() == "[]"

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 from benchmarks.scheduling_trace import greedy_ceiling, held_by, lower_bound
 from benchmarks.simulate_scale import pooled
-from orchestrator.simulate import trace_job
+from orchestrator.load.trace import trace_job
 from tests.unit.test_simulate import CPU4, job
 from tests.unit.test_queue import cluster
 

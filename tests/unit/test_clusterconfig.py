@@ -16,10 +16,10 @@ from pathlib import Path
 import pytest
 import yaml
 
-from orchestrator import clusterconfig
-from orchestrator.allocator import Infeasible, Plan, plan
-from orchestrator.errors import SpecError
-from orchestrator.spec import JobSpec
+from orchestrator.core.allocator import Infeasible, Plan, plan
+from orchestrator.core.errors import SpecError
+from orchestrator.core.spec import JobSpec
+from orchestrator.load import launcher as clusterconfig
 from tests.conftest import REPO
 
 jsonschema = pytest.importorskip("jsonschema")  # a dependency of Ray, so always here

@@ -15,13 +15,15 @@ from pathlib import Path
 
 import pytest
 
-from orchestrator import events, packages
-from orchestrator.control import ACTIVE, Control
-from orchestrator.entry import TEMPFAIL
-from orchestrator.errors import ClusterUnavailable, InfeasibleError, JobNotFound
-from orchestrator.snapshot import ClusterFile, ClusterSnapshot, Node, NodeEntry, snapshot_from_cluster
-from orchestrator.spec import JobSpec
-from orchestrator.store import Store
+from orchestrator.adapters import packages
+from orchestrator.control.loop import ACTIVE, Control
+from orchestrator.control.store import Store
+from orchestrator.core import events
+from orchestrator.core.errors import ClusterUnavailable, InfeasibleError, JobNotFound
+from orchestrator.core.protocol import TEMPFAIL
+from orchestrator.core.snapshot import ClusterSnapshot, Node
+from orchestrator.core.spec import JobSpec
+from orchestrator.load.cluster import ClusterFile, NodeEntry, snapshot_from_cluster
 
 CPUS = 2.0
 
@@ -113,7 +115,7 @@ def test_launch_is_a_ray_job_with_orch_metadata(control):
     _submit(control, "one")
     control.step()
     request = control.jobs.requests["one"]
-    assert request["entrypoint"] == "python -m orchestrator.entry"
+    assert request["entrypoint"] == "python -m orchestrator.runners.entry"
     assert request["metadata"]["orch_job"] == "one" and request["metadata"]["orch_workers"] == "2"
     assert json.loads(request["runtime_env"]["env_vars"]["ORCH_JOB"])["scaling"]["num_workers"] == 2
 
@@ -466,7 +468,7 @@ def test_a_driver_that_lost_its_ray_processes_is_requeued(control):
 
 
 def test_a_jobs_events_come_from_the_store_for_kept_attempts_and_from_ray_for_the_rest():
-    from orchestrator import api
+    from orchestrator.client import api
 
     asked = []
 
@@ -484,7 +486,7 @@ def test_a_jobs_events_come_from_the_store_for_kept_attempts_and_from_ray_for_th
 @pytest.mark.parametrize("in_ray, epochs", [("report", [3, 5]), ("", [3, 4])])
 def test_a_cancelled_attempt_is_read_from_ray_while_ray_has_it(in_ray, epochs):
     """Kept as its stop began, a cancelled attempt may lack its last reports: Ray's log has them."""
-    from orchestrator import api
+    from orchestrator.client import api
 
     class Jobs:
         def logs(self, submission_id):
@@ -551,7 +553,7 @@ def test_an_ended_attempt_waits_a_few_steps_for_its_log_then_moves_on(control, m
 
 
 def test_a_cancel_during_a_long_step_says_to_try_again_and_cancels_nothing(control, monkeypatch):
-    import orchestrator.control as control_module
+    import orchestrator.control.loop as control_module
 
     _submit(control, "one")
     monkeypatch.setattr(control_module, "CANCEL_WAIT_S", 0.05)
@@ -574,7 +576,8 @@ def test_the_store_is_private_and_keeps_no_trace_of_an_ended_jobs_secrets(contro
 
 
 def test_orch_list_shows_an_ended_jobs_restarts_and_metrics_without_reading_logs(control, monkeypatch):
-    from orchestrator import api, service
+    from orchestrator.client import api
+    from orchestrator.control import service
 
     _submit(control, "one")
     control.step()

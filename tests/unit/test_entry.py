@@ -6,7 +6,8 @@ import json
 
 import pytest
 
-from orchestrator import entry, events
+from orchestrator.core import events
+from orchestrator.runners import entry
 
 
 @pytest.fixture

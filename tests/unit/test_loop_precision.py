@@ -5,7 +5,7 @@ from __future__ import annotations
 import pytest
 
 from orchestrator import loop
-from orchestrator.loop import PRECISION_ENV
+from orchestrator.core.protocol import PRECISION_ENV
 
 torch = pytest.importorskip("torch")
 

@@ -9,8 +9,8 @@ import zipfile
 
 import pytest
 
-from orchestrator import packages
-from orchestrator.packages import PackageStore
+from orchestrator.adapters import packages
+from orchestrator.adapters.packages import PackageStore
 
 NAME = "_ray_pkg_0123456789abcdef.zip"
 
@@ -103,7 +103,7 @@ def test_uploads_a_crash_left_half_written_are_dropped_with_unused_packages(tmp_
 def test_a_working_dir_too_big_for_rays_gcs_is_a_spec_error_before_sending(tmp_path, monkeypatch):
     from ray._private.runtime_env import packaging
 
-    from orchestrator.errors import SpecError
+    from orchestrator.core.errors import SpecError
 
     code = tmp_path / "code"
     code.mkdir()

@@ -6,18 +6,12 @@ from dataclasses import replace
 
 import pytest
 
-from orchestrator.allocator import plan
-from orchestrator.queue import (
-    TRANSITIONS,
-    JobState,
-    QueuedJob,
-    QueueState,
-    RunningJob,
-    check_transition,
-    decide,
-)
-from orchestrator.snapshot import ClusterFile, ClusterSnapshot, snapshot_from_cluster
-from orchestrator.spec import JobSpec
+from orchestrator.core.allocator import plan
+from orchestrator.core.lifecycle import TRANSITIONS, JobState, check_transition
+from orchestrator.core.policy.decide import QueuedJob, QueueState, RunningJob, decide
+from orchestrator.core.snapshot import ClusterSnapshot
+from orchestrator.core.spec import JobSpec
+from orchestrator.load.cluster import ClusterFile, snapshot_from_cluster
 from tests.unit.synthetic import synthetic_cluster, synthetic_jobs
 
 LAB = {"a": {"quota": {"GPU": 4}, "cohort": "lab", "borrow": {"GPU": 4}},

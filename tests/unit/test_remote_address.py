@@ -17,8 +17,9 @@ from pathlib import Path
 
 import pytest
 
-from orchestrator import auth, cluster, service
-from orchestrator.errors import ClusterUnavailable
+from orchestrator.adapters import auth, cluster
+from orchestrator.control import service
+from orchestrator.core.errors import ClusterUnavailable
 from tests.conftest import REPO, http_status, run_orch
 
 TOKEN = "stand-in-token"
@@ -340,7 +341,7 @@ def test_control_plane_refuses_a_non_ascii_token_cleanly(monkeypatch):
 
 
 def test_up_with_a_cluster_file_while_orch_address_names_a_remote_cluster_says_so(monkeypatch, tmp_path):
-    from orchestrator.errors import SpecError
+    from orchestrator.core.errors import SpecError
 
     monkeypatch.setenv("ORCH_HOME", str(tmp_path))
     monkeypatch.setattr(cluster, "resolve", lambda address: cluster.ClusterInfo(dashboard_url="http://10.0.0.5:8265"))

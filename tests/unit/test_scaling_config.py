@@ -4,9 +4,9 @@ from __future__ import annotations
 
 import pytest
 
-from orchestrator.allocator import plan, scaling_config_kwargs
-from orchestrator.snapshot import ClusterFile, snapshot_from_cluster
-from orchestrator.spec import JobSpec
+from orchestrator.core.allocator import plan, scaling_config_kwargs
+from orchestrator.core.spec import JobSpec
+from orchestrator.load.cluster import ClusterFile, snapshot_from_cluster
 
 ray_train = pytest.importorskip("ray.train")
 

@@ -10,11 +10,11 @@ import urllib.request
 
 import pytest
 
-from orchestrator import service
-from orchestrator.client import ControlClient
-from orchestrator.cluster import ClusterInfo
-from orchestrator.errors import ClusterUnavailable, JobNotFound, SpecError
-from orchestrator.packages import PackageStore
+from orchestrator.adapters.cluster import ClusterInfo
+from orchestrator.adapters.packages import PackageStore
+from orchestrator.client.control_plane import ControlClient
+from orchestrator.control import service
+from orchestrator.core.errors import ClusterUnavailable, JobNotFound, SpecError
 
 TOKEN = "stand-in-token"
 NAME = "_ray_pkg_0123456789abcdef.zip"
@@ -106,8 +106,8 @@ def test_a_refused_upload_is_read_before_the_answer_so_the_client_sees_it(contro
 
 
 def test_cancel_says_whether_this_call_ended_the_job(monkeypatch, tmp_path):
-    from orchestrator.control import Control
-    from orchestrator.store import Store
+    from orchestrator.control.loop import Control
+    from orchestrator.control.store import Store
     from tests.unit.test_control import Clock, FakeJobs, _snapshot, _submit
 
     monkeypatch.setenv("RAY_AUTH_TOKEN", TOKEN)

@@ -7,11 +7,12 @@ import random
 
 import pytest
 
-from orchestrator import queue as queue_module
-from orchestrator import simulate as simulate_module
-from orchestrator.errors import SpecError
-from orchestrator.simulate import check_invariants, load_trace, percentile, simulate, trace_job
-from orchestrator.snapshot import load_cluster_file, snapshot_from_cluster
+from orchestrator.core import simulate as simulate_module
+from orchestrator.core.errors import SpecError
+from orchestrator.core.policy import decide as queue_module
+from orchestrator.core.simulate import check_invariants, percentile, simulate
+from orchestrator.load.cluster import load_cluster_file, snapshot_from_cluster
+from orchestrator.load.trace import load_trace, trace_job
 from tests.conftest import REPO
 from tests.unit.test_queue import LAB, cluster
 

@@ -6,15 +6,9 @@ import json
 
 import pytest
 
-from orchestrator.errors import SpecError
-from orchestrator.snapshot import (
-    ClusterFile,
-    ClusterSnapshot,
-    Node,
-    QueueConfig,
-    load_cluster_file,
-    snapshot_from_cluster,
-)
+from orchestrator.core.errors import SpecError
+from orchestrator.core.snapshot import ClusterSnapshot, Node, QueueConfig
+from orchestrator.load.cluster import ClusterFile, load_cluster_file, snapshot_from_cluster
 from tests.conftest import REPO
 from tests.unit.synthetic import synthetic_cluster
 

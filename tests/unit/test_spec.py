@@ -8,9 +8,9 @@ from pathlib import Path
 
 import pytest
 
-from orchestrator.errors import SpecError
-from orchestrator.spec import JobSpec, WorkerRange, json_schema
-from orchestrator.specload import MAX_BYTES, load_spec, validate_text
+from orchestrator.core.errors import SpecError
+from orchestrator.core.spec import JobSpec, WorkerRange, json_schema
+from orchestrator.load.spec import MAX_BYTES, load_spec, validate_text
 
 DATA = Path(__file__).resolve().parents[1] / "data"
 BASE = "name: demo\nentrypoint: train.py:train_loop\n"

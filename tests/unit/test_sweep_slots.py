@@ -5,12 +5,13 @@ from __future__ import annotations
 
 import pytest
 
-from orchestrator.allocator import plan as allocate
-from orchestrator.entry import PAYLOAD_ENV
-from orchestrator.launch import launch_request, plan_record, record_demand
-from orchestrator.queue import MAX_TRIAL_SLOTS, QueuedJob, QueueState, decide, plan_totals
-from orchestrator.snapshot import ClusterFile, ClusterSnapshot, snapshot_from_cluster
-from orchestrator.spec import JobSpec
+from orchestrator.core.allocator import plan as allocate
+from orchestrator.core.launch import launch_request, plan_record, record_demand
+from orchestrator.core.policy.decide import MAX_TRIAL_SLOTS, QueuedJob, QueueState, decide, plan_totals
+from orchestrator.core.protocol import PAYLOAD_ENV
+from orchestrator.core.snapshot import ClusterSnapshot
+from orchestrator.core.spec import JobSpec
+from orchestrator.load.cluster import ClusterFile, snapshot_from_cluster
 
 SPACE = {"lr": {"uniform": [0.001, 0.1]}}
 

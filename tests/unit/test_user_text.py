@@ -6,10 +6,12 @@ from __future__ import annotations
 import pytest
 from typer.testing import CliRunner
 
-from orchestrator import api, cli, events, render
-from orchestrator.client import _job_path
-from orchestrator.cluster import _user_resources
-from orchestrator.errors import JobNotFound
+from orchestrator.adapters.cluster import _user_resources
+from orchestrator.cli import commands as cli, render
+from orchestrator.client import api
+from orchestrator.client.control_plane import _job_path
+from orchestrator.core import events
+from orchestrator.core.errors import JobNotFound
 
 PG = "6f1a2b3c4d5e6f7a8b9c0d1e2f3a4b5c6d7e"
 

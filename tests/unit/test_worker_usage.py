@@ -2,8 +2,9 @@
 
 from __future__ import annotations
 
-from orchestrator import api, render
-from orchestrator.client import usage_rows, worker_role
+from orchestrator.adapters.jobs import usage_rows, worker_role
+from orchestrator.cli import render
+from orchestrator.client import api
 
 NOW = 1_000_000.0
 GPU_NODE = {

@@ -1,0 +1,331 @@
+"""The `orch` command: parse, call the library API, render. Nothing else.
+
+Ray, the allocator and the frameworks are imported inside commands, so
+`orch --help` stays fast. Errors users can cause print as one message with
+SPEC.md's exit code (2 bad input, 3 cluster unreachable, 1 failed); a
+traceback only with --debug.
+"""
+
+from __future__ import annotations
+
+import functools
+import json
+import os
+import sys
+from typing import Any, Callable, List, Optional
+
+import typer
+
+app = typer.Typer(add_completion=False, no_args_is_help=True, pretty_exceptions_enable=False,
+                  help="orch: run training jobs on a Ray cluster of CPUs, GPUs and TPUs.")
+
+Address = typer.Option(None, "--address", help="Ray dashboard URL (default: $ORCH_ADDRESS, else the local cluster); "
+                       "orch's control plane is then looked for on port 8266 of the same host, "
+                       "or at $ORCH_CONTROL_ADDRESS.")
+Insecure = typer.Option(False, "--insecure", help="Use a cluster even though its Jobs API answers without a token "
+                        "(default: $ORCH_INSECURE).")
+Json = typer.Option(False, "--json", help="Print JSON for scripts.")
+Debug = typer.Option(False, "--debug", help="Show tracebacks.")
+PIPED_WIDTH = 200
+ClusterFile = typer.Option(None, "--cluster", help="A cluster file (cluster/*.yaml).")
+
+
+def _console(err: bool = False):
+    from rich.console import Console
+
+    # soft_wrap: messages stay one line each, for people and for grep. Piped
+    # output is not squeezed into 80 columns: tables keep one line per job.
+    # No markup or emoji codes in what users wrote (names, paths, reasons): `[/]` or `:fire:` print
+    # as typed. The few styled lines of orch's own pass markup=True.
+    console = Console(stderr=err, highlight=False, soft_wrap=True, markup=False, emoji=False)
+    if not console.is_terminal and "COLUMNS" not in os.environ:
+        console.width = PIPED_WIDTH
+    return console
+
+
+def escape(text: str) -> str:
+    """``text`` shown as typed inside a line of orch's markup."""
+    from rich.markup import escape as escape_markup
+
+    return escape_markup(str(text))
+
+
+def command(name: str | None = None) -> Callable[[Callable], Callable]:
+    """Register a command whose user-caused errors become a message and an exit code."""
+
+    def register(func: Callable) -> Callable:
+        @functools.wraps(func)
+        def wrapper(*args, **kwargs):
+            from orchestrator.core.errors import OrchError, SpecError
+
+            debug = bool(os.environ.get("ORCH_DEBUG") or kwargs.get("debug"))
+            if kwargs.get("insecure"):
+                os.environ["ORCH_INSECURE"] = "1"  # read where the cluster is resolved (orchestrator.adapters.auth)
+            try:
+                return func(*args, **kwargs)
+            except OrchError as error:
+                if debug:
+                    raise
+                _report(error, SpecError)
+                raise typer.Exit(error.exit_code) from None
+            except (typer.Exit, typer.Abort):
+                raise
+            except KeyboardInterrupt:
+                raise typer.Exit(130) from None
+            except Exception as error:  # a bug in orch: say so, keep the traceback for --debug
+                if debug:
+                    raise
+                console = _console(err=True)
+                console.print("[red]internal error:[/] ", end="", markup=True)
+                console.print(f"{type(error).__name__}: {error} (run again with --debug for the traceback)",
+                              markup=False)
+                raise typer.Exit(1) from None
+
+        return app.command(name=name)(wrapper)
+
+    return register
+
+
+def _report(error, spec_error_type) -> None:
+    console = _console(err=True)
+    if isinstance(error, spec_error_type) and len(error.problems) > 1:
+        console.print(f"[red]error:[/] {len(error.problems)} problems in {escape(error.source or 'the spec')}:",
+                      markup=True)
+        for problem in error.problems:
+            console.print(f"  {problem}", markup=False)
+    else:
+        console.print("[red]error:[/] ", end="", markup=True)
+        console.print(str(error), markup=False)
+
+
+def _print_json(data: Any) -> None:
+    typer.echo(json.dumps(data, indent=2, default=str))
+
+
+# ---- cluster ----------------------------------------------------------------------
+
+
+@command()
+def up(cluster: Optional[str] = ClusterFile, json_out: bool = Json, debug: bool = Debug):
+    """Start the local (or a simulated) Ray cluster, dashboard included."""
+    from orchestrator.client import api
+
+    info = api.up(cluster, progress=lambda m: _console(err=True).print(m))
+    if json_out:
+        return _print_json({"dashboard": info.dashboard_url, "name": info.name})
+    _console().print(f"cluster [bold]{escape(info.name)}[/] is up; dashboard {info.dashboard_url}", markup=True)
+
+
+@command()
+def down(debug: bool = Debug):
+    """Stop the cluster orch started (only the processes it started)."""
+    from orchestrator.client import api
+
+    if not api.down(progress=lambda m: _console().print(m)):
+        _console().print("no cluster started by orch is running")
+
+
+@command("cluster")
+def cluster_status(address: Optional[str] = Address, insecure: bool = Insecure, json_out: bool = Json,
+                   debug: bool = Debug):
+    """Nodes, their hardware, free and used resources; queues with quota, use and what they borrow."""
+    from orchestrator.cli import render
+    from orchestrator.client import api
+
+    data = api.cluster_view(address)
+    if json_out:
+        return _print_json(data)
+    _console().print(render.cluster_table(data), render.queues_table(data))
+
+
+# ---- specs and plans ---------------------------------------------------------------
+
+
+@command()
+def validate(spec: str = typer.Argument(..., help="JOB.yaml"),
+             set_: List[str] = typer.Option([], "--set", help="KEY=VALUE override (repeatable)."),
+             debug: bool = Debug):
+    """Check a job spec and print every error; creates nothing."""
+    from orchestrator.load.spec import load_spec
+
+    job = load_spec(spec, set_)
+    _console().print(f"[green]ok[/] {escape(spec)}: job {job.name} ({job.framework}, "
+                     f"{job.resources.workers} x {job.resources.accelerator})", markup=True)
+
+
+@command()
+def schema(debug: bool = Debug):
+    """JSON Schema of the job spec (for editors)."""
+    from orchestrator.core.spec import json_schema
+
+    _print_json(json_schema())
+
+
+@command()
+def plan(spec: str = typer.Argument(..., help="JOB.yaml"), cluster: Optional[str] = ClusterFile,
+         address: Optional[str] = Address, insecure: bool = Insecure,
+         set_: List[str] = typer.Option([], "--set", help="KEY=VALUE override (repeatable)."),
+         json_out: bool = Json, debug: bool = Debug):
+    """The allocator's decision, without running anything (exit 1 if infeasible)."""
+    from orchestrator.cli import render
+    from orchestrator.client import api
+    from orchestrator.load.spec import load_spec
+
+    data = api.plan(load_spec(spec, set_), address=address, cluster_file=cluster)
+    if json_out:
+        _print_json(data)
+    else:
+        _console().print(render.plan_table(data))
+    raise typer.Exit(1 if data["status"] == "infeasible" else 0)
+
+
+# ---- jobs --------------------------------------------------------------------------
+
+
+@command()
+def submit(spec: str = typer.Argument(..., help="JOB.yaml"),
+           set_: List[str] = typer.Option([], "--set", help="KEY=VALUE override (repeatable)."),
+           dry_run: bool = typer.Option(False, "--dry-run", help="Print the Ray Job request; submit nothing."),
+           wait: bool = typer.Option(False, "--wait", help="Follow progress; exit with the job's outcome."),
+           address: Optional[str] = Address, insecure: bool = Insecure, json_out: bool = Json, debug: bool = Debug):
+    """Validate, plan and enqueue a job; print its id."""
+    from orchestrator.cli import render
+    from orchestrator.client import api
+
+    say = (lambda m: None) if json_out else (lambda m: _console(err=True).print(m))
+    submitted = api.submit(spec, address=address, overrides=set_, dry_run=dry_run, progress=say)
+    if dry_run:
+        return _print_json(render.dry_run_json(submitted))
+    if not wait:
+        if json_out:
+            return _print_json({"job": submitted["job"], "state": submitted["state"]})
+        return _console().print(f"submitted [bold]{submitted['job']}[/] ({submitted['state']}, "
+                                f"{submitted['plan']['accelerator']} x {submitted['plan']['workers']})", markup=True)
+    try:
+        view = render.follow(submitted["job"], address, quiet=json_out)
+    except KeyboardInterrupt:  # the job is the cluster's now: say so, and how to stop it
+        _console(err=True).print(f"stopped following {submitted['job']}; it goes on "
+                                 f"(`orch cancel {submitted['job']}` stops it)")
+        raise typer.Exit(130) from None
+    if json_out:
+        _print_json(view.to_json())
+    raise typer.Exit(0 if view.state == "SUCCEEDED" else 1)
+
+
+@command("list")
+def list_jobs(address: Optional[str] = Address, insecure: bool = Insecure, json_out: bool = Json, debug: bool = Debug):
+    """Jobs with state, priority, hardware and age."""
+    from orchestrator.cli import render
+    from orchestrator.client import api
+
+    views = api.list_jobs(address)
+    if json_out:
+        return _print_json([v.to_json() for v in views])
+    _console().print(render.jobs_table(views))
+
+
+@command()
+def status(job: str = typer.Argument(..., help="Job id or name (latest job of that name)."),
+           address: Optional[str] = Address, insecure: bool = Insecure, json_out: bool = Json, debug: bool = Debug):
+    """One job's state, hardware, restarts and their causes, latest metrics, and workers' CPU/GPU/memory use."""
+    from orchestrator.cli import render
+    from orchestrator.client import api
+
+    view = api.status(job, address, usage=True)
+    if json_out:
+        return _print_json(view.to_json())
+    _console().print(render.status_panel(view))
+
+
+@command()
+def logs(job: str = typer.Argument(...), follow: bool = typer.Option(False, "--follow", "-f"),
+         address: Optional[str] = Address, insecure: bool = Insecure, debug: bool = Debug):
+    """Driver and worker logs."""
+    from orchestrator.client import api
+
+    output = api.logs(job, address, follow=follow)
+    for chunk in ([output] if isinstance(output, str) else output):
+        sys.stdout.write(chunk)
+        sys.stdout.flush()
+
+
+@command()
+def cancel(job: str = typer.Argument(...), address: Optional[str] = Address, insecure: bool = Insecure,
+           json_out: bool = Json, debug: bool = Debug):
+    """Stop a queued or running job."""
+    from orchestrator.client import api
+
+    done = api.cancel(job, address)
+    if json_out:
+        return _print_json(done)
+    if done["cancelled"]:
+        return _console().print(f"cancelled {done['job']}")
+    _console().print(f"{done['job']} had already ended ({done['state']}): nothing to cancel")
+
+
+@command()
+def results(job: str = typer.Argument(...), address: Optional[str] = Address, insecure: bool = Insecure,
+            json_out: bool = Json, debug: bool = Debug):
+    """Final and best metrics, and checkpoints."""
+    from orchestrator.cli import render
+    from orchestrator.client import api
+
+    data = api.results(job, address)
+    if json_out:
+        return _print_json(data)
+    _console().print(render.results_panel(data))
+
+
+@command()
+def serve(address: Optional[str] = typer.Option(None, "--address", help="This head's Ray dashboard URL as seen here "
+                                                "(default: $ORCH_ADDRESS, else http://127.0.0.1:8265)."),
+          gcs: Optional[str] = typer.Option(None, "--gcs", help="The GCS address HOST:PORT (default: read from the "
+                                            "Ray dashboard's process on this machine)."),
+          host: str = typer.Option("127.0.0.1", "--host", help="Interface to listen on; keep loopback and reach "
+                                   "it through an SSH tunnel or kubectl port-forward."),
+          port: Optional[int] = typer.Option(None, "--port", help="Port to listen on (default: 8266, where "
+                                             "`--address` clients look)."),
+          home: Optional[str] = typer.Option(None, "--home", help="Folder for the job table (default: $ORCH_HOME, "
+                                             "else ~/.orch)."),
+          storage: Optional[str] = typer.Option(None, "--storage", help="Where jobs keep checkpoints and results; "
+                                                "every node must reach it (default: HOME/storage)."),
+          cluster_file: Optional[str] = typer.Option(None, "--cluster-file", help="The Ray launcher YAML or "
+                                                     "RayCluster the cluster was made from (autoscaler-aware plans)."),
+          name: Optional[str] = typer.Option(None, "--name", help="The cluster's name (default: this host's)."),
+          insecure: bool = Insecure, debug: bool = Debug):
+    """Run orch's control plane in the foreground on a Ray head that `orch up` did not start."""
+    from orchestrator.control import service
+
+    service.serve_head(address=address, gcs=gcs, host=host, port=port, home=home, storage=storage,
+                       cluster_file=cluster_file, name=name, say=lambda m: _console(err=True).print(m, markup=False))
+
+
+@command()
+def simulate(cluster: str = typer.Option(..., "--cluster", help="A cluster file with nodes and queues."),
+             trace: str = typer.Option(..., "--trace", help="TRACE.jsonl: one job a line (SPEC.md section 3)."),
+             policy: str = typer.Option("orch", "--policy", help="orch, or fifo (the baseline)."),
+             json_out: bool = Json, debug: bool = Debug):
+    """Replay a trace through the real allocator and queue policy in simulated time (no Ray)."""
+    from orchestrator.cli import render
+    from orchestrator.core.errors import SpecError
+    from orchestrator.core.policy.decide import POLICIES
+    from orchestrator.core.simulate import simulate as replay
+    from orchestrator.load.cluster import read_cluster
+    from orchestrator.load.trace import check_queues, load_trace
+
+    if policy not in POLICIES:
+        raise SpecError(f"--policy: unknown policy {policy!r}; use one of {', '.join(POLICIES)}")
+    snapshot, jobs = read_cluster(cluster), load_trace(trace)
+    check_queues(jobs, snapshot, trace)
+    report = replay(snapshot, jobs, policy)
+    if json_out:
+        return _print_json(report)
+    _console().print(render.simulation_tables(report))
+
+
+def main() -> None:
+    app()
+
+
+if __name__ == "__main__":
+    main()

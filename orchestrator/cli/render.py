@@ -1,0 +1,235 @@
+"""How the CLI shows things: rich tables and panels, and the JSON shapes of SPEC.md."""
+
+from __future__ import annotations
+
+import time
+from typing import Any
+
+from rich.console import Group
+from rich.live import Live
+from rich.panel import Panel
+from rich.table import Column, Table
+from rich.text import Text
+
+from orchestrator.client import api
+from orchestrator.core import hardware
+
+STATE_STYLE = {"SUCCEEDED": "green", "FAILED": "red", "CANCELLED": "yellow", "RUNNING": "cyan",
+               "STARTING": "blue", "QUEUED": "magenta", "PREEMPTED": "yellow"}
+
+
+def _gib(value: float) -> str:
+    return f"{value / hardware.GIB:.1f}GiB"
+
+
+def _resources(resources: dict[str, float]) -> str:
+    parts = []
+    for key in sorted(resources):
+        value = resources[key]
+        if key.startswith(hardware.ACCELERATOR_RESOURCE_PREFIX) or key.endswith("-head"):
+            continue  # markers, not amounts; the labels name the hardware
+        parts.append(f"{key}={_gib(value)}" if key == hardware.MEMORY else f"{key}={value:g}")
+    return " ".join(parts)
+
+
+def queues_table(data: dict[str, Any]) -> Table:
+    table = Table("queue", "cohort", "quota", "borrow limit", "used", "borrowed", title="queues")
+    for name, queue in data["queues"].items():
+        table.add_row(name, queue["cohort"] or "-", _resources(queue["quota"] or {}) or "unlimited",
+                      _resources(queue["borrow"] or {}) or "-", _resources(queue["used"]) or "-",
+                      _resources(queue["borrowed"]) or "-")
+    return table
+
+
+def cluster_table(data: dict[str, Any]) -> Table:
+    table = Table(title=f"cluster {data['name']} — dashboard {data['dashboard']}")
+    for column in ("node", "hardware", "total", "free"):
+        table.add_column(column)
+    for node in data["nodes"]:
+        accelerator = node["labels"].get(hardware.LABEL_ACCELERATOR_TYPE, "CPU")
+        table.add_row(node["name"], accelerator, _resources(node["total"]), _resources(node["free"]))
+    return table
+
+
+def plan_table(plan: dict[str, Any]) -> Group:
+    style = {"placeable": "green", "queued": "yellow", "infeasible": "red"}[plan["status"]]
+    head = Table.grid(padding=(0, 2))
+    head.add_row("job", plan["job"])
+    head.add_row("status", Text(plan["status"], style=style))
+    if plan["status"] != "infeasible":
+        head.add_row("accelerator", f"{plan['accelerator']} x {_workers(plan['workers'])}")
+        head.add_row("per worker", _resources(plan["per_worker"]))
+        head.add_row("nodes", ", ".join(plan["nodes"]))
+        head.add_row("cost", f"${plan['cost_per_hour']:.2f}/hour")
+    if plan.get("why"):
+        head.add_row("why", plan["why"])
+    if plan.get("queue_position") is not None:
+        head.add_row("queue", f"{plan['queue_position']} job(s) ahead")
+    parts: list[Any] = [head]
+    if plan["rejected"]:
+        rejected = Table("rejected option", "reason", title="other options")
+        for item in plan["rejected"]:
+            rejected.add_row(item["option"], item["reason"])
+        parts.append(rejected)
+    parts += [Text(f"• {reason}") for reason in plan["reasons"]]
+    return Group(*parts)
+
+
+def dry_run_json(submitted: dict[str, Any]) -> dict[str, Any]:
+    env = submitted["ray_job"]["runtime_env"]["env_vars"]
+    # The payload repeats the spec and plan shown beside it; keep the dry run readable.
+    env["ORCH_JOB"] = "<job payload: spec, plan, Ray Train settings>"
+    return submitted
+
+
+def _age(since: float | None) -> str:
+    if not since:
+        return "-"
+    seconds = int(time.time() - since)
+    return f"{seconds // 3600}h{seconds % 3600 // 60:02d}m" if seconds >= 3600 else f"{seconds // 60}m{seconds % 60:02d}s"
+
+
+def jobs_table(views: list[api.JobView]) -> Table:
+    # ids are copied into other commands: never cut; the reason takes what width is left.
+    table = Table(*(Column(name, no_wrap=True) for name in ("job", "state", "priority", "queue", "hardware", "age")),
+                  Column("reason", ratio=1, overflow="fold"))
+    for v in views:
+        table.add_row(v.job, Text(v.state, style=STATE_STYLE.get(v.state, "")), str(v.priority), v.queue,
+                      f"{v.accelerator} x {v.workers}", _age(v.submitted_at), _first_line(v.reason))
+    return table
+
+
+def _workers(count: int | str) -> str:
+    return f"{count} worker" if count == 1 else f"{count} workers"
+
+
+def _first_line(reason: str | None) -> str:
+    """A reason as one table line: its first, or a traceback's last (the error); the whole
+    reason is in `orch status`."""
+    lines = [line.strip() for line in (reason or "").splitlines() if line.strip()]
+    if len(lines) <= 1:
+        return lines[0] if lines else ""
+    return f"... {lines[-1]}" if lines[0].startswith("Traceback") else f"{lines[0]} ..."
+
+
+def _metrics_text(metrics: dict[str, Any] | None) -> str:
+    if not metrics:
+        return "-"
+    return "  ".join(f"{k}={v:.4g}" if isinstance(v, float) else f"{k}={v}" for k, v in metrics.items())
+
+
+def status_panel(view: api.JobView) -> Panel:
+    grid = Table.grid(padding=(0, 2))
+    grid.add_row("state", Text(view.state, style=STATE_STYLE.get(view.state, "")))
+    grid.add_row("hardware", f"{view.accelerator} x {_workers(view.workers)} ({view.framework})")
+    trials = (view.plan or {}).get("trials") if view.state in ("STARTING", "RUNNING") else None
+    if trials:  # a sweep holds a slot per trial it runs at once
+        slots = ", ".join(f"{slot['accelerator']} x {slot['workers']}" for slot in (view.plan, *trials))
+        grid.add_row("trials", f"{1 + len(trials)} at once ({slots})")
+    grid.add_row("priority", f"{view.priority} (queue {view.queue})")
+    grid.add_row("restarts", f"{view.restarts} (attempt {view.attempt})")
+    grid.add_row("metrics", _metrics_text(view.metrics))
+    grid.add_row("ray job", view.ray_job_id)
+    if view.reason:
+        grid.add_row("reason", Text(view.reason, style="red" if view.state == "FAILED" else ""))
+    for failure in view.failures:
+        causes = "; ".join(f"rank {rank}: {cause}" for rank, cause in failure["causes"].items())
+        grid.add_row("failure", Text(f"attempt {failure['attempt']}: {causes or 'worker group failed'}", style="yellow"))
+    for requeue in (h for h in view.history if h["state"] == "QUEUED" and h.get("reason")):
+        grid.add_row("requeued", requeue["reason"])
+    for worker in view.workers_usage:
+        grid.add_row(f"worker {worker['pid']}", _usage_text(worker))
+    grid.add_row("history", " → ".join(h["state"] for h in view.history))
+    return Panel(grid, title=view.job, expand=False)
+
+
+def _usage_text(worker: dict[str, Any]) -> str:
+    parts = [f"{worker['role']} worker on node {worker['node_id'][:8]}"]
+    if worker["cpu_percent"] is None:
+        parts.append("figures not reported yet (the node's agent reports every few seconds)")
+        return "  ".join(parts)
+    parts.append(f"CPU {worker['cpu_percent']:.0f}%")
+    if worker["rss_bytes"]:
+        parts.append(f"memory {_gib(worker['rss_bytes'])}")
+    for gpu in worker["gpus"]:
+        parts.append(f"GPU {gpu['index']} {gpu['name']}: {gpu['utilization_percent'] or 0:.0f}%, "
+                     f"{gpu['process_memory_mib'] or 0:.0f} MiB of {gpu['memory_total_mib'] or 0:.0f}")
+    for tpu in worker["node_tpus"]:
+        parts.append(f"node TPU {tpu['index']}: tensorcore {tpu['tensorcore_percent'] or 0:.0f}%, "
+                     f"HBM {tpu['hbm_percent'] or 0:.0f}%")
+    if worker["figures_age_s"] is not None:
+        parts.append(f"({worker['figures_age_s']:.0f} s ago)")
+    return "  ".join(parts)
+
+
+def results_panel(data: dict[str, Any]) -> Panel:
+    grid = Table.grid(padding=(0, 2))
+    grid.add_row("state", Text(data["state"], style=STATE_STYLE.get(data["state"], "")))
+    grid.add_row("metrics", _metrics_text(data["metrics"]))
+    grid.add_row("checkpoint", data["checkpoint"] or "-")
+    for best in data["best_checkpoints"]:
+        grid.add_row("kept", f"{best['path']}  {_metrics_text(best['metrics'])}")
+    if data.get("output"):
+        grid.add_row("output", data["output"])
+    best = data.get("best_trial")
+    if best:
+        grid.add_row("best trial", f"{best['trial_id']}  config {_metrics_text(best['config'])}  "
+                                   f"{_metrics_text(best['metrics'])}")
+    for trial in data.get("trials", []):
+        grid.add_row("trial", f"{trial['trial_id']} {trial['state']} on {trial['accelerator']}  "
+                              f"config {_metrics_text(trial['config'])}  {_metrics_text(trial['metrics'])}")
+    if data["reason"]:
+        grid.add_row("reason", Text(data["reason"], style="red"))
+    return Panel(grid, title=data["job"], expand=False)
+
+
+def follow(job: str, address: str | None, quiet: bool = False) -> api.JobView:
+    """Wait for a job, showing its state, epoch and latest metrics: live on a terminal,
+    one line per change of state or epoch when piped (logs, CI)."""
+    if quiet:
+        return api.wait(job, address)
+    from rich.console import Console
+
+    console = Console(stderr=True, markup=False, emoji=False)  # user text (reasons, metric names) as typed
+    started = time.time()
+    if console.is_terminal:
+        with Live(console=console, refresh_per_second=4, transient=False) as live:
+            view = api.wait(job, address, on_update=lambda v: live.update(_progress(v, started)))
+    else:
+        shown: list[tuple] = []
+
+        def update(v: api.JobView) -> None:
+            key = (v.state, (v.metrics or {}).get("epoch"))
+            if not shown or shown[-1] != key:
+                shown.append(key)
+                console.print(_progress(v, started))
+
+        view = api.wait(job, address, on_update=update)
+    console.print(status_panel(view))
+    return view
+
+
+def _progress(view: api.JobView, started: float) -> Text:
+    epoch = (view.metrics or {}).get("epoch")
+    return Text.assemble((f"{view.job} ", "bold"), (view.state, STATE_STYLE.get(view.state, "")),
+                         f"  {int(time.time() - started)}s",
+                         f"  epoch {epoch}" if epoch is not None else "",
+                         f"  {_metrics_text(view.metrics)}" if view.metrics else "")
+
+
+def simulation_tables(report: dict[str, Any]) -> Group:
+    """`orch simulate`: the totals, then waits by class and usage by queue."""
+    totals = Table.grid(padding=(0, 2))
+    for label, value in [("policy", report["policy"]), ("jobs", f"{report['jobs']} ({report['rejected']} never fit)"),
+                         ("makespan", f"{report['makespan_s']:,.0f} s"), ("utilization", f"{report['utilization']:.1%}"),
+                         ("mean wait", f"{report['mean_wait_s']:,.1f} s"), ("mean JCT", f"{report['mean_jct_s']:,.1f} s"),
+                         ("preemptions", str(report["preemptions"])), ("wall time", f"{report['wall_s']:.2f} s")]:
+        totals.add_row(label, value)
+    classes = Table("class", "jobs", "mean wait s", "p99 wait s", title="waits by class")
+    for name, row in sorted(report["by_class"].items()):
+        classes.add_row(name, str(row["jobs"]), f"{row['mean_wait_s']:,.1f}", f"{row['p99_wait_s']:,.1f}")
+    queues = Table("queue", "mean usage", "most borrowed", title="usage by queue")
+    for name, row in sorted(report["by_queue"].items()):
+        borrowed = _resources({k: v for k, v in row.get("max_borrowed", {}).items() if v}) or "-"
+        queues.add_row(name, f"{row['mean_usage']:.1%}", borrowed)
+    return Group(totals, classes, queues)

@@ -1,0 +1,356 @@
+"""orch's library API: what the CLI calls, and what a Python user can call too.
+
+    import orchestrator
+    job = orchestrator.submit("jobs/digits/torch-mlp.yaml")
+    orchestrator.wait(job["job"])
+
+Jobs go to the cluster's control plane, which queues them and launches Ray
+Jobs; metrics and results are read back from the Ray Jobs' logs.
+"""
+
+from __future__ import annotations
+
+import math
+import os
+import secrets
+import time
+from dataclasses import asdict, dataclass, field
+from pathlib import Path
+from typing import Any, Callable, Iterator
+
+from orchestrator.adapters import cluster, packages
+from orchestrator.adapters.jobs import JobsClient
+from orchestrator.client.control_plane import ControlClient
+from orchestrator.core import allocator, events
+from orchestrator.core.errors import ClusterUnavailable, InfeasibleError, JobNotFound, SpecError
+from orchestrator.core.launch import launch_request, plan_record
+from orchestrator.core.lifecycle import TERMINAL, driver_losses
+from orchestrator.core.masking import redact, redact_stream, resolve_env, split_env
+from orchestrator.core.protocol import INIT_FROM_ENV, worker_env
+from orchestrator.core.spec import JOB_SOURCE, JobSpec
+from orchestrator.load.cluster import read_cluster
+from orchestrator.load.spec import load_spec
+
+
+@dataclass
+class JobView:
+    """What `orch status` and `orch list` show of one job."""
+
+    job: str
+    name: str
+    state: str
+    priority: int
+    queue: str
+    accelerator: str
+    workers: int | str  # a count; a range ("2..8") for an elastic job not yet planned
+    reason: str | None
+    restarts: int
+    metrics: dict[str, Any] | None
+    ray_job_id: str | None
+    framework: str = ""
+    attempt: int = 0
+    submitted_at: float | None = None
+    started_at: float | None = None
+    ended_at: float | None = None
+    history: list[dict[str, Any]] = field(default_factory=list)
+    plan: dict[str, Any] | None = None
+    workers_usage: list[dict[str, Any]] = field(default_factory=list)
+    failures: list[dict[str, Any]] = field(default_factory=list)  # worker-group restarts and their causes
+
+    def to_json(self) -> dict[str, Any]:
+        return asdict(self)
+
+
+def _spec(spec: JobSpec | str | Path, overrides=()) -> JobSpec:
+    return spec if isinstance(spec, JobSpec) else load_spec(spec, overrides)
+
+
+def new_job_id(name: str) -> str:
+    """Ids are the name plus a random suffix: names may repeat, ids never do."""
+    return f"{name}-{secrets.token_hex(3)}"
+
+
+# ---- planning and submitting -----------------------------------------------------
+
+
+def plan(spec: JobSpec | str | Path, *, address: str | None = None, cluster_file: str | None = None) -> dict:
+    """The allocator's decision as SPEC.md's plan JSON, without running anything.
+
+    Against a cluster file when given; else against the running cluster (what
+    orch's jobs hold now, and the job's queue position); else this machine.
+    """
+    spec = _spec(spec)
+    if cluster_file:
+        return allocator.to_json(allocator.plan(spec, read_cluster(cluster_file)))
+    info = cluster.resolve(address)
+    if info is None:
+        return allocator.to_json(allocator.plan(spec, cluster.local_snapshot()))
+    return ControlClient(info).plan({"spec": spec.model_dump(mode="json")})
+
+
+def submit(spec: JobSpec | str | Path, *, address: str | None = None, overrides=(),
+           dry_run: bool = False, progress: Callable[[str], None] = lambda _: None) -> dict[str, Any]:
+    """Validate, plan and enqueue a job; returns ``{"job", "state", "plan"}``.
+
+    A job that can never fit raises InfeasibleError before anything is
+    uploaded or created. With ``dry_run`` nothing is started either: the
+    result carries the Ray Job request that admission would send.
+    """
+    spec = _spec(spec, overrides)
+    job_id = new_job_id(spec.name)
+    spec_json = spec.model_dump(mode="json")
+    env = resolve_env(spec, os.environ)
+    hidden = split_env(spec).secret  # reach the workers through the control plane, never Ray's job record
+    runtime_env = {"working_dir": spec.working_dir,
+                   "env_vars": {**{k: v for k, v in env.values.items() if k not in hidden},
+                                **worker_env(spec.framework)}}
+    if dry_run:
+        # Packaged as submit would (and refused as it would: too big), sent nowhere.
+        runtime_env["working_dir"] = packages.package_working_dir(spec.working_dir, lambda _: False, lambda *_: None)
+        return _dry_run(spec, job_id, runtime_env, address)
+    info = cluster.resolve(address) or _start_local(address, progress)
+    control = ControlClient(info)
+    decision = control.plan({"spec": spec_json})
+    if decision["status"] == "infeasible":
+        raise InfeasibleError(spec.name, decision["reasons"] or [f"{r['option']}: {r['reason']}"
+                                                                  for r in decision["rejected"]])
+    _resolve_checkpoint(spec, runtime_env, address)
+    runtime_env["working_dir"] = control.upload_working_dir(spec.working_dir)
+    row = control.submit({"job": job_id, "spec": spec_json, "request": {"runtime_env": runtime_env},
+                          "secrets": {name: env.values[name] for name in hidden}})
+    return {"job": row["id"], "state": row["state"], "plan": decision}
+
+
+def checkpoint_of(source: str, field: str = "init_from", address: str | None = None) -> str:
+    """Where ``init_from`` / ``predict.model`` points: a path as written (relative ones are
+    read from the job's working_dir), or for ``job:NAME`` that job's best checkpoint (by
+    its own checkpoint metric), else its latest. The job must have SUCCEEDED."""
+    if not source.startswith(JOB_SOURCE):
+        return source
+    try:
+        found = results(source[len(JOB_SOURCE):], address)
+    except JobNotFound:
+        raise SpecError(f"{field}: {source}: no such job; `orch list` shows the jobs") from None
+    if found["state"] != "SUCCEEDED" or not found["checkpoint"]:
+        raise SpecError(f"{field}: {source}: job {found['job']} is {found['state']} and has "
+                        f"{'a' if found['checkpoint'] else 'no'} checkpoint; name a job that SUCCEEDED")
+    metric, mode = found["checkpoint_policy"]["metric"], found["checkpoint_policy"]["mode"]
+    kept = [c for c in found["best_checkpoints"] if metric and metric in (c["metrics"] or {})]
+    if not kept:
+        return found["checkpoint"]
+    return (max if mode == "max" else min)(kept, key=lambda c: c["metrics"][metric])["path"]
+
+
+def up(cluster_file: str | None = None, progress=print) -> cluster.ClusterInfo:
+    """Start the local (or a simulated, from a cluster file) Ray cluster, or return the running one."""
+    return cluster.up(cluster_file, progress, read=read_cluster)
+
+
+def down(progress=print) -> bool:
+    """Stop what orch started on this machine; False when nothing was running."""
+    return cluster.down(progress)
+
+
+def _start_local(address: str | None, progress) -> cluster.ClusterInfo:
+    if address or os.environ.get("ORCH_ADDRESS"):
+        raise ClusterUnavailable(f"no orch cluster answers at {address or os.environ['ORCH_ADDRESS']}")
+    return up(progress=progress)
+
+
+def _resolve_checkpoint(spec: JobSpec, runtime_env: dict, address: str | None) -> None:
+    """Point the job at the checkpoint its ``init_from`` / ``predict.model`` names (SpecError if none)."""
+    source = spec.predict.model if spec.predict else spec.init_from
+    if source:
+        field = "predict.model" if spec.predict else "init_from"
+        runtime_env["env_vars"][INIT_FROM_ENV] = checkpoint_of(source, field, address)
+
+
+def _dry_run(spec: JobSpec, job_id: str, runtime_env: dict, address: str | None) -> dict[str, Any]:
+    """What admission would send: asked of the cluster's control plane (its plan against what
+    orch's jobs hold, its storage), or with no cluster, planned on this machine. Starts nothing."""
+    info = cluster.resolve(address)
+    if info is not None:
+        _resolve_checkpoint(spec, runtime_env, address)  # as submit would: `job:NAME` must have one
+        found = ControlClient(info).dry_run({"job": job_id, "spec": spec.model_dump(mode="json"),
+                                             "request": {"runtime_env": runtime_env}})
+        return {"job": job_id, "state": "QUEUED", **found}
+    snapshot = cluster.local_snapshot()
+    decision = allocator.plan(spec, snapshot)
+    if isinstance(decision, allocator.Infeasible):
+        raise InfeasibleError(spec.name, list(decision.reasons))
+    record = plan_record(decision, snapshot)
+    storage = str(cluster.orch_home() / "storage")
+    request = launch_request(job_id, spec.model_dump(mode="json"), runtime_env, record, 1, storage)
+    return {"job": job_id, "state": "QUEUED", "plan": record, "ray_job": request}
+
+
+# ---- reading jobs ----------------------------------------------------------------
+
+
+def _clients(address: str | None) -> tuple[ControlClient, JobsClient]:
+    info = cluster.require(address)
+    return ControlClient(info), JobsClient(info)
+
+
+def _attempt_ids(row: dict) -> list[str]:
+    return [row["id"] if n == 1 else f"{row['id']}-attempt{n}" for n in range(1, row["attempt"] + 1)]
+
+
+def _events(jobs: JobsClient, row: dict) -> list[dict]:
+    """Every event of every attempt, in order, each tagged with its attempt number: an ended
+    attempt's as the control plane kept them (Ray's go with the cluster), the others' from Ray.
+    A cancelled attempt is read from Ray while Ray has it: it was kept as the stop began."""
+    kept = {int(attempt): found for attempt, found in (row.get("kept_events") or {}).items()}
+    found: dict[int, list[dict]] = {}
+    for attempt, submission_id in enumerate(_attempt_ids(row), start=1):
+        live = attempt not in kept or (attempt == row["attempt"] and row.get("state") == "CANCELLED")
+        text = jobs.logs(submission_id) if live else ""
+        found[attempt] = events.parse(text) if text else kept.get(attempt, [])
+    return redact(events.tagged(found), _known_secrets(row))
+
+
+def _view(row: dict, log_events: list[dict] | None = None) -> JobView:
+    """A job as shown; without its events (`orch list`), an ended job's figures are those the
+    control plane summed up when it kept its attempts."""
+    spec, chosen = row["spec"], row["plan"] or {}
+    kept = row.get("summary") if log_events is None and row["state"] in TERMINAL else None
+    figures = kept or events.summary(log_events or [])
+    failures = [{"attempt": e.get("attempt"), "at": e.get("at"), "causes": e.get("causes", {})}
+                for e in log_events or [] if e.get("event") == "worker_failure"]
+    return JobView(
+        job=row["id"], name=row["name"], state=row["state"], priority=row["priority"], queue=row["queue"],
+        accelerator=chosen.get("accelerator") or str(spec["resources"]["accelerator"]),
+        workers=chosen.get("workers") or spec["resources"]["workers"], reason=row["reason"],
+        restarts=figures["worker_restarts"] + driver_losses(row["history"]),
+        failures=failures,
+        metrics=figures["metrics"], ray_job_id=row["ray_submission_id"],
+        framework=spec["framework"], attempt=row["attempt"], submitted_at=row["submitted_at"],
+        started_at=row["started_at"], ended_at=row["ended_at"], history=row["history"], plan=row["plan"],
+    )
+
+
+def list_jobs(address: str | None = None) -> list[JobView]:
+    """Every orch job, newest first (from the job table and kept summaries; no log reads)."""
+    control, _ = _clients(address)
+    return [_view(row) for row in reversed(control.list())]
+
+
+def status(job: str, address: str | None = None, usage: bool = False) -> JobView:
+    """One job by id or name (the latest of that name), with its latest metrics; with
+    ``usage``, its running workers' CPU, memory and GPU use."""
+    control, jobs = _clients(address)
+    row = control.get(job)
+    view = _view(row, _events(jobs, row))
+    if usage and row["state"] == "RUNNING":
+        view.workers_usage = jobs.worker_usage(row["ray_submission_id"])
+    return view
+
+
+def logs(job: str, address: str | None = None, follow: bool = False, poll_s: float = 1.0):
+    """The current attempt's driver and worker logs: a string, or chunks with follow (which
+    waits for a queued job to start)."""
+    control, jobs = _clients(address)
+    row = control.get(job)
+    waiting = f"{row['id']} is {row['state']}: no logs yet ({row['reason'] or 'waiting to start'})\n"
+    if follow and row["state"] not in TERMINAL:
+        return redact_stream(_follow(control, jobs, row, waiting, poll_s), _known_secrets(row))
+    if not row["ray_submission_id"]:
+        return waiting
+    # An ended job's log as the control plane kept it: masked with the job's secrets (whoever
+    # asks), and there after a restart. Ray's copy for the rest, masked as far as this shell knows.
+    kept = control.kept_log(row["id"]) if row["state"] in TERMINAL else None
+    text = kept if kept is not None else jobs.logs(row["ray_submission_id"])
+    return redact(text, _known_secrets(row))
+
+
+def _follow(control: ControlClient, jobs: JobsClient, row: dict, waiting: str, poll_s: float) -> Iterator[str]:
+    """Each attempt's log as it is written, until the job ends: a queued job is waited for,
+    a preempted one followed again when it restarts."""
+    followed = None
+    if not row["ray_submission_id"]:
+        yield waiting
+    while True:
+        attempt = row["ray_submission_id"]
+        if attempt and attempt != followed:
+            if followed:
+                yield f"--- {row['id']}: attempt {row['attempt']} ---\n"
+            followed = attempt
+            yield from jobs.follow_logs(attempt, poll_s, lambda: _moved_on(control, row["id"], attempt))
+        if row["state"] in TERMINAL:
+            return
+        time.sleep(poll_s)
+        row = control.get(row["id"])
+
+
+def _moved_on(control: ControlClient, job: str, attempt: str) -> bool:
+    """Whether the job ended or went on to another attempt (so Ray will never run ``attempt``)."""
+    row = control.get(job)
+    return row["state"] in TERMINAL or row["ray_submission_id"] != attempt
+
+
+def _known_secrets(row: dict) -> frozenset[str]:
+    """The job's secret values as far as this shell knows them (its own environment):
+    a loop that prints a secret does not get it shown back by `orch logs`."""
+    parts = split_env(row["spec"]["env"])
+    return frozenset(os.environ[var] for name, var in parts.from_env.items()
+                     if name in parts.secret and os.environ.get(var))
+
+
+def cluster_view(address: str | None = None) -> dict[str, Any]:
+    """``orch cluster``: the nodes, and each queue's quota, use and borrowing, from the control
+    plane on the head (so it works through a tunnel to a remote cluster, as the other commands)."""
+    info = cluster.require(address)
+    return {"dashboard": info.dashboard_url, **ControlClient(info).cluster()}
+
+
+def cancel(job: str, address: str | None = None) -> dict[str, Any]:
+    """Cancel a job (a name: its latest job that has not ended); ``{"job", "state", "cancelled"}``,
+    where ``cancelled`` says whether this call ended it (False: it had ended already, as ``state``)."""
+    control, _ = _clients(address)
+    row = control.cancel(job)
+    return {"job": row["id"], "state": row["state"], "cancelled": bool(row.get("cancelled"))}
+
+
+def results(job: str, address: str | None = None) -> dict[str, Any]:
+    """Final and best metrics and checkpoints, and every epoch's report across attempts."""
+    control, jobs = _clients(address)
+    row = control.get(job)
+    found = _events(jobs, row)
+    view = _view(row, found)
+    outcome = events.last(found, "result") or {}
+    trials = list({e["trial_id"]: {k: v for k, v in e.items() if k not in ("event", "at")}
+                   for e in found if e.get("event") == "trial"}.values())
+    return {"job": view.job, "name": view.name, "state": view.state, "reason": view.reason,
+            "metrics": outcome.get("metrics") or view.metrics, "checkpoint": outcome.get("checkpoint"),
+            "best_checkpoints": outcome.get("best_checkpoints", []), "path": outcome.get("path"),
+            "checkpoint_policy": row["spec"]["checkpoint"], "output": outcome.get("output"),
+            "attempts": view.attempt,
+            "history": [{**e["metrics"], "attempt": e["attempt"]} for e in found if e.get("event") == "report"],
+            # Sweeps: each trial as it last ended (a resumed sweep reruns only unfinished trials).
+            "trials": trials, "best_trial": _best_trial(trials, row["spec"].get("sweep"))}
+
+
+def _best_trial(trials: list[dict], sweep: dict | None) -> dict | None:
+    """The trial with the best ``sweep.metric`` (by ``sweep.mode``), its config and metrics."""
+    scored = [t for t in trials if sweep and _comparable((t.get("metrics") or {}).get(sweep["metric"]))]
+    if not scored:
+        return None
+    pick = max if sweep["mode"] == "max" else min
+    best = pick(scored, key=lambda t: t["metrics"][sweep["metric"]])
+    return {"trial_id": best["trial_id"], "config": best["config"], "metrics": best["metrics"]}
+
+
+def _comparable(value: Any) -> bool:
+    """A metric a best trial can be picked by: a finite number (a NaN loss never wins)."""
+    return isinstance(value, (int, float)) and not isinstance(value, bool) and math.isfinite(value)
+
+
+def wait(job: str, address: str | None = None, on_update: Callable[[JobView], None] = lambda _: None,
+         poll_s: float = 1.0) -> JobView:
+    """Block until the job ends, calling ``on_update`` with each new view."""
+    while True:
+        view = status(job, address)
+        on_update(view)
+        if view.state in TERMINAL:
+            return view
+        time.sleep(poll_s)

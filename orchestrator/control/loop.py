@@ -1,0 +1,471 @@
+"""The control plane's loop: it applies the queue policy's decisions to Ray.
+
+`Control.step()` is one round: reconcile job states with Ray, finish
+preemptions whose grace has run out or whose checkpoint arrived, then ask the
+pure policy (`queue.decide`) what to admit and preempt and act on it. Every
+change is written to the store before Ray is called, so a control plane
+killed at any point resumes from the table. Ray and the cluster are injected
+(`jobs`, `snapshot_source`): tests drive `step()` against fakes.
+
+With a `max_scale_source` (the cluster an autoscaler grows, at its largest:
+`load.launcher.autoscaling_snapshot`), a job is refused at submit only when it
+fits neither the nodes that exist nor the cluster at max scale, and jobs that
+need new nodes are launched so that their pending placement groups make the
+autoscaler add them (`autoscale.extend`; its docstring has the rules).
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import threading
+import time
+import traceback
+from dataclasses import asdict
+from pathlib import Path
+from typing import Any, Callable
+
+from orchestrator.adapters import packages
+from orchestrator.adapters.jobs import ENDED_IN_RAY, JobsClient
+from orchestrator.control.store import JobRow, Store
+from orchestrator.core import allocator, autoscale, events
+from orchestrator.core.errors import ClusterUnavailable, InfeasibleError, JobNotFound
+from orchestrator.core.launch import launch_request, plan_record, record_demand
+from orchestrator.core.lifecycle import DRIVER_LOST, driver_losses
+from orchestrator.core.masking import redact
+from orchestrator.core.policy import decide as queue
+from orchestrator.core.protocol import TEMPFAIL
+from orchestrator.core.snapshot import ClusterSnapshot
+from orchestrator.core.spec import JobSpec
+
+ACTIVE = ("STARTING", "RUNNING")
+RAY_TO_STATE = {"PENDING": "STARTING", "RUNNING": "RUNNING", "SUCCEEDED": "SUCCEEDED", "FAILED": "FAILED"}
+PREEMPT_GRACE_S = 60.0
+SECRETS_DIR = ".orch-secrets"
+LOG_TAIL_CHARS = 256 * 1024  # how much of an ended attempt's log the store keeps for `orch logs`
+PACKAGE_SWEEP_S = 600.0  # how often kept job packages no job uses are looked for
+SNAPSHOT_TTL_S = 2.0
+CANCEL_WAIT_S = 20.0  # a cancel waits this long for a step in progress (clients give up at 30 s)
+LOG_READ_TRIES = 3  # steps an ended attempt waits for Ray to serve its log before it moves on without
+
+
+class Control:
+    """Owns the queue: admits, launches, watches, preempts and requeues jobs."""
+
+    def __init__(self, store: Store, jobs: JobsClient, snapshot_source: Callable[[], ClusterSnapshot],
+                 storage: str, clock: Callable[[], float] = time.time, grace_s: float = PREEMPT_GRACE_S,
+                 max_scale_source: Callable[[], ClusterSnapshot] | None = None):
+        self.store, self.jobs, self.snapshot_source = store, jobs, snapshot_source
+        self.storage, self.clock, self.grace_s = storage, clock, grace_s
+        self.max_scale_source = max_scale_source  # None: every node exists already (no autoscaler)
+        self._wake = threading.Event()
+        self._step_lock = threading.Lock()
+        self._snapshot_lock = threading.Lock()
+        self._snapshot: tuple[float, ClusterSnapshot] | None = None
+        self._log_misses: dict[str, int] = {}  # submission -> steps its ended log could not be read
+        self.packages = packages.PackageStore(store.folder / packages.FOLDER)  # on the head, as the store
+
+    # ---- requests from clients --------------------------------------------------
+
+    def submit(self, submission: dict[str, Any]) -> tuple[JobRow, bool]:
+        """Queue a job unless it can never fit; idempotent by job id."""
+        spec = JobSpec.model_validate(submission["spec"])
+        self._refuse_infeasible(spec)
+        row, created = self.store.insert(
+            submission["job"], spec.name, spec.schedule.priority, spec.schedule.queue,
+            spec.schedule.preemptible, spec=submission["spec"], request=submission["request"], plan=None,
+            secrets=submission.get("secrets"))
+        self._wake.set()
+        return row, created
+
+    def _refuse_infeasible(self, spec: JobSpec) -> None:
+        """InfeasibleError, with the reasons, for a job that can never fit this cluster."""
+        live = _all_free(self._recent_snapshot())
+        if self.max_scale_source is None:
+            decision = allocator.plan(spec, live)
+        else:  # it may fit nodes the autoscaler can still launch
+            decision = autoscale.feasible(spec, live, self.max_scale_source())
+        if isinstance(decision, allocator.Infeasible):
+            raise InfeasibleError(spec.name, list(decision.reasons)
+                                  or [f"{option}: {reason}" for option, reason in decision.rejected])
+
+    def plan(self, spec_json: dict) -> dict[str, Any]:
+        """SPEC.md's plan JSON against what orch's jobs hold now, with the queue position; with an
+        autoscaler, a job that needs nodes it can add is queued for them, as submit would take it."""
+        spec = JobSpec.model_validate(spec_json)
+        running = self.store.all(ACTIVE)
+        if self.max_scale_source is None:
+            snapshot = _held(_all_free(self._recent_snapshot()), running)
+            body = _record(allocator.plan(spec, snapshot), snapshot)
+        else:
+            max_scale = self.max_scale_source()
+            books = autoscale.account(_all_free(self._recent_snapshot()), max_scale,
+                                      [(row.id, _demand(row)) for row in running])
+            body = _assessed(spec, autoscale.assess(spec, books.snapshot, max_scale))
+        ahead = [r for r in self.store.all(["QUEUED"]) if r.priority >= spec.schedule.priority]
+        return {**body, "queue_position": len(ahead)}
+
+    def dry_run(self, submission: dict[str, Any]) -> dict[str, Any]:
+        """The plan and the Ray Job request admission would send for ``submission`` now; queues nothing."""
+        self._refuse_infeasible(JobSpec.model_validate(submission["spec"]))
+        planned = self.plan(submission["spec"])
+        record = {key: value for key, value in planned.items() if key != "queue_position"}
+        request = launch_request(submission["job"], submission["spec"], submission["request"]["runtime_env"],
+                                 record, 1, self.storage)
+        return {"plan": planned, "ray_job": request}
+
+    def cluster(self) -> dict[str, Any]:
+        """The nodes as Ray reports them now, and each queue's quota, use and borrowing (``orch cluster``)."""
+        return cluster_report(self.snapshot_source(), self.store.all(ACTIVE))
+
+    def _recent_snapshot(self) -> ClusterSnapshot:
+        """The cluster as read at most SNAPSHOT_TTL_S ago, for answering clients: submit and
+        plan use its totals (orch accounts for its own jobs' holdings), which change only when
+        nodes come or go, and a GCS read per request would serialise parallel submits."""
+        with self._snapshot_lock:
+            now = time.monotonic()
+            if self._snapshot is None or now - self._snapshot[0] > SNAPSHOT_TTL_S:
+                self._snapshot = (now, self.snapshot_source())
+            return self._snapshot[1]
+
+    def cancel(self, job: str) -> tuple[JobRow, bool]:
+        """The job (a name: its latest job that has not ended) after the cancel, and whether this
+        call ended it (False: it had ended already)."""
+        # Under the step lock: a step that is launching the job hands it to Ray first, so a
+        # cancelled job is never launched afterwards, nor left running in Ray.
+        if not self._step_lock.acquire(timeout=CANCEL_WAIT_S):
+            raise ClusterUnavailable("the control plane is busy with a long step (Ray slow to answer?); "
+                                     "nothing was cancelled: try again")
+        try:
+            return self._cancel(job)
+        finally:
+            self._step_lock.release()
+
+    def _cancel(self, job: str) -> tuple[JobRow, bool]:
+        row = self.store.find(job, unfinished_first=True)
+        if row is None:
+            raise JobNotFound(job)
+        ended = False
+        if row.state == "QUEUED":
+            ended = self.store.transition(row.id, "CANCELLED", "cancelled while queued", ended_at=self.clock())
+        elif row.state in ACTIVE:
+            self.store.update(row.id, preempt_requested_at=None, reason="cancel requested")
+            try:
+                self.jobs.stop(row.ray_submission_id)
+                self._keep_attempt(row, self._ended_log(row) or "")
+            except JobNotFound:
+                pass  # written ahead, never handed to Ray (the control plane died between): nothing runs
+            self._forget_secrets_file(row.ray_submission_id)
+            ended = self.store.transition(row.id, "CANCELLED", "cancelled", ended_at=self.clock())
+        return self.store.get(row.id), ended
+
+    def _find(self, job: str) -> JobRow:
+        row = self.store.find(job)
+        if row is None:
+            raise JobNotFound(job)
+        return row
+
+    # ---- the loop ---------------------------------------------------------------------
+
+    def run_forever(self, poll_s: float = 0.5) -> None:
+        swept = 0.0
+        while True:
+            try:
+                self.step()
+                if time.monotonic() - swept > PACKAGE_SWEEP_S:
+                    self.forget_packages()
+                    swept = time.monotonic()
+            except Exception:  # Ray briefly unreachable, a bad row: log it, keep serving
+                traceback.print_exc()
+            self._wake.wait(poll_s)
+            self._wake.clear()
+
+    def step(self) -> queue.Decision:
+        """One round of reconcile, preempt and admit; returns the policy's decision."""
+        with self._step_lock:
+            self._reconcile()
+            self._finish_preemptions()
+            return self._schedule()
+
+    def _reconcile(self) -> None:
+        rows = self.store.all(ACTIVE)
+        if not rows:
+            return
+        ray_jobs = {j["submission_id"]: j for j in self.jobs.list()}
+        for row in rows:
+            info = ray_jobs.get(row.ray_submission_id)
+            if info is None:  # crashed between our write and Ray's accept: launch again
+                self._launch(row, row.plan, resubmit=True)
+                continue
+            self._apply_ray_status(row, info)
+
+    def _apply_ray_status(self, row: JobRow, info: dict) -> None:
+        status = info["status"]
+        found: list[dict] = []
+        if status in ENDED_IN_RAY:
+            text = self._ended_log(row)
+            if text is None and self._log_misses.get(row.ray_submission_id, 0) < LOG_READ_TRIES:
+                return  # the next step tries again: the kept copy and the retry decision need the log
+            self._log_misses.pop(row.ray_submission_id, None)
+            found = events.parse(text or "")
+            self._keep_attempt(row, text or "", found)
+            self._forget_secrets_file(row.ray_submission_id)
+        if status == "STOPPED":
+            if row.preempt_requested_at:
+                self.store.transition(row.id, "PREEMPTED", row.reason, preempt_requested_at=None)
+                self.store.transition(row.id, "QUEUED", "preempted; resumes from its last checkpoint")
+            elif row.state != "CANCELLED":
+                self.store.transition(row.id, "CANCELLED", "stopped through Ray", ended_at=self.clock())
+            return
+        state = RAY_TO_STATE[status]
+        if state == row.state:
+            return
+        if state == "FAILED" and self._restart_lost_driver(row, info, found):
+            return
+        fields: dict[str, Any] = {}
+        reason = None
+        if state == "RUNNING":
+            fields["started_at"] = self.clock()
+        if state in ("SUCCEEDED", "FAILED"):
+            fields["ended_at"] = self.clock()
+        if state == "FAILED":
+            reason = self._masked(row, self._failure_reason(info, found) or "") or None
+        self.store.transition(row.id, state, reason, **fields)
+
+    def _ended_log(self, row: JobRow) -> str | None:
+        """An ended attempt's log, read once, with the job's secret values masked (the kept copy
+        outlives the secrets); None, counted, when Ray cannot serve it now."""
+        try:
+            return self._masked(row, self.jobs.logs(row.ray_submission_id))
+        except Exception:
+            traceback.print_exc()
+            self._log_misses[row.ray_submission_id] = self._log_misses.get(row.ray_submission_id, 0) + 1
+            return None
+
+    def _masked(self, row: JobRow, text: str) -> str:
+        """``text`` without the job's secret values: what orch stores outlives the secrets."""
+        return redact(text, self.store.secrets(row.id).values())
+
+    def _keep_attempt(self, row: JobRow, text: str, found: list[dict] | None = None) -> None:
+        """Copy an ended attempt's events and log tail into the store (Ray's go with the cluster)."""
+        if text:
+            self.store.keep_attempt(row.id, row.attempt, events.parse(text) if found is None else found,
+                                    text[-LOG_TAIL_CHARS:])
+            self.store.keep_summary(row.id, events.summary(events.tagged(self.store.kept_events(row.id))))
+
+    def _restart_lost_driver(self, row: JobRow, info: dict, found: list[dict]) -> bool:
+        """Requeue a job whose driver was killed (signal, OOM, lost node) or lost a Ray process it
+        needs (exit TEMPFAIL) while it ran, within
+        ``failure.max_failures``. The next attempt resumes from storage: Train from its last
+        checkpoint, a sweep from its experiment state, so finished trials do not run again.
+        A loop that failed on its own (its driver says so) is not retried here."""
+        code = info.get("driver_exit_code")
+        killed = code is None or code < 0 or code >= 128 or code == TEMPFAIL
+        if not killed or events.last(found, "failed"):
+            return False
+        budget = JobSpec.model_validate(row.spec).failure.max_failures
+        lost = driver_losses(row.history)
+        if budget != -1 and lost >= budget:
+            return False
+        message = self._masked(row, info.get("message") or "no exit code").strip()
+        detail = f"exit code {code}" if code is not None else message
+        self.store.transition(row.id, "QUEUED", f"{DRIVER_LOST} ({detail}); resumes from its last checkpoint")
+        return True
+
+    @staticmethod
+    def _failure_reason(info: dict, found: list[dict]) -> str | None:
+        failed = events.last(found, "failed")
+        if failed:
+            return failed["error"]
+        lines = [line for line in (info.get("message") or "").splitlines() if line.strip()]
+        return lines[-1].strip() if lines else None
+
+    def _finish_preemptions(self) -> None:
+        """Stop preempted jobs once they checkpointed after the request, or the grace ran out."""
+        for row in self.store.all(ACTIVE):
+            if not row.preempt_requested_at:
+                continue
+            grace_over = self.clock() - row.preempt_requested_at >= self.grace_s
+            if grace_over or self._checkpointed_since(row, row.preempt_requested_at):
+                self.jobs.stop(row.ray_submission_id)
+
+    def _checkpointed_since(self, row: JobRow, since: float) -> bool:
+        found = events.parse(self.jobs.logs(row.ray_submission_id))
+        return any(e.get("event") == "report" and e.get("checkpoint") and e.get("at", 0) >= since for e in found)
+
+    def _schedule(self) -> queue.Decision:
+        queued = self.store.all(["QUEUED"])
+        running = self.store.all(ACTIVE)
+        notes: dict[str, str] = {}
+        if self.max_scale_source is None:
+            snapshot = _held(_all_free(self.snapshot_source()), running)
+            decision = queue.decide(queue_state(queued, running, snapshot))
+        else:
+            max_scale = self.max_scale_source()
+            books = autoscale.account(_all_free(self.snapshot_source()), max_scale,
+                                      [(row.id, _demand(row)) for row in running])
+            snapshot = books.snapshot
+            state = autoscaling_queue_state(queued, running, books)
+            decision, notes = autoscale.extend(state, queue.decide(state), max_scale)
+            self._note_nodes_coming(running, books)
+        for job_id, plan in decision.admit:
+            self._launch(self.store.get(job_id), plan_record(plan, snapshot))
+            if job_id in notes and self.store.get(job_id).state == "STARTING":
+                self.store.update(job_id, reason=notes[job_id])
+        for victim, reason in decision.preempt:
+            self.store.update(victim, preempt_requested_at=self.clock(), reason=reason)
+        for job_id, reason in decision.waiting.items():
+            self.store.update(job_id, reason=reason)
+        return decision
+
+    def _note_nodes_coming(self, running: list[JobRow], books: autoscale.Books) -> None:
+        """A running job's reason says it waits for the autoscaler while nodes it needs are coming;
+        cleared once they joined. Other reasons (a preemption, a cancel) are left as they are."""
+        for row in running:
+            text = books.waiting.get(row.id)
+            want = f"{autoscale.WAITS}: {text}" if text else None
+            mine = row.reason is None or row.reason.startswith(autoscale.WAITS)
+            if mine and row.reason != want:
+                self.store.update(row.id, reason=want)
+
+    def _launch(self, row: JobRow, plan: dict, resubmit: bool = False) -> None:
+        attempt = row.attempt if resubmit else row.attempt + 1
+        submission_id = row.id if attempt == 1 else f"{row.id}-attempt{attempt}"
+        # Write ahead: a crash after this line relaunches, never loses the job. A job that may not
+        # move to STARTING (it ended meanwhile) is not launched.
+        if not resubmit and not self.store.transition(row.id, "STARTING", None, attempt=attempt, plan=plan,
+                                                      ray_submission_id=submission_id):
+            return
+        try:
+            self._restore_package(row.request["runtime_env"].get("working_dir"))
+            request = launch_request(row.id, row.spec, row.request["runtime_env"], plan, attempt, self.storage,
+                                     secrets_file=self._write_secrets(row.id, submission_id))
+            self.jobs.submit(entrypoint=request["entrypoint"], submission_id=submission_id,
+                             runtime_env=request["runtime_env"], metadata=request["metadata"])
+        except Exception as error:
+            if "already exists" in str(error):
+                return
+            self._forget_secrets_file(submission_id)
+            if isinstance(error, (ClusterUnavailable, OSError)):
+                traceback.print_exc()  # Ray out of reach a moment: the next step's reconcile launches again
+                return
+            # Ray refused it (a bad working_dir package, ...): the job failed
+            self.store.transition(row.id, "FAILED", f"Ray refused the job: {error}", ended_at=self.clock())
+
+
+    def _restore_package(self, working_dir: str | None) -> None:
+        """Put the job's code back into Ray's GCS if Ray dropped it (an upload unused for
+        10 minutes, a restarted cluster); jobs queued before orch kept packages have none here."""
+        name = packages.name_of(working_dir)
+        kept = self.packages.path(name) if name else None
+        if kept:
+            self.jobs.ensure_package(name, kept)
+
+    def forget_packages(self) -> list[str]:
+        """Drop kept packages that no queued or active job uses and nothing used for a while."""
+        used = {packages.name_of(row.request["runtime_env"].get("working_dir"))
+                for row in self.store.all(["QUEUED", *ACTIVE])}
+        return self.packages.forget_unused(name for name in used if name)
+
+    def _secrets_path(self, submission_id: str) -> Path:
+        return Path(self.storage) / SECRETS_DIR / f"{submission_id}.json"
+
+    def _forget_secrets_file(self, submission_id: str | None) -> None:
+        """An attempt that ended (or never started) leaves no secrets file: its driver may never
+        have read (and deleted) it, and storage is readable by later jobs."""
+        if submission_id:
+            self._secrets_path(submission_id).unlink(missing_ok=True)
+
+    def _write_secrets(self, job_id: str, submission_id: str) -> str | None:
+        """The job's secrets in a file only this user can read; the driver reads and deletes it.
+
+        Ray's job record (entrypoint, runtime env, metadata) is served by the
+        Jobs API and dashboard to anyone with the token, so secrets never go there.
+        """
+        secrets = self.store.secrets(job_id)
+        if not secrets:
+            return None
+        path = self._secrets_path(submission_id)
+        path.parent.mkdir(mode=0o700, parents=True, exist_ok=True)
+        fd = os.open(path, os.O_WRONLY | os.O_CREAT | os.O_TRUNC, 0o600)
+        with os.fdopen(fd, "w") as handle:
+            json.dump(secrets, handle)
+        return str(path)
+
+
+def cluster_report(snapshot: ClusterSnapshot, running: list[JobRow]) -> dict[str, Any]:
+    """Nodes with total, free and labels; queues with what their jobs hold now (from orch's plans,
+    a sweep's trial slots included) and how much of that is borrowed (over the quota)."""
+    usage: dict[str, dict[str, float]] = {}
+    for row in running:
+        held = usage.setdefault(row.queue, {})
+        for resources in _demand(row).values():
+            for resource, amount in resources.items():
+                held[resource] = held.get(resource, 0.0) + amount
+    queues = {}
+    for name, config in snapshot.queues.items():
+        used, quota = usage.get(name, {}), config.quota
+        borrowed = {k: v - quota[k] for k, v in used.items() if quota is not None and k in quota and v > quota[k]}
+        queues[name] = {**asdict(config), "used": used, "borrowed": borrowed}
+    nodes = [{"name": n.name, "node_id": n.node_id, "total": dict(n.total), "free": dict(n.free),
+              "labels": dict(n.labels)} for n in snapshot.nodes]
+    return {"name": snapshot.name, "nodes": nodes, "queues": queues}
+
+
+def _record(decision: allocator.Plan | allocator.Infeasible, snapshot: ClusterSnapshot) -> dict[str, Any]:
+    """SPEC.md's plan JSON, with a plan's Ray Train settings (as stored at admission)."""
+    return plan_record(decision, snapshot) if isinstance(decision, allocator.Plan) else allocator.to_json(decision)
+
+
+def _assessed(spec: JobSpec, assessment: autoscale.Assessment) -> dict[str, Any]:
+    """SPEC.md's plan JSON for an autoscaler's assessment: a job for nodes still to come is queued for them."""
+    if assessment.plan is None:
+        return allocator.to_json(allocator.Infeasible(spec.name, (), (assessment.reason,)))
+    body = _record(assessment.plan, assessment.snapshot)
+    if assessment.status == "autoscale":
+        body.update(status="queued", reasons=[assessment.reason])
+    return body
+
+
+def _all_free(snapshot: ClusterSnapshot) -> ClusterSnapshot:
+    """The cluster with nothing held: orch accounts for its own jobs (see `_held`)."""
+    return snapshot.with_free({n.name: dict(n.total) for n in snapshot.nodes})
+
+
+def _held(snapshot: ClusterSnapshot, running: list[JobRow]) -> ClusterSnapshot:
+    """Subtract what orch's admitted jobs hold.
+
+    Ray's own free counts lag: a job admitted a moment ago has not created its
+    placement group yet. orch's plans are the truth for orch's jobs.
+    """
+    demand: dict[str, dict[str, float]] = {}
+    for row in running:
+        for node, resources in _demand(row).items():
+            held = demand.setdefault(node, {})
+            for resource, amount in resources.items():
+                held[resource] = held.get(resource, 0.0) + amount
+    known = {n.name for n in snapshot.nodes}
+    return snapshot.allocate({n: d for n, d in demand.items() if n in known})
+
+
+def _demand(row: JobRow) -> dict[str, dict[str, float]]:
+    """node -> resources a stored plan holds (as ``Plan.demand()`` for a live plan)."""
+    return record_demand(row.plan or {})
+
+
+def queue_state(queued: list[JobRow], running: list[JobRow], snapshot: ClusterSnapshot) -> queue.QueueState:
+    """The policy's input, built from stored rows; ``snapshot`` already excludes what ``running`` holds."""
+    waiting = [queue.QueuedJob(r.id, JobSpec.model_validate(r.spec), r.seq) for r in queued]
+    holding = [queue.RunningJob(r.id, r.queue, r.priority, r.preemptible, _demand(r), r.started_at or 0.0,
+                                stopping=r.preempt_requested_at is not None) for r in running]
+    return queue.QueueState.build(snapshot, waiting, holding)
+
+
+def autoscaling_queue_state(queued: list[JobRow], running: list[JobRow], books: autoscale.Books) -> queue.QueueState:
+    """As ``queue_state``, with what running jobs hold as ``autoscale.account`` counted it (their
+    demand on new nodes moved to the nodes that joined, or on the virtual nodes still coming)."""
+    waiting = [queue.QueuedJob(r.id, JobSpec.model_validate(r.spec), r.seq) for r in queued]
+    holding = [queue.RunningJob(r.id, r.queue, r.priority, r.preemptible, books.demands.get(r.id, {}),
+                                r.started_at or 0.0, stopping=r.preempt_requested_at is not None)
+               for r in running]
+    return queue.QueueState.build(books.snapshot, waiting, holding)

@@ -1,0 +1,525 @@
+"""The job spec (SPEC.md section 1) as strict pydantic models.
+
+Every default of the job spec lives here and nowhere else. Models forbid
+unknown fields and coerce nothing: a string where a number belongs is an
+error, not a guess. The few string forms the spec allows (``2GiB``,
+``"2..8"``, ``A100:1``, ``350M``) are parsed once, here, into typed values.
+Loading YAML with positions and turning errors into ``SpecError`` lives in
+``load/spec.py``.
+"""
+
+from __future__ import annotations
+
+import math
+import posixpath
+import re
+from collections.abc import Mapping
+from pathlib import PurePosixPath
+from typing import Annotated, Any, Literal, Union
+
+from pydantic import (
+    AfterValidator,
+    BaseModel,
+    BeforeValidator,
+    ConfigDict,
+    Discriminator,
+    Field,
+    PlainSerializer,
+    Tag,
+    WithJsonSchema,
+    model_validator,
+)
+
+from orchestrator.core import hardware
+from orchestrator.core.hardware import AcceleratorRequest
+
+NAME_PATTERN = r"^[a-z0-9][a-z0-9-]{0,62}$"
+ENV_NAME_PATTERN = r"^[A-Z_][A-Z0-9_]*$"
+# a variable of the submitter's environment (any case: http_proxy is common)
+SUBMITTER_ENV_PATTERN = r"^[A-Za-z_][A-Za-z0-9_]*$"
+# FILE.py:FUNC (a path relative to working_dir) or package.module:FUNC
+ENTRYPOINT_PATTERN = r"^(?:[A-Za-z0-9_.\-/]+\.py|[A-Za-z_][A-Za-z0-9_]*(?:\.[A-Za-z_][A-Za-z0-9_]*)*):[A-Za-z_][A-Za-z0-9_]*$"
+
+
+class Strict(BaseModel):
+    """Base of every spec model: unknown keys and silent coercion are errors."""
+
+    model_config = ConfigDict(extra="forbid", strict=True, frozen=True)
+
+
+# ---- parsed scalar forms -------------------------------------------------
+
+_BYTE_UNITS = {
+    "": 1, "b": 1,
+    "kib": 1024, "mib": 1024**2, "gib": 1024**3, "tib": 1024**4,
+    "kb": 1000, "mb": 1000**2, "gb": 1000**3, "tb": 1000**4,
+}
+_BYTES = re.compile(r"^\s*(\d+(?:\.\d+)?)\s*([a-zA-Z]*)\s*$")
+
+
+def parse_bytes(value: Any) -> int:
+    """``2GiB`` -> 2147483648; ``16GB`` -> 16000000000; a bare int is bytes."""
+    if isinstance(value, bool):
+        raise ValueError(f"{value!r} is not a size; write e.g. 2GiB or 512MiB")
+    if isinstance(value, int):
+        if value <= 0:
+            raise ValueError(f"{value!r}: a size must be positive")
+        return value
+    if not isinstance(value, str):
+        raise ValueError(f"{value!r} is not a size; write e.g. 2GiB or 512MiB")
+    match = _BYTES.match(value)
+    unit = match.group(2).lower() if match else None
+    if not match or unit not in _BYTE_UNITS:
+        raise ValueError(f"{value!r} is not a size; write a number with KiB, MiB, GiB, TiB, KB, MB, GB or TB (2GiB)")
+    size = int(float(match.group(1)) * _BYTE_UNITS[unit])
+    if size <= 0:
+        raise ValueError(f"{value!r}: a size must be positive")
+    return size
+
+
+_COUNT_SUFFIX = {"": 1, "k": 10**3, "m": 10**6, "b": 10**9, "t": 10**12}
+_COUNT = re.compile(r"^\s*(\d+(?:\.\d+)?)\s*([kKmMbBtT]?)\s*$")
+
+
+def parse_count(value: Any) -> int:
+    """``350M`` -> 350_000_000; ``7B``; a bare int."""
+    if isinstance(value, bool) or not isinstance(value, (int, str)):
+        raise ValueError(f"{value!r} is not a parameter count; write e.g. 350M or 7B")
+    if isinstance(value, int):
+        count = value
+    else:
+        match = _COUNT.match(value)
+        if not match:
+            raise ValueError(f"{value!r} is not a parameter count; write an int or a number with K, M or B (350M)")
+        count = int(float(match.group(1)) * _COUNT_SUFFIX[match.group(2).lower()])
+    if count <= 0:
+        raise ValueError(f"{value!r}: the parameter count must be positive")
+    return count
+
+
+class WorkerRange(BaseModel):
+    """``workers``: a fixed count, or ``"MIN..MAX"`` for elastic training."""
+
+    model_config = ConfigDict(frozen=True)
+    min: int
+    max: int
+
+    @property
+    def elastic(self) -> bool:
+        return self.min != self.max
+
+    def __str__(self) -> str:
+        return str(self.max) if not self.elastic else f"{self.min}..{self.max}"
+
+    def to_yaml(self) -> int | str:
+        """The spec form, parseable again: ``4`` or ``"2..8"``."""
+        return str(self) if self.elastic else self.max
+
+
+def parse_workers(value: Any) -> WorkerRange:
+    if isinstance(value, WorkerRange):
+        return value
+    if isinstance(value, int) and not isinstance(value, bool):
+        if value < 1:
+            raise ValueError(f"must be at least 1, got {value!r}")
+        return WorkerRange(min=value, max=value)
+    if isinstance(value, str):
+        match = re.fullmatch(r"\s*(\d+)\s*\.\.\s*(\d+)\s*", value)
+        if match:
+            low, high = int(match.group(1)), int(match.group(2))
+            if low < 1:
+                raise ValueError(f"{value!r}: the minimum must be at least 1")
+            if low > high:
+                raise ValueError(f"{value!r}: the minimum is larger than the maximum; write {high}..{low}")
+            return WorkerRange(min=low, max=high)
+    raise ValueError(f"{value!r} is not a worker count; write an int >= 1 or a range MIN..MAX such as 2..8")
+
+
+class AcceleratorChoice(BaseModel):
+    """``resources.accelerator``: options tried in order, or any of them (cheapest wins)."""
+
+    model_config = ConfigDict(frozen=True, arbitrary_types_allowed=True)
+    options: tuple[AcceleratorRequest, ...]
+    ordered: bool = True
+
+    def __str__(self) -> str:
+        text = ", ".join(str(o) for o in self.options)
+        if len(self.options) == 1:
+            return text
+        return f"[{text}]" if self.ordered else f"any_of [{text}]"
+
+    def to_yaml(self) -> str | list[str] | dict[str, list[str]]:
+        """The spec form this choice was written in, parseable again."""
+        names = [str(o) for o in self.options]
+        if not self.ordered:
+            return {"any_of": names}
+        return names[0] if len(names) == 1 else names
+
+
+def parse_accelerator_choice(value: Any) -> AcceleratorChoice:
+    if isinstance(value, AcceleratorChoice):
+        return value
+    ordered = True
+    if isinstance(value, dict):
+        if set(value) != {"any_of"}:
+            raise ValueError(f"a mapping here must be {{any_of: [...]}}, got keys {sorted(value)}")
+        value, ordered = value["any_of"], False
+    items = value if isinstance(value, list) else [value]
+    if not items:
+        raise ValueError("the list of accelerator options is empty")
+    options = []
+    for item in items:
+        if not isinstance(item, str):
+            raise ValueError(f"{item!r} is not an accelerator string such as GPU:1 or TPU-v4-16")
+        options.append(hardware.parse_accelerator(item))
+    if len(options) > 1 and any(o.kind == "auto" for o in options):
+        raise ValueError("auto cannot be combined with other options")
+    if len({str(o) for o in options}) != len(options):
+        raise ValueError("an accelerator option is listed twice")
+    return AcceleratorChoice(options=tuple(options), ordered=ordered)
+
+
+_ACCELERATOR_SCHEMA = {
+    "anyOf": [
+        {"type": "string"},
+        {"type": "array", "items": {"type": "string"}, "minItems": 1},
+        {"type": "object", "properties": {"any_of": {"type": "array", "items": {"type": "string"}}},
+         "required": ["any_of"], "additionalProperties": False},
+    ],
+    "description": "CPU, GPU:N, TYPE:N (A100:1), TPU-v5e:4, a TPU slice (TPU-v4-16), auto; "
+    "a list tries options in order, {any_of: [...]} picks the cheapest",
+}
+
+Bytes = Annotated[
+    int,
+    BeforeValidator(parse_bytes),
+    WithJsonSchema({"anyOf": [{"type": "string", "examples": ["2GiB"]}, {"type": "integer"}]}),
+]
+Count = Annotated[
+    int,
+    BeforeValidator(parse_count),
+    WithJsonSchema({"anyOf": [{"type": "string", "examples": ["350M"]}, {"type": "integer"}]}),
+]
+Workers = Annotated[
+    WorkerRange,
+    BeforeValidator(parse_workers),
+    PlainSerializer(WorkerRange.to_yaml),
+    WithJsonSchema({"anyOf": [{"type": "integer", "minimum": 1}, {"type": "string", "pattern": r"^\d+\.\.\d+$"}]}),
+]
+Accelerators = Annotated[
+    AcceleratorChoice,
+    BeforeValidator(parse_accelerator_choice),
+    PlainSerializer(AcceleratorChoice.to_yaml),
+    WithJsonSchema(_ACCELERATOR_SCHEMA),
+]
+PositiveFloat = Annotated[float, Field(gt=0, allow_inf_nan=False)]
+
+
+# ---- paths -----------------------------------------------------------------
+#
+# Each path field has a root it must not escape (SPEC.md section 1 and
+# docs/spec.md "Paths"): an entrypoint file lies inside working_dir; relative
+# checkpoint and input paths are read from working_dir; predict.output is
+# written under the job's output folder. These checks need no files; those
+# that follow symlinks run in load/spec.py, where the files are.
+
+_URI = re.compile(r"^[A-Za-z][A-Za-z0-9+.-]*://")
+_CONTROL = re.compile(r"[\x00-\x1f\x7f]")
+
+
+def _plain_text(value: str) -> str:
+    """Refuse empty values and control characters (a NUL byte, a newline, an escape sequence)."""
+    if not value.strip():
+        raise ValueError("must not be empty")
+    bad = _CONTROL.search(value)
+    if bad:
+        raise ValueError(f"{value!r} contains the control character {bad.group()!r}; write a plain path")
+    return value
+
+
+def _inside(value: str, root: str, example: str) -> PurePosixPath:
+    """``value`` as a relative path that stays inside ``root``: no leading '/', '~' or any '..'."""
+    path = PurePosixPath(value)
+    if value.startswith("~"):
+        raise ValueError(f"{value!r}: '~' is not expanded here; write a path inside {root}, such as {example}")
+    if path.is_absolute() or ".." in path.parts:
+        raise ValueError(f"{value!r} must be a path inside {root}, without '..' or a leading '/', such as {example}")
+    return path
+
+
+def check_entrypoint(value: str) -> str:
+    """A ``FILE.py:FUNC`` entrypoint names a file inside working_dir."""
+    file, _, func = value.rpartition(":")
+    if file.endswith(".py"):
+        try:
+            _inside(file, "working_dir", f"train.py:{func}")
+        except ValueError as error:
+            raise ValueError(f"{error}; move the file into working_dir or set working_dir to its folder") from None
+    return value
+
+
+def check_working_dir(value: str) -> str:
+    """Any folder, relative to the spec's folder or absolute; never the filesystem root."""
+    _plain_text(value)
+    if value.startswith("~"):
+        raise ValueError(f"{value!r}: '~' is not expanded here; write the folder's absolute path "
+                         "or a path relative to the spec's folder")
+    if value.startswith("/") and posixpath.normpath(value) in ("/", "//"):
+        raise ValueError(f"{value!r} would ship the whole filesystem to the cluster; "
+                         "point working_dir at the job's own folder")
+    return value
+
+
+JOB_SOURCE = "job:"  # init_from / predict.model: an earlier job's checkpoint
+
+
+def check_source(value: str) -> str:
+    """A checkpoint or input to read: ``job:NAME``, a URI (``s3://...``), an absolute path,
+    or a path relative to working_dir without '..'."""
+    _plain_text(value)
+    if value.startswith(JOB_SOURCE):
+        if not re.fullmatch(NAME_PATTERN, value[4:]):
+            raise ValueError(f"{value!r}: after 'job:' write the name or id of an earlier job "
+                             "(lowercase letters, digits and '-'), such as job:digits-mlp")
+        return value
+    if _URI.match(value) or PurePosixPath(value).is_absolute():
+        return value
+    _inside(value, "working_dir", "checkpoints/best, or write an absolute path or job:NAME")
+    return value
+
+
+def check_input(value: str) -> str:
+    """predict.input: a URI, an absolute path, or a path relative to working_dir without '..'."""
+    _plain_text(value)
+    if _URI.match(value) or PurePosixPath(value).is_absolute():
+        return value
+    _inside(value, "working_dir", "data/test.npz, or write an absolute path")
+    return value
+
+
+def check_output(value: str) -> str:
+    """predict.output: a file under the job's output folder, never outside it."""
+    _plain_text(value)
+    if _URI.match(value):
+        raise ValueError(f"{value!r}: write a path relative to the job's output folder, "
+                         "such as out/predictions.npz (URIs are not supported here)")
+    path = _inside(value, "the job's output folder", "out/predictions.npz")
+    if not path.name or path.name == ".":
+        raise ValueError(f"{value!r} must name a file, such as out/predictions.npz")
+    return value
+
+
+EntrypointStr = Annotated[str, Field(pattern=ENTRYPOINT_PATTERN), AfterValidator(check_entrypoint)]
+WorkingDir = Annotated[str, AfterValidator(check_working_dir)]
+SourcePath = Annotated[str, AfterValidator(check_source)]
+InputPath = Annotated[str, AfterValidator(check_input)]
+OutputPath = Annotated[str, AfterValidator(check_output)]
+
+
+# ---- env and secrets -----------------------------------------------------------
+
+
+class EnvFrom(Strict):
+    """A value read from the submitter's environment when the job is submitted, e.g.
+    {from_env: WANDB_API_KEY, secret: true}; secret values are shown as *** everywhere."""
+
+    # The spec (and all that stores it) holds only the variable's name; the value is read
+    # by orchestrator.core.masking.resolve_env at submit time and goes to the workers' env only.
+
+    from_env: Annotated[str, Field(pattern=SUBMITTER_ENV_PATTERN)]
+    secret: bool = False
+
+
+def _env_kind(value: Any) -> str:
+    return "EnvFrom" if isinstance(value, (dict, EnvFrom)) else "str"
+
+
+EnvValue = Annotated[
+    Union[Annotated[str, Tag("str")], Annotated[EnvFrom, Tag("EnvFrom")]],
+    Discriminator(_env_kind),
+]
+EnvName = Annotated[str, Field(pattern=ENV_NAME_PATTERN)]
+
+
+# ---- sections ------------------------------------------------------------
+
+
+class Resources(Strict):
+    workers: Workers = WorkerRange(min=1, max=1)
+    cpus: PositiveFloat = 1.0
+    memory: Bytes = 2 * 1024**3
+    accelerator: Accelerators = AcceleratorChoice(options=(AcceleratorRequest("cpu"),))
+    accelerator_memory: Bytes | None = None
+    placement: Literal["pack", "spread", "strict_pack", "strict_spread"] = "pack"
+
+
+class Hints(Strict):
+    params: Count | None = None
+
+
+class Schedule(Strict):
+    priority: int = Field(100, ge=0, le=1000)
+    preemptible: bool = False
+    queue: Annotated[str, Field(pattern=NAME_PATTERN)] = "default"
+
+
+class Failure(Strict):
+    max_failures: int = Field(2, ge=-1)
+
+
+class CheckpointPolicy(Strict):
+    keep: int = Field(2, ge=1)
+    metric: str | None = None
+    mode: Literal["min", "max"] = "min"
+
+
+def _pair(kind: str):
+    return Annotated[list[float], Field(min_length=2, max_length=2, description=f"[low, high] for {kind}")]
+
+
+class _Range(Strict):
+    """A distribution over [low, high]: low must be below high."""
+
+    @model_validator(mode="after")
+    def _ordered(self) -> "_Range":
+        low, high = getattr(self, next(iter(type(self).model_fields)))
+        if low >= high:
+            raise ValueError(f"low {low!r} must be below high {high!r}")
+        return self
+
+
+class Uniform(_Range):
+    uniform: _pair("uniform")
+
+
+class LogUniform(_Range):
+    loguniform: _pair("loguniform")
+
+    @model_validator(mode="after")
+    def _positive(self) -> "LogUniform":
+        if self.loguniform[0] <= 0:
+            raise ValueError("loguniform bounds must be positive")
+        return self
+
+
+class RandInt(_Range):
+    randint: Annotated[list[int], Field(min_length=2, max_length=2)]
+
+
+class Choice(Strict):
+    choice: Annotated[list[Any], Field(min_length=1)]
+
+
+class Grid(Strict):
+    grid: Annotated[list[Any], Field(min_length=1)]
+
+
+def _distribution_kind(value: Any) -> str | None:
+    """The distribution a space entry names ({uniform: [...]} is "uniform"): only that one is
+    validated, so its own message (say, low above high) is the one shown."""
+    if isinstance(value, dict):
+        return next(iter(value)) if len(value) == 1 else None
+    return next(iter(type(value).model_fields), None) if isinstance(value, BaseModel) else None
+
+
+_DISTRIBUTIONS = {"uniform": Uniform, "loguniform": LogUniform, "randint": RandInt, "choice": Choice, "grid": Grid}
+DISTRIBUTION_KINDS = tuple(_DISTRIBUTIONS)
+DISTRIBUTION_ERROR = "distribution"  # the error type of a space entry that names no distribution
+Distribution = Annotated[
+    Union[tuple(Annotated[model, Tag(kind)] for kind, model in _DISTRIBUTIONS.items())],
+    Discriminator(_distribution_kind, custom_error_type=DISTRIBUTION_ERROR,
+                  custom_error_message="must be one mapping of {uniform: [low, high]}, {loguniform: [low, high]}, "
+                                       "{randint: [low, high]}, {choice: [...]} or {grid: [...]}")]
+
+
+class Sweep(Strict):
+    metric: str
+    mode: Literal["min", "max"]
+    samples: int = Field(16, ge=1)
+    max_concurrent: Literal["auto"] | Annotated[int, Field(ge=1)] = "auto"
+    search: Literal["random", "grid", "optuna", "hyperopt"] = "random"
+    scheduler: Literal["fifo", "asha", "pbt"] = "asha"
+    space: Annotated[dict[str, Distribution], Field(min_length=1)]
+
+    def enumerated(self, dist: Distribution) -> list[Any] | None:
+        """The values Tune runs every one of (``grid_search``) for ``dist``: ``grid`` entries under
+        random or grid search, ``choice`` entries under grid search; None for a sampled entry
+        (Optuna and HyperOpt pick among the values: they cannot enumerate)."""
+        if isinstance(dist, Grid) and self.search in ("random", "grid"):
+            return dist.grid
+        if isinstance(dist, Choice) and self.search == "grid":
+            return dist.choice
+        return None
+
+    @property
+    def trials(self) -> int:
+        """How many trials the sweep runs: ``samples`` times each combination of enumerated values."""
+        count = self.samples
+        for dist in self.space.values():
+            count *= len(self.enumerated(dist) or [None])
+        return count
+
+
+class Predict(Strict):
+    model: SourcePath
+    input: InputPath
+    output: OutputPath
+
+
+def space_keys_problem(space: Mapping[str, Any], config: Mapping[str, Any]) -> str | None:
+    """What is wrong with ``sweep.space``'s keys, or None: each must be a key of ``config``
+    (a trial's config is ``config`` with the space's picks)."""
+    unknown = [key for key in space if key not in config]
+    if not unknown:
+        return None
+    return (f"{', '.join(map(repr, unknown))} not in config (keys: {', '.join(config) or 'none'}); "
+            "add a default value to config")
+
+
+class JobSpec(Strict):
+    """One job: what to run, on what hardware, with which policy."""
+
+    name: Annotated[str, Field(pattern=NAME_PATTERN)]
+    framework: Literal["torch", "tensorflow", "jax"] = "torch"
+    entrypoint: EntrypointStr
+    working_dir: WorkingDir = "."
+    config: dict[str, Any] = Field(default_factory=dict)
+    env: dict[EnvName, EnvValue] = Field(default_factory=dict)
+    resources: Resources = Resources()
+    precision: Literal["auto", "fp32", "bf16", "fp16"] = "auto"
+    init_from: SourcePath | None = None
+    hints: Hints = Hints()
+    schedule: Schedule = Schedule()
+    failure: Failure = Failure()
+    checkpoint: CheckpointPolicy = CheckpointPolicy()
+    sweep: Sweep | None = None
+    predict: Predict | None = None
+
+    @model_validator(mode="after")
+    def _cross_field(self) -> "JobSpec":
+        problem = self.sweep and space_keys_problem(self.sweep.space, self.config)
+        if problem:
+            raise ValueError(f"sweep.space: {problem}")
+        if self.sweep and self.predict:
+            raise ValueError("sweep and predict cannot both be present: a job trains, sweeps or predicts")
+        _reject_non_finite(self.config, "config")
+        return self
+
+
+def _reject_non_finite(value: Any, path: str) -> None:
+    if isinstance(value, float) and not math.isfinite(value):
+        raise ValueError(f"{path}: {value!r} is not a finite number")
+    if isinstance(value, dict):
+        for key, item in value.items():
+            _reject_non_finite(item, f"{path}.{key}")
+    if isinstance(value, list):
+        for index, item in enumerate(value):
+            _reject_non_finite(item, f"{path}[{index}]")
+
+
+def json_schema() -> dict[str, Any]:
+    """JSON Schema of the job spec, for editors (``orch schema``)."""
+    schema = JobSpec.model_json_schema(mode="validation")
+    schema["$schema"] = "https://json-schema.org/draft/2020-12/schema"
+    schema["title"] = "orch job spec"
+    return schema

@@ -1,0 +1,88 @@
+"""Traces for ``orch simulate`` (SPEC.md section 3): JSON Lines, one job a line, as ``TraceJob``s."""
+
+from __future__ import annotations
+
+import difflib
+import json
+from pathlib import Path
+from typing import Annotated, Any, Iterable
+
+from pydantic import Field, ValidationError
+
+from orchestrator.core.errors import SpecError
+from orchestrator.core.simulate import TraceJob
+from orchestrator.core.snapshot import ClusterSnapshot
+from orchestrator.core.spec import NAME_PATTERN, JobSpec, Resources, Strict
+
+ENTRYPOINT = "sim.py:run"  # traces carry no code; a spec needs an entrypoint
+
+Seconds = Annotated[float, Field(ge=0, allow_inf_nan=False)]
+Positive = Annotated[float, Field(gt=0, allow_inf_nan=False)]
+
+
+class TraceLine(Strict):
+    """One line of a trace (SPEC.md section 3); schedule fields left out take the spec's defaults."""
+
+    name: Annotated[str, Field(pattern=NAME_PATTERN)]
+    job_class: str = Field("default", alias="class")
+    submit_s: Seconds
+    runtime_s: Positive
+    priority: int | None = None
+    queue: str | None = None
+    preemptible: bool | None = None
+    resources: Resources = Resources()
+    checkpoint_s: Positive | None = None
+
+
+def trace_job(data: dict[str, Any]) -> TraceJob:
+    """A ``TraceJob`` from one decoded trace line; raises pydantic's ValidationError."""
+    line = TraceLine.model_validate(data)
+    schedule = {key: getattr(line, key) for key in ("priority", "queue", "preemptible") if key in data}
+    spec = JobSpec.model_validate({"name": line.name, "entrypoint": ENTRYPOINT, "resources": line.resources,
+                                   "schedule": schedule})
+    return TraceJob(line.name, line.job_class, line.submit_s, line.runtime_s, spec, line.checkpoint_s)
+
+
+def load_trace(path: str | Path) -> list[TraceJob]:
+    """Read a JSON Lines trace; a bad line raises ``SpecError`` naming its line number."""
+    path = Path(path)
+    try:
+        lines = path.read_text().splitlines()
+    except OSError as error:
+        raise SpecError(f"cannot read the trace: {error.strerror}", source=str(path)) from None
+    jobs, seen = [], {}
+    for number, text in enumerate(lines, 1):
+        if not text.strip():
+            continue
+        where = f"{path}:{number}"
+        try:
+            job = trace_job(json.loads(text))
+        except json.JSONDecodeError as error:
+            raise SpecError(f"{where}: not valid JSON: {error.msg} (column {error.colno})") from None
+        except ValidationError as error:
+            raise SpecError([f"{where}: {_field(e)}: {e['msg'].removeprefix('Value error, ')}"
+                             for e in error.errors()], source=str(path)) from None
+        if job.name in seen:
+            raise SpecError(f"{where}: name {job.name!r} is used on line {seen[job.name]} already")
+        seen[job.name] = number
+        jobs.append(job)
+    return jobs
+
+
+def check_queues(trace: Iterable[TraceJob], snapshot: ClusterSnapshot, source: str) -> None:
+    """SpecError naming each trace job whose queue the cluster file does not define (as submit refuses it)."""
+    names = sorted(snapshot.queues)
+    problems = []
+    for job in trace:
+        queue = job.spec.schedule.queue
+        if queue not in snapshot.queues:
+            close = difflib.get_close_matches(queue, names, n=1)
+            hint = f"; did you mean {close[0]!r}?" if close else ""
+            problems.append(f"job {job.name}: queue {queue!r} is not one of the cluster's queues "
+                            f"({', '.join(names)}){hint}")
+    if problems:
+        raise SpecError(problems, source=source)
+
+
+def _field(error: dict) -> str:
+    return ".".join(str(part) for part in error["loc"]) or "(line)"
