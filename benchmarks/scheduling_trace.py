@@ -47,7 +47,7 @@ from typing import Callable
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
 from orchestrator.core.allocator import plan  # noqa: E402
-from orchestrator.core.policy.decide import plan_totals  # noqa: E402
+from orchestrator.core.policy.quota import plan_totals  # noqa: E402
 from orchestrator.core.simulate import TraceJob, kind_capacity, simulate  # noqa: E402
 from orchestrator.core.snapshot import ClusterSnapshot  # noqa: E402
 from orchestrator.load.cluster import ClusterFile, snapshot_from_cluster  # noqa: E402

@@ -2,7 +2,7 @@
 
 `Control.step()` is one round: reconcile job states with Ray, finish
 preemptions whose grace has run out or whose checkpoint arrived, then ask the
-pure policy (`queue.decide`) what to admit and preempt and act on it. Every
+pure policy (`core.policy.decide`) what to admit and preempt and act on it. Every
 change is written to the store before Ray is called, so a control plane
 killed at any point resumes from the table. Ray and the cluster are injected
 (`jobs`, `snapshot_source`): tests drive `step()` against fakes.
@@ -33,7 +33,8 @@ from orchestrator.core.errors import ClusterUnavailable, InfeasibleError, JobNot
 from orchestrator.core.launch import launch_request, plan_record, record_demand
 from orchestrator.core.lifecycle import DRIVER_LOST, driver_losses
 from orchestrator.core.masking import redact
-from orchestrator.core.policy import decide as queue
+from orchestrator.core.policy.decide import decide
+from orchestrator.core.policy.state import Decision, QueueState, QueuedJob, RunningJob
 from orchestrator.core.protocol import TEMPFAIL
 from orchestrator.core.snapshot import ClusterSnapshot
 from orchestrator.core.spec import JobSpec
@@ -180,7 +181,7 @@ class Control:
             self._wake.wait(poll_s)
             self._wake.clear()
 
-    def step(self) -> queue.Decision:
+    def step(self) -> Decision:
         """One round of reconcile, preempt and admit; returns the policy's decision."""
         with self._step_lock:
             self._reconcile()
@@ -293,20 +294,20 @@ class Control:
         found = events.parse(self.jobs.logs(row.ray_submission_id))
         return any(e.get("event") == "report" and e.get("checkpoint") and e.get("at", 0) >= since for e in found)
 
-    def _schedule(self) -> queue.Decision:
+    def _schedule(self) -> Decision:
         queued = self.store.all(["QUEUED"])
         running = self.store.all(ACTIVE)
         notes: dict[str, str] = {}
         if self.max_scale_source is None:
             snapshot = _held(_all_free(self.snapshot_source()), running)
-            decision = queue.decide(queue_state(queued, running, snapshot))
+            decision = decide(queue_state(queued, running, snapshot))
         else:
             max_scale = self.max_scale_source()
             books = autoscale.account(_all_free(self.snapshot_source()), max_scale,
                                       [(row.id, _demand(row)) for row in running])
             snapshot = books.snapshot
             state = autoscaling_queue_state(queued, running, books)
-            decision, notes = autoscale.extend(state, queue.decide(state), max_scale)
+            decision, notes = autoscale.extend(state, decide(state), max_scale)
             self._note_nodes_coming(running, books)
         for job_id, plan in decision.admit:
             self._launch(self.store.get(job_id), plan_record(plan, snapshot))
@@ -453,19 +454,19 @@ def _demand(row: JobRow) -> dict[str, dict[str, float]]:
     return record_demand(row.plan or {})
 
 
-def queue_state(queued: list[JobRow], running: list[JobRow], snapshot: ClusterSnapshot) -> queue.QueueState:
+def queue_state(queued: list[JobRow], running: list[JobRow], snapshot: ClusterSnapshot) -> QueueState:
     """The policy's input, built from stored rows; ``snapshot`` already excludes what ``running`` holds."""
-    waiting = [queue.QueuedJob(r.id, JobSpec.model_validate(r.spec), r.seq) for r in queued]
-    holding = [queue.RunningJob(r.id, r.queue, r.priority, r.preemptible, _demand(r), r.started_at or 0.0,
+    waiting = [QueuedJob(r.id, JobSpec.model_validate(r.spec), r.seq) for r in queued]
+    holding = [RunningJob(r.id, r.queue, r.priority, r.preemptible, _demand(r), r.started_at or 0.0,
                                 stopping=r.preempt_requested_at is not None) for r in running]
-    return queue.QueueState.build(snapshot, waiting, holding)
+    return QueueState.build(snapshot, waiting, holding)
 
 
-def autoscaling_queue_state(queued: list[JobRow], running: list[JobRow], books: autoscale.Books) -> queue.QueueState:
+def autoscaling_queue_state(queued: list[JobRow], running: list[JobRow], books: autoscale.Books) -> QueueState:
     """As ``queue_state``, with what running jobs hold as ``autoscale.account`` counted it (their
     demand on new nodes moved to the nodes that joined, or on the virtual nodes still coming)."""
-    waiting = [queue.QueuedJob(r.id, JobSpec.model_validate(r.spec), r.seq) for r in queued]
-    holding = [queue.RunningJob(r.id, r.queue, r.priority, r.preemptible, books.demands.get(r.id, {}),
+    waiting = [QueuedJob(r.id, JobSpec.model_validate(r.spec), r.seq) for r in queued]
+    holding = [RunningJob(r.id, r.queue, r.priority, r.preemptible, books.demands.get(r.id, {}),
                                 r.started_at or 0.0, stopping=r.preempt_requested_at is not None)
                for r in running]
-    return queue.QueueState.build(books.snapshot, waiting, holding)
+    return QueueState.build(books.snapshot, waiting, holding)

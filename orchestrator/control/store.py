@@ -222,7 +222,7 @@ class Store:
 
     def transition(self, job_id: str, state: str, reason: str | None = None, **fields: Any) -> bool:
         """Move a job to ``state``, recording it in the job's history. A move its current state
-        does not allow (``queue.TRANSITIONS``) changes nothing and returns False: a poll that
+        does not allow (``lifecycle.TRANSITIONS``) changes nothing and returns False: a poll that
         saw a job end after it was cancelled, say, leaves it CANCELLED."""
         with self._lock:
             row = self._db.execute("SELECT state, history FROM jobs WHERE id = ?", (job_id,)).fetchone()

@@ -70,7 +70,10 @@ from typing import Iterable, Iterator, Mapping
 from orchestrator.core import allocator, hardware
 from orchestrator.core.allocator import Infeasible, Plan
 from orchestrator.core.placement import quantity
-from orchestrator.core.policy import decide as queue
+from orchestrator.core.policy.quota import plan_totals, quota_room
+from orchestrator.core.policy.reasons import waits_for
+from orchestrator.core.policy.slots import with_trials
+from orchestrator.core.policy.state import Decision, QueueState, QueuedJob, RunningJob
 from orchestrator.core.protocol import type_name
 from orchestrator.core.snapshot import EPS, ClusterSnapshot, Node, QueueConfig
 from orchestrator.core.spec import JobSpec
@@ -393,8 +396,8 @@ def _holds(free: Mapping[str, float], resources: Mapping[str, float]) -> bool:
 # ---- admission -------------------------------------------------------------------------------
 
 
-def extend(state: queue.QueueState, decision: queue.Decision,
-           max_scale: ClusterSnapshot) -> tuple[queue.Decision, dict[str, str]]:
+def extend(state: QueueState, decision: Decision,
+           max_scale: ClusterSnapshot) -> tuple[Decision, dict[str, str]]:
     """The policy's ``decision`` with the jobs that wait for new nodes launched where they may
     (module docstring), and their reasons.
 
@@ -414,7 +417,7 @@ def extend(state: queue.QueueState, decision: queue.Decision,
     for job_id, plan in admit:
         free = free.allocate(plan.demand())
         _use(usage, plan, state.pending.get(job_id).queue)
-        holders.append(queue.RunningJob.from_plan(job_id, state.pending.get(job_id).spec, plan))
+        holders.append(RunningJob.from_plan(job_id, state.pending.get(job_id).spec, plan))
     notes = {job: f"{WAITS}: {text}" for job, plan in admit if (text := describe(plan.demand(), types))}
     waiting = dict(decision.waiting)
     preempt, preempted_for = list(decision.preempt), dict(decision.preempted_for)
@@ -449,7 +452,7 @@ def extend(state: queue.QueueState, decision: queue.Decision,
             _use(usage, plan, job.queue)
             admit.append((job.id, plan))
             admitted.add(job.id)
-            holders.append(queue.RunningJob.from_plan(job.id, job.spec, plan))
+            holders.append(RunningJob.from_plan(job.id, job.spec, plan))
             notes[job.id] = f"{WAITS}: {describe(plan.demand(), types)}"
             waiting.pop(job.id, None)
             victims = {v for v, j in preempted_for.items() if j == job.id}
@@ -461,26 +464,26 @@ def extend(state: queue.QueueState, decision: queue.Decision,
             waiting[job.id] = f"{found.reason}; behind {blocker}, which waits ahead of it for the same nodes"
         elif found.status == "queued" and not isinstance(allocator.plan(job.spec, state.snapshot), Plan):
             # The policy, planning on the nodes it was shown, says it cannot run; at max scale it can.
-            waiting[job.id] = (f"{queue.waits_for(found.plan, found.snapshot, holders)}; "
+            waiting[job.id] = (f"{waits_for(found.plan, found.snapshot, holders)}; "
                                f"even with every node the autoscaler may still add")
         for k in wanted:
             ahead.setdefault(k, job.id)
-    extended = queue.Decision(admit, preempt, preempted_for, {j: r for j, r in waiting.items() if j not in admitted})
+    extended = Decision(admit, preempt, preempted_for, {j: r for j, r in waiting.items() if j not in admitted})
     return extended, notes
 
 
-def _with_trials(job: queue.QueuedJob, plan: Plan, grown: ClusterSnapshot, added: set[str],
+def _with_trials(job: QueuedJob, plan: Plan, grown: ClusterSnapshot, added: set[str],
                  usage: Mapping[str, Mapping[str, float]], queues: Mapping[str, QueueConfig]) -> Plan:
     """A sweep launched for new nodes: its trial slots on what those nodes leave, and no more
     nodes (the nodes that exist are the policy's to give, reservations and all)."""
     left = grown.allocate(plan.demand())
     left = left.with_free({node.name: {} for node in left.nodes if node.name not in added})
-    return queue.with_trials(job.spec, plan, left, usage.get(job.queue, {}), queues.get(job.queue))
+    return with_trials(job.spec, plan, left, usage.get(job.queue, {}), queues.get(job.queue))
 
 
 def _use(usage: dict[str, dict[str, float]], plan: Plan, queue_name: str) -> None:
     held = usage.setdefault(queue_name, {})
-    for key, amount in queue.plan_totals(plan).items():
+    for key, amount in plan_totals(plan).items():
         held[key] = held.get(key, 0.0) + amount
 
 
@@ -490,9 +493,9 @@ def _over_quota(config: QueueConfig | None, plan: Plan, usage: Mapping[str, Mapp
     if config is None or not config.quota:
         return None
     cohort = cohorts.get(config.cohort, []) if config.cohort else []
-    need = queue.plan_totals(plan)
+    need = plan_totals(plan)
     for key in config.quota:
-        room = queue.quota_room(config, key, usage, cohort)
+        room = quota_room(config, key, usage, cohort)
         if need.get(key, 0.0) > EPS and need[key] > room + EPS:
             return (f"queue {config.name} may hold {quantity(key, max(room, 0.0), short=True)} more {key} now, "
                     f"it needs {quantity(key, need[key], short=True)} (on new nodes the autoscaler would add)")

@@ -24,8 +24,9 @@ from dataclasses import dataclass, field
 from typing import Any, Callable, Iterable
 
 from orchestrator.core import allocator, hardware
-from orchestrator.core.policy.decide import EPS, QueuedJob, QueueState, decide
-from orchestrator.core.snapshot import ClusterSnapshot
+from orchestrator.core.policy.decide import decide
+from orchestrator.core.policy.state import QueuedJob, QueueState
+from orchestrator.core.snapshot import EPS, ClusterSnapshot
 from orchestrator.core.spec import JobSpec
 
 KINDS = (hardware.CPU, hardware.GPU, hardware.TPU)

@@ -13,7 +13,8 @@ import yaml
 
 from orchestrator.core import autoscale
 from orchestrator.core.allocator import Infeasible, Plan
-from orchestrator.core.policy import decide as queue
+from orchestrator.core.policy.decide import decide
+from orchestrator.core.policy.state import QueueState, QueuedJob
 from orchestrator.core.snapshot import ClusterSnapshot, Node
 from orchestrator.core.spec import JobSpec
 from orchestrator.load import launcher as clusterconfig
@@ -180,14 +181,14 @@ def test_demand_on_a_new_node_is_held_there_until_a_node_of_its_type_joins():
 # ---- admission: who launches to make nodes come ------------------------------------------------
 
 
-def board(snapshot: ClusterSnapshot, *specs: JobSpec) -> queue.QueueState:
-    return queue.QueueState.build(snapshot, [queue.QueuedJob(s.name, s, i) for i, s in enumerate(specs)], [])
+def board(snapshot: ClusterSnapshot, *specs: JobSpec) -> QueueState:
+    return QueueState.build(snapshot, [QueuedJob(s.name, s, i) for i, s in enumerate(specs)], [])
 
 
 def test_jobs_that_need_new_nodes_launch_in_order_while_the_type_has_room():
     state = board(live(), job("a", accelerator="A10G:4"), job("b", accelerator="A10G:4"),
                   job("c", accelerator="A10G:4"))
-    decision, notes = autoscale.extend(state, queue.decide(state), aws())
+    decision, notes = autoscale.extend(state, decide(state), aws())
     assert [j for j, _ in decision.admit] == ["a", "b"]
     assert notes == {"a": "waits for the autoscaler: 1 x A10G node (a10g)",
                      "b": "waits for the autoscaler: 1 x A10G node (a10g)"}
@@ -199,7 +200,7 @@ def test_a_job_waiting_ahead_for_a_type_keeps_later_jobs_off_its_new_nodes():
     snap = busy(live(g1), "g1")  # held by a job not in the queue: one A10G node left to add
     state = board(snap, job("pair", priority=200, accelerator="A10G:4", workers=2),
                   job("solo", accelerator="A10G:4"), job("cpu", cpus=4))
-    decision, notes = autoscale.extend(state, queue.decide(state), aws())
+    decision, notes = autoscale.extend(state, decide(state), aws())
     assert [j for j, _ in decision.admit] == ["cpu"]
     assert notes == {"cpu": "waits for the autoscaler: 1 x CPU node (cpu)"}
     assert decision.waiting["solo"] == ("waits for the autoscaler: 1 x A10G node (a10g); "
@@ -213,7 +214,7 @@ def test_a_job_over_its_quota_neither_launches_nor_blocks():
     state = board(live(queues=queues), job("first", priority=300, queue_name="small", accelerator="A10G:4"),
                   job("second", priority=200, queue_name="small", accelerator="A10G:4"),
                   job("other", accelerator="A10G:4"))
-    decision, _ = autoscale.extend(state, queue.decide(state), aws())
+    decision, _ = autoscale.extend(state, decide(state), aws())
     assert [j for j, _ in decision.admit] == ["first", "other"]  # second would block nothing: other launches
     assert decision.waiting["second"] == ("queue small may hold 0 more GPU now, it needs 4 "
                                           "(on new nodes the autoscaler would add)")

@@ -8,7 +8,8 @@ import pytest
 
 from orchestrator.core.allocator import plan
 from orchestrator.core.lifecycle import TRANSITIONS, JobState, check_transition
-from orchestrator.core.policy.decide import QueuedJob, QueueState, RunningJob, decide
+from orchestrator.core.policy.decide import decide
+from orchestrator.core.policy.state import QueuedJob, QueueState, RunningJob
 from orchestrator.core.snapshot import ClusterSnapshot
 from orchestrator.core.spec import JobSpec
 from orchestrator.load.cluster import ClusterFile, snapshot_from_cluster

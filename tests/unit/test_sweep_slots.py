@@ -7,7 +7,10 @@ import pytest
 
 from orchestrator.core.allocator import plan as allocate
 from orchestrator.core.launch import launch_request, plan_record, record_demand
-from orchestrator.core.policy.decide import MAX_TRIAL_SLOTS, QueuedJob, QueueState, decide, plan_totals
+from orchestrator.core.policy.decide import decide
+from orchestrator.core.policy.quota import plan_totals
+from orchestrator.core.policy.slots import MAX_TRIAL_SLOTS
+from orchestrator.core.policy.state import QueuedJob, QueueState
 from orchestrator.core.protocol import PAYLOAD_ENV
 from orchestrator.core.snapshot import ClusterSnapshot
 from orchestrator.core.spec import JobSpec

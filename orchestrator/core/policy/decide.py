@@ -65,289 +65,22 @@ blocks all behind it.
 
 from __future__ import annotations
 
-import bisect
 import heapq
-from collections import Counter
-from dataclasses import dataclass, field, replace
-from functools import cached_property
-from typing import Callable, Iterable, Iterator, Mapping
+from typing import Callable, Mapping
 
 from orchestrator.core import allocator, hardware
 from orchestrator.core.allocator import Infeasible, Plan
-from orchestrator.core.placement import quantity
-from orchestrator.core.snapshot import EPS, QUOTA_RESOURCES, ClusterSnapshot, Node, NodeClass, QueueConfig, SnapshotIndex
+from orchestrator.core.policy.quota import busy, cohorts, device_classes, device_share, least_held, plan_totals, quota_room
+from orchestrator.core.policy.reasons import amount_text, device_kind, named, waits_for
+from orchestrator.core.policy.slots import with_trials
+from orchestrator.core.policy.state import Decision, QueuedJob, QueueState, RunningJob, placeable
+from orchestrator.core.snapshot import EPS, QUOTA_RESOURCES, ClusterSnapshot, QueueConfig
 from orchestrator.core.spec import JobSpec, Resources
 
 _DEFER = "defer"  # compared by identity: a job that must borrow goes to the second pass
 # How many waiting jobs of one step hold a reservation (see the module docstring).
 RESERVATIONS = 4
 POLICIES = ("orch", "fifo")
-# Trial slots one sweep holds at most: each travels to its driver in the job's payload, an env
-# variable (Linux caps one at 128 KiB), at about 200 bytes a slot whatever its workers.
-MAX_TRIAL_SLOTS = 256
-
-
-# ---- the policy's input -------------------------------------------------------------
-
-
-@dataclass(frozen=True)
-class QueuedJob:
-    """A job waiting to start; ``seq`` orders submissions (a store sequence number or a time)."""
-
-    id: str
-    spec: JobSpec
-    seq: float
-
-    @property
-    def priority(self) -> int:
-        return self.spec.schedule.priority
-
-    @property
-    def queue(self) -> str:
-        return self.spec.schedule.queue
-
-
-@dataclass(frozen=True)
-class RunningJob:
-    """A job holding resources: ``demand`` is node -> resources (``Plan.demand()``).
-
-    ``stopping`` marks a job already asked to stop for a preemption: its
-    resources are about to be free, and it is not preempted twice.
-    """
-
-    id: str
-    queue: str
-    priority: int
-    preemptible: bool
-    demand: Mapping[str, Mapping[str, float]]
-    started: float = 0.0
-    stopping: bool = False
-
-    @cached_property
-    def held(self) -> dict[str, float]:
-        """Totals over nodes of the resources quotas count (CPU, GPU, TPU, memory)."""
-        return totals(self.demand.values())
-
-    @classmethod
-    def from_plan(cls, job_id: str, spec: JobSpec, plan: Plan, started: float = 0.0,
-                  stopping: bool = False) -> RunningJob:
-        """The running job that ``plan`` placed."""
-        schedule = spec.schedule
-        return cls(job_id, schedule.queue, schedule.priority, schedule.preemptible, plan.demand(), started, stopping)
-
-
-def totals(parts: Iterable[Mapping[str, float]]) -> dict[str, float]:
-    """Sums of the quota resources over ``parts`` (per-node demands)."""
-    summed = dict.fromkeys(QUOTA_RESOURCES, 0.0)
-    for part in parts:
-        for key in QUOTA_RESOURCES:
-            summed[key] += part.get(key, 0.0)
-    return summed
-
-
-def plan_totals(plan: Plan) -> dict[str, float]:
-    """What ``plan`` holds in all, per quota resource (a sweep's trial slots included)."""
-    return {key: sum(part.per_worker.get(key, 0.0) * part.workers for part in (plan, *plan.trials))
-            for key in QUOTA_RESOURCES}
-
-
-def with_trials(spec: JobSpec, plan: Plan, left: ClusterSnapshot, usage: Mapping[str, float],
-                queue: QueueConfig | None, place: Callable[[ClusterSnapshot], Plan | None] | None = None) -> Plan:
-    """Sweep ``spec``'s admitted ``plan`` with the further trial slots that fit ``left`` (the free
-    resources once ``plan`` is placed) at once: up to ``max_concurrent`` trials (``auto``: all of
-    them), as far as the queue's own quota goes beyond its ``usage`` and ``plan`` in the resources
-    a slot takes; a slot is only worth taking where nobody reclaims it. ``place`` finds one slot
-    on what is left (default: the allocator's plan, when placeable)."""
-    sweep = spec.sweep
-    wanted = sweep.trials if sweep.max_concurrent == "auto" else min(sweep.max_concurrent, sweep.trials)
-    limit = min(wanted, MAX_TRIAL_SLOTS)
-    place = place or (lambda free: _placeable(allocator.plan(spec, free)))
-    quota = (queue.quota or {}) if queue else {}
-    held = totals([usage, plan_totals(plan)])
-    trials: list[Plan] = []
-    while 1 + len(trials) < limit and (slot := place(left)) is not None:
-        need = plan_totals(slot)
-        held = totals([held, need])
-        if any(need[key] > EPS and held[key] > amount + EPS for key, amount in quota.items()):
-            break
-        trials.append(slot)
-        left = left.allocate(slot.demand())
-    return replace(plan, trials=tuple(trials)) if trials else plan
-
-
-def _placeable(result: Plan | Infeasible) -> Plan | None:
-    return result if isinstance(result, Plan) and result.status == "placeable" else None
-
-
-class Pending:
-    """Queued jobs grouped by (priority, queue, shape), each group in submit order.
-
-    Groups let a step skip every job behind one that failed: a later job of
-    the same group waits for the same reason. The owner keeps it up to date
-    (``add``/``remove``), so a step never sorts the whole queue.
-    """
-
-    def __init__(self, jobs: Iterable[QueuedJob] = ()):
-        self._jobs: dict[str, QueuedJob] = {}
-        self._queues: dict[str, dict[tuple, list[QueuedJob]]] = {}  # queue -> group key -> jobs
-        self._group_of: dict[str, tuple] = {}
-        self._shapes: dict[tuple, int] = {}
-        self._count: dict[int, Counter] = {}  # shape id -> queue -> queued jobs
-        self._resources: dict[int, Resources] = {}  # shape id -> its resources
-        self._heads: dict[str, QueuedJob] = {}  # queue -> its first job in order
-        self._stale: set[str] = set()  # queues whose head was removed
-        self._arrival: list[QueuedJob] = []
-        for job in jobs:
-            self.add(job)
-
-    def add(self, job: QueuedJob) -> None:
-        if job.id in self._jobs:
-            raise ValueError(f"job {job.id!r} is queued already")
-        shape = self._shapes.setdefault((job.spec.resources, job.spec.hints.params), len(self._shapes))
-        key = (job.priority, job.queue, shape)
-        self._jobs[job.id], self._group_of[job.id] = job, key
-        self._count.setdefault(shape, Counter())[job.queue] += 1
-        self._resources.setdefault(shape, job.spec.resources)
-        bisect.insort(self._queues.setdefault(job.queue, {}).setdefault(key, []), job, key=_seq)
-        bisect.insort(self._arrival, job, key=_seq)
-        head = self._heads.get(job.queue)
-        if job.queue not in self._stale and (head is None or _order(job) < _order(head)):
-            self._heads[job.queue] = job
-
-    def remove(self, job_id: str) -> QueuedJob:
-        job = self._jobs.pop(job_id)
-        key = self._group_of.pop(job_id)
-        groups = self._queues[job.queue]
-        group = groups[key]
-        group.pop(_index(group, job))
-        if not group:
-            del groups[key]
-            if not groups:
-                del self._queues[job.queue]
-        counts = self._count[key[2]]
-        counts[key[1]] -= 1
-        if not counts[key[1]]:
-            del counts[key[1]]
-            if not counts:
-                del self._count[key[2]]
-        self._arrival.pop(_index(self._arrival, job))
-        if self._heads.get(job.queue) is job:
-            self._stale.add(job.queue)
-        return job
-
-    def __len__(self) -> int:
-        return len(self._jobs)
-
-    def __contains__(self, job_id: str) -> bool:
-        return job_id in self._jobs
-
-    def get(self, job_id: str) -> QueuedJob:
-        return self._jobs[job_id]
-
-    def groups(self, skip: Iterable[str] = ()) -> list[tuple[int, list[QueuedJob]]]:
-        """(shape id, jobs in submit order) per group, less the groups of queues in ``skip``;
-        equal shape ids plan alike."""
-        return [(key[2], jobs) for queue, groups in self._queues.items() if queue not in skip
-                for key, jobs in groups.items()]
-
-    def in_arrival_order(self) -> Iterator[QueuedJob]:
-        return iter(self._arrival)
-
-    def heads(self) -> Mapping[str, QueuedJob]:
-        """Each queue's first job in order: highest priority, then earliest (read only)."""
-        for queue in self._stale:
-            groups = self._queues.get(queue)
-            if groups:
-                self._heads[queue] = min((jobs[0] for jobs in groups.values()), key=_order)
-            else:
-                self._heads.pop(queue, None)
-        self._stale.clear()
-        return self._heads
-
-    def shapes(self) -> list[tuple[Resources, Iterable[str]]]:
-        """The distinct ``resources`` of the queued jobs, each with the queues that hold such jobs."""
-        return [(self._resources[shape], counts.keys()) for shape, counts in self._count.items()]
-
-
-def _order(job: QueuedJob) -> tuple[int, float]:
-    return -job.priority, job.seq
-
-
-def _seq(job: QueuedJob) -> float:
-    return job.seq
-
-
-def _index(jobs: list[QueuedJob], job: QueuedJob) -> int:
-    i = bisect.bisect_left(jobs, job.seq, key=_seq)
-    while jobs[i].id != job.id:  # equal seqs: scan the few ties
-        i += 1
-    return i
-
-
-@dataclass
-class QueueState:
-    """Everything ``decide`` reads. ``snapshot`` has the running jobs' demand taken already.
-
-    ``start``/``stop``/``enqueue`` keep the books (free resources, queue usage)
-    in one place for whoever applies decisions: the simulator, or a control
-    plane that builds a fresh state each step with ``build``.
-    """
-
-    snapshot: ClusterSnapshot
-    pending: Pending = field(default_factory=Pending)
-    running: dict[str, RunningJob] = field(default_factory=dict)
-    usage: dict[str, dict[str, float]] = field(default_factory=dict)
-    preemptible_priorities: Counter = field(default_factory=Counter)
-
-    @classmethod
-    def build(cls, snapshot: ClusterSnapshot, queued: Iterable[QueuedJob],
-              running: Iterable[RunningJob]) -> QueueState:
-        """A state from plain lists; ``snapshot``'s free resources must exclude what ``running`` holds."""
-        state = cls(snapshot, Pending(queued))
-        for job in running:
-            state._hold(job, 1.0)
-        return state
-
-    def enqueue(self, job: QueuedJob) -> None:
-        self.pending.add(job)
-
-    def start(self, job_id: str, plan: Plan, started: float = 0.0) -> RunningJob:
-        """Move a queued job to running on ``plan``'s nodes."""
-        job = self.pending.remove(job_id)
-        running = RunningJob.from_plan(job_id, job.spec, plan, started)
-        self.snapshot = self.snapshot.allocate(running.demand)
-        self._hold(running, 1.0)
-        return running
-
-    def stop(self, job_id: str) -> RunningJob:
-        """A running job ended or was preempted: give its resources back."""
-        job = self.running[job_id]
-        self.snapshot = self.snapshot.release(job.demand)
-        self._hold(job, -1.0)
-        return job
-
-    def _hold(self, job: RunningJob, sign: float) -> None:
-        usage = self.usage.setdefault(job.queue, dict.fromkeys(QUOTA_RESOURCES, 0.0))
-        for key, amount in job.held.items():
-            usage[key] += sign * amount
-        if sign > 0:
-            self.running[job.id] = job
-        else:
-            del self.running[job.id]
-        if job.preemptible and not job.stopping:
-            self.preemptible_priorities[job.priority] += int(sign)
-            if not self.preemptible_priorities[job.priority]:
-                del self.preemptible_priorities[job.priority]
-
-
-@dataclass
-class Decision:
-    """What to do now. ``preempt`` holds (victim, reason); ``preempted_for`` victim -> the job it stops for."""
-
-    admit: list[tuple[str, Plan]] = field(default_factory=list)
-    preempt: list[tuple[str, str]] = field(default_factory=list)
-    preempted_for: dict[str, str] = field(default_factory=dict)
-    waiting: dict[str, str] = field(default_factory=dict)
 
 
 def decide(state: QueueState, policy: str = "orch", explain: bool = True) -> Decision:
@@ -377,117 +110,6 @@ def _fifo(state: QueueState, explain: bool) -> Decision:
     return decision
 
 
-# ---- reasons ---------------------------------------------------------------------------
-
-
-def waits_for(result: Plan | Infeasible, free: ClusterSnapshot, running: Iterable[RunningJob]) -> str:
-    """Why a job does not fit now: "waits for 2 x A100: 0 free, 4 held by jobs x, y"."""
-    if isinstance(result, Infeasible):
-        return "cannot run on this cluster: " + "; ".join(result.reasons)
-    kind = device_kind(result.per_worker)
-    need = result.per_worker.get(kind, 0.0) * result.workers
-    request = result.request
-    if request.kind == "slice":
-        what = result.accelerator
-    elif kind == hardware.CPU:
-        what = quantity(kind, need)
-    else:
-        what = f"{need:g} x {request.type.name if request.type else kind}"
-    index = free.index
-    classes = {index.class_of[index.position[name]] for name in result.nodes}
-    names = {free.nodes[p].name for c in classes for p in index.classes[c].members}
-    have = sum(free.node(n).free.get(kind, 0.0) for n in names)
-    held = sum(free.node(n).total.get(kind, 0.0) for n in names) - have
-    holders = sorted(job.id for job in running if any(n in names and d.get(kind) for n, d in job.demand.items()))
-    return f"waits for {what}: {have:g} free, {held:g} held by {_names(holders, 'jobs') or 'other work'}"
-
-
-def device_kind(per_worker: Mapping[str, float]) -> str:
-    """The resource a job is scarce on: GPU or TPU when it has devices, else CPU."""
-    return next((k for k in (hardware.GPU, hardware.TPU) if per_worker.get(k)), hardware.CPU)
-
-
-def _names(ids: list[str], noun: str, shown: int = 3) -> str:
-    if not ids:
-        return ""
-    more = f" and {len(ids) - shown} more" if len(ids) > shown else ""
-    word = noun if len(ids) > 1 else noun.removesuffix("s")
-    return f"{word} {', '.join(ids[:shown])}{more}"
-
-
-def quota_room(queue: QueueConfig, resource: str, usage: Mapping[str, Mapping[str, float]],
-               cohort: Iterable[QueueConfig]) -> float:
-    """How much more of ``resource`` ``queue`` may hold now (its quota must name it).
-
-    Its own unused quota, plus up to ``borrow`` of what the cohort's other
-    queues leave unused, net of what those queues borrow themselves.
-    """
-    held = usage.get(queue.name, {}).get(resource, 0.0)
-    lendable = 0.0
-    for other in cohort:
-        if other.name != queue.name and other.quota and resource in other.quota:
-            lendable += other.quota[resource] - usage.get(other.name, {}).get(resource, 0.0)
-    borrow = min((queue.borrow or {}).get(resource, 0.0), max(lendable, 0.0))
-    return queue.quota[resource] + borrow - held
-
-def _least(resources: Resources) -> dict[str, float]:
-    """The CPUs and memory a job of ``resources`` holds at least, whatever accelerator option it gets."""
-    workers = resources.workers.min
-    return {hardware.CPU: resources.cpus * workers, hardware.MEMORY: float(resources.memory * workers)}
-
-
-def _cohorts(snapshot: ClusterSnapshot) -> dict[str, list[QueueConfig]]:
-    """Cohort name -> its queues; remembered with the snapshot's index (derived snapshots share both)."""
-    key = ("queue: cohorts", id(snapshot.queues))
-    known = snapshot.index.memo.get(key)
-    if known is None or known[0] is not snapshot.queues:
-        cohorts: dict[str, list[QueueConfig]] = {}
-        for queue in snapshot.queues.values():
-            if queue.cohort:
-                cohorts.setdefault(queue.cohort, []).append(queue)
-        known = snapshot.index.memo[key] = (snapshot.queues, cohorts)
-    return known[1]
-
-
-def _busy(node, kind: str) -> float:
-    """The held share of ``kind`` on ``node``."""
-    total = node.total.get(kind, 0.0)
-    return (total - node.free.get(kind, 0.0)) / total if total else 0.0
-
-
-def device_classes(resources: Resources, index: SnapshotIndex) -> frozenset[int]:
-    """The accelerator node classes whose devices some accelerator option of ``resources`` may use."""
-    found = set()
-    for option in resources.accelerator.options:
-        if option.kind == "cpu":
-            continue
-        for cid, cls in enumerate(index.classes):
-            if not cls.device_key:
-                continue
-            if option.kind == "auto" or (option.kind == "gpu" and option.type is None):
-                ok = option.kind == "auto" or cls.device_key == hardware.GPU
-            elif option.kind == "slice":
-                ok = cls.ray_type == option.slice.accelerator.ray_type and cls.pod_type == option.slice.pod_type
-            else:
-                ok = cls.ray_type == option.type.ray_type
-            if ok:
-                found.add(cid)
-    return frozenset(found)
-
-
-def device_share(cls: NodeClass, node: Node) -> dict[str, float]:
-    """The CPUs and memory that come with ``node``'s free devices, in proportion to its totals."""
-    devices = cls.total.get(cls.device_key, 0.0) if cls.device_key else 0.0
-    idle = node.free.get(cls.device_key, 0.0) if devices else 0.0
-    if idle <= EPS:
-        return {}
-    return {key: cls.total.get(key, 0.0) * idle / devices for key in (hardware.CPU, hardware.MEMORY)}
-
-
-def _amount(resource: str, value: float) -> str:
-    return quantity(resource, value, short=True)
-
-
 # ---- policy orch: one step ---------------------------------------------------------------
 
 
@@ -506,7 +128,7 @@ class _Step:
         self.holder: dict[str, QueuedJob] = {}  # node -> the first job with a reservation on it
         self.reservations = 0
         self.usage = {name: dict(held) for name, held in state.usage.items()}
-        self.cohorts = _cohorts(state.snapshot)
+        self.cohorts = cohorts(state.snapshot)
         self.rooms: dict[tuple[str, str], float] = {}  # (queue, resource) -> quota_room, for the usage now
         self.holding: dict[str, str] = {}  # queue -> its job that preempts (and holds quota) this step
         self.keys_of: dict[tuple[int, str], tuple] = {}
@@ -583,7 +205,7 @@ class _Step:
         for name, job in self.state.pending.heads().items():
             queue = self.queues.get(name)
             if queue is not None and queue.quota and hardware.CPU in queue.quota:
-                cpus = _least(job.spec.resources)[hardware.CPU]
+                cpus = least_held(job.spec.resources)[hardware.CPU]
                 if cpus > self._room(queue, hardware.CPU) + EPS:
                     bound.add(name)
                 elif self.usage.get(name, {}).get(hardware.CPU, 0.0) + cpus > queue.quota[hardware.CPU] + EPS:
@@ -616,7 +238,7 @@ class _Step:
         # holds back the later jobs of its queue, whatever else it waits for.
         if self.lending and job.queue in self.holding:
             return f"queue {job.queue} does not borrow while {self.holding[job.queue]} preempts to start"
-        least = _least(job.spec.resources)
+        least = least_held(job.spec.resources)
         over = self._over_quota(job, least)
         if over:
             return over
@@ -671,7 +293,7 @@ class _Step:
             return True
         workers = resources.workers.min
         for option in resources.accelerator.options:
-            need = _least(resources)
+            need = least_held(resources)
             if option.kind == "slice":
                 need[hardware.TPU] = float(option.slice.chips)
             elif option.kind in ("gpu", "tpu"):
@@ -735,9 +357,9 @@ class _Step:
         """Where a sweep's next trial slot goes on what is left: as any job's plan, off the CPUs
         that come with devices queued jobs want when it is CPU work (``_consider``)."""
         def place(left: ClusterSnapshot) -> Plan | None:
-            slot = _placeable(allocator.plan(spec, left))
+            slot = placeable(allocator.plan(spec, left))
             if slot is not None and self._takes_device_share(slot, left):
-                slot = _placeable(allocator.plan(spec, self._spared(left)))
+                slot = placeable(allocator.plan(spec, self._spared(left)))
             return slot
         return place
 
@@ -803,16 +425,16 @@ class _Step:
     def _quota_text(self, queue: QueueConfig, resource: str, amount: float, room: float) -> str:
         held = self.usage.get(queue.name, {}).get(resource, 0.0)
         quota = queue.quota[resource]
-        have, limit = _amount(resource, held), _amount(resource, quota)
+        have, limit = amount_text(resource, held), amount_text(resource, quota)
         if held + EPS < quota:
-            text = f"queue {queue.name} would exceed its quota ({resource} {have} held + {_amount(resource, amount)} needed > {limit})"
+            text = f"queue {queue.name} would exceed its quota ({resource} {have} held + {amount_text(resource, amount)} needed > {limit})"
         else:
-            borrowed = f", {_amount(resource, held - quota)} borrowed" if held > quota + EPS else ""
+            borrowed = f", {amount_text(resource, held - quota)} borrowed" if held > quota + EPS else ""
             text = f"queue {queue.name} is at its quota ({resource} {have} of {limit}{borrowed})"
         borrow = (queue.borrow or {}).get(resource)
         if borrow:
-            text += (f"; borrowing from cohort {queue.cohort} (up to {_amount(resource, borrow)}) "
-                     f"it may hold {_amount(resource, max(room, 0.0))} more now")
+            text += (f"; borrowing from cohort {queue.cohort} (up to {amount_text(resource, borrow)}) "
+                     f"it may hold {amount_text(resource, max(room, 0.0))} more now")
         return text
 
     def _borrows(self, job: QueuedJob, need: Mapping[str, float]) -> bool:
@@ -875,7 +497,7 @@ class _Step:
         if not self.borrowing or queue is None or not queue.quota or not queue.cohort:
             return frozenset()
         held = self.usage.get(queue.name, {})
-        for key, amount in _least(job.spec.resources).items():
+        for key, amount in least_held(job.spec.resources).items():
             if amount > EPS and key in queue.quota and held.get(key, 0.0) + amount > queue.quota[key] + EPS:
                 return frozenset()
         return frozenset(other.name for other in self._cohort(queue)
@@ -982,7 +604,7 @@ class _Step:
         self._reserve_demand(job, fit.demand())
         self._hold_quota(job, need)
         freed = sorted({r.id for r in stopping if set(r.demand) & set(fit.nodes)})
-        return f"waits for preempted {_names(freed, 'jobs')} to stop"
+        return f"waits for preempted {named(freed, 'jobs')} to stop"
 
     # ---- reservations ----------------------------------------------------------------------
 
@@ -995,7 +617,7 @@ class _Step:
         kind = device_kind(queued.per_worker)
         classes = {index.class_of[index.position[name]] for name in queued.nodes}
         members = sorted((p for c in classes for p in index.classes[c].members),
-                         key=lambda p: _busy(view.nodes[p], kind))
+                         key=lambda p: busy(view.nodes[p], kind))
         count = 1
         while True:
             emptied = {view.nodes[p].name: dict(view.nodes[p].total) for p in members[:count]}
