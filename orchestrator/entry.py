@@ -9,6 +9,7 @@ from __future__ import annotations
 import json
 import os
 import sys
+from pathlib import Path
 
 from orchestrator import events
 
@@ -18,6 +19,9 @@ TEMPFAIL = 75  # sysexits' EX_TEMPFAIL: lost to the infrastructure, worth anothe
 
 
 def main() -> int:
+    # The job's unpacked working_dir, read first: runners never look at the current directory
+    # once they are connected to Ray (a node unpacking the package anew could replace it).
+    code = Path.cwd()
     payload = json.loads(os.environ[PAYLOAD_ENV])
     if _stopped_while_starting():
         events.emit("warning", message="Ray stopped this job while its driver was starting: nothing runs")
@@ -32,7 +36,7 @@ def main() -> int:
         from orchestrator.runners import predict as runner
     events.emit("start", job=payload["job"], accelerator=payload["plan"].get("accelerator"))
     try:
-        result = runner.run(payload)
+        result = runner.run(payload, code)
     except train.TrainingFailed as failure:
         events.emit("failed", error=str(failure))
         return 1
