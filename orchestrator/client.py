@@ -15,7 +15,7 @@ import urllib.error
 import urllib.parse
 import urllib.request
 from pathlib import Path
-from typing import Any, Callable, Iterator
+from typing import Any, Callable, Iterable, Iterator
 
 from orchestrator import auth, packages
 from orchestrator.cluster import ClusterInfo
@@ -155,10 +155,10 @@ class ControlClient:
     def submit(self, submission: dict) -> dict:
         return self._call("/jobs", submission, "POST")
 
-    def upload_working_dir(self, path: str) -> str:
+    def upload_working_dir(self, path: str, leave_out: Iterable[Path] = ()) -> str:
         """Package a folder as Ray does and hand it to the control plane (unless it has it);
         its ``gcs://`` URI. Done at submit time, so a queued job runs the code as submitted."""
-        return packages.package_working_dir(path, self._has_package, self._put_package)
+        return packages.package_working_dir(path, self._has_package, self._put_package, leave_out)
 
     def _has_package(self, name: str) -> bool:
         try:
@@ -247,11 +247,14 @@ class JobsClient:
         nodes = {n: http(self.base, f"/nodes/{n}")["data"]["detail"] for n in {w["node_id"] for w in workers}}
         return usage_rows(workers, nodes, time.time())
 
-    def ensure_package(self, name: str, path: Path) -> None:
-        """Put the package file at ``path`` into the cluster's GCS as ``name`` unless it is there."""
+    def ensure_package(self, name: str, path: Path, anew: bool = False) -> None:
+        """Put the package file at ``path`` into the cluster's GCS as ``name`` unless it is
+        there (or ``anew``). Asking pins it there for a while (Ray's temporary reference)."""
         try:
             self._http(f"/api/packages/gcs/{name}")
         except JobNotFound:  # 404: not (or no longer) in the GCS
+            anew = True
+        if anew:
             self._http(f"/api/packages/gcs/{name}", path.read_bytes(), "PUT")
 
     def submit(self, *, entrypoint: str, submission_id: str, runtime_env: dict, metadata: dict[str, str]) -> str:

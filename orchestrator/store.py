@@ -75,9 +75,17 @@ def _private(path: Path) -> None:
             os.chmod(name, 0o600)
 
 
+CODE_NOT_SET_UP = "Ray could not set up its code"  # the reason's prefix on relaunches after that
+
+
+def requeues(history: list[dict], prefix: str) -> int:
+    """How often a job was requeued for the cause whose reasons start with ``prefix``."""
+    return sum(1 for h in history if (h.get("reason") or "").startswith(prefix))
+
+
 def driver_losses(history: list[dict]) -> int:
     """How often a job was requeued because its driver was lost (each one is a restart)."""
-    return sum(1 for h in history if (h.get("reason") or "").startswith(DRIVER_LOST))
+    return requeues(history, DRIVER_LOST)
 log = logging.getLogger(__name__)
 _JSON_COLUMNS = ("spec", "request", "plan", "history")
 
