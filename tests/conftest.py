@@ -110,11 +110,12 @@ def wait_until_ended(job: str, timeout: float = 600) -> dict:
 
 
 @contextlib.contextmanager
-def own_cluster(cluster_file: str | None, prefix: str):
-    """A second cluster under its own ORCH_HOME, set while the block runs (beside the session's)."""
+def own_cluster(cluster_file: str | None, prefix: str, home: str | None = None):
+    """A second cluster under its own ORCH_HOME (``home``, or a new folder), set while the
+    block runs (beside the session's)."""
     from orchestrator.client import api as cluster
 
-    home = tempfile.mkdtemp(prefix=prefix)  # short: Ray's unix sockets live under it
+    home = home or tempfile.mkdtemp(prefix=prefix)  # short: Ray's unix sockets live under it
     previous = os.environ["ORCH_HOME"]
     os.environ["ORCH_HOME"] = home
     try:

@@ -277,14 +277,14 @@ def _start_nodes(info: ClusterInfo, nodes: list[Node], progress) -> None:
     progress(f"starting Ray head {head.name} (dashboard {info.dashboard_url})")
     head_args = ["--head", "--port", str(gcs_port), "--dashboard-host", "127.0.0.1",
                  "--dashboard-port", str(dash_port), "--ray-client-server-port", str(_free_port())]
-    info.process_groups.append(_spawn(head, head_args, logs, info.gcs_address, is_head=True))
+    info.process_groups.append(_spawn(head, head_args, logs, info.gcs_address, ray_temp_dir(), is_head=True))
     _wait_until(lambda: _answers(f"{info.dashboard_url}/api/jobs/"), "the Ray head", logs / f"{head.name}.log")
     _wait_for_nodes(info.gcs_address, 1)
     # One at a time: several raylets starting at once on a small machine time out.
     for joined, node in enumerate(workers, start=2):
         progress(f"starting Ray node {node.name}")
         info.process_groups.append(_spawn(node, ["--address", info.gcs_address], logs, info.gcs_address,
-                                          is_head=False))
+                                          node_temp_dir(joined - 1), is_head=False))
         _wait_for_nodes(info.gcs_address, joined)
 
 
@@ -317,9 +317,17 @@ def ray_temp_dir() -> Path:
     return Path(tempfile.gettempdir(), f"orch-ray-{digest}")
 
 
-def _spawn(node: Node, role_args: list[str], logs: Path, gcs_address: str, is_head: bool) -> int:
+def node_temp_dir(index: int) -> Path:
+    """The Ray temp dir of this cluster's ``index``-th node after the head. Ray unpacks job
+    packages under a node's temp dir, and a node setting up a package it has not used yet
+    replaces the unpacked folder: nodes simulated on one machine that shared a temp dir
+    pulled the folder from under each other's drivers and workers, as separate machines never do."""
+    return Path(f"{ray_temp_dir()}-{index}")
+
+
+def _spawn(node: Node, role_args: list[str], logs: Path, gcs_address: str, temp_dir: Path, is_head: bool) -> int:
     args = [_ray_executable(), "start", "--block", "--disable-usage-stats", *role_args,
-            "--temp-dir", str(ray_temp_dir()), *_resource_args(node, is_head),
+            "--temp-dir", str(temp_dir), *_resource_args(node, is_head),
             "--dashboard-agent-listen-port", str(_free_port()),
             "--dashboard-agent-grpc-port", str(_free_port()),
             "--runtime-env-agent-port", str(_free_port()),

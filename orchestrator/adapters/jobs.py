@@ -125,11 +125,14 @@ class JobsClient:
         nodes = {n: http(self.base, f"/nodes/{n}")["data"]["detail"] for n in {w["node_id"] for w in workers}}
         return usage_rows(workers, nodes, time.time())
 
-    def ensure_package(self, name: str, path: Path) -> None:
-        """Put the package file at ``path`` into the cluster's GCS as ``name`` unless it is there."""
+    def ensure_package(self, name: str, path: Path, anew: bool = False) -> None:
+        """Put the package file at ``path`` into the cluster's GCS as ``name`` unless it is
+        there (or ``anew``). Asking pins it there for a while (Ray's temporary reference)."""
         try:
             self._http(f"/api/packages/gcs/{name}")
         except JobNotFound:  # 404: not (or no longer) in the GCS
+            anew = True
+        if anew:
             self._http(f"/api/packages/gcs/{name}", path.read_bytes(), "PUT")
 
     def submit(self, *, entrypoint: str, submission_id: str, runtime_env: dict, metadata: dict[str, str]) -> str:

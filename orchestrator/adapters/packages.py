@@ -119,33 +119,53 @@ def _copy(body: BinaryIO, handle: BinaryIO, length: int, name: str) -> None:
         left -= len(chunk)
 
 
-def package_working_dir(path: str, have: Callable[[str], bool], put: Callable[[str, bytes], None]) -> str:
-    """Package ``path`` as Ray's Jobs SDK would (its excludes, .gitignore, content hash) and
-    ``put`` it unless ``have`` says the receiver has it already; the ``gcs://`` URI."""
-    from ray._private.ray_constants import RAY_RUNTIME_ENV_IGNORE_GITIGNORE
-    from ray._private.runtime_env.packaging import create_package, get_uri_for_directory, get_uri_for_package
-    from ray._private.runtime_env.working_dir import upload_working_dir_if_needed
+def inside(working_dir: str | Path, folders: Iterable[str | Path]) -> list[Path]:
+    """Which of ``folders`` lie inside ``working_dir``, relative to it."""
+    root = Path(working_dir).resolve()
+    found = []
+    for folder in folders:
+        try:
+            found.append(Path(folder).expanduser().resolve().relative_to(root))
+        except ValueError:  # outside: Ray would not pack it
+            continue
+    return found
 
-    include_gitignore = os.environ.get(RAY_RUNTIME_ENV_IGNORE_GITIGNORE, "0") != "1"
+
+def package_working_dir(path: str, have: Callable[[str], bool], put: Callable[[str, bytes], None],
+                        leave_out: Iterable[Path] = ()) -> str:
+    """Package ``path`` as Ray's Jobs SDK would (its default excludes, .gitignore and
+    .rayignore, content-hash name), without the ``leave_out`` folders (relative to ``path``:
+    orch's home with its job store, kept packages and storage), and ``put`` it unless
+    ``have`` says the receiver has it already; the ``gcs://`` URI.
+
+    The name is computed once and is both the job's URI and the name the package is put
+    under. (Ray's ``upload_working_dir_if_needed`` hashes the folder for the URI and its
+    upload callback had to hash it again: a folder that changed in between, say orch's
+    own store inside it, gave the job a name no package was ever kept under.)
+    """
+    from ray._private import ray_constants
+    from ray._private.runtime_env.packaging import create_package, get_uri_for_directory
+
+    include_gitignore = os.environ.get(ray_constants.RAY_RUNTIME_ENV_IGNORE_GITIGNORE, "0") != "1"
     logging.getLogger("ray._private.runtime_env.packaging").setLevel(logging.WARNING)  # no INFO lines in the CLI
+    excludes = [*ray_constants.get_runtime_env_default_excludes(),
+                *(_anchored(folder) for folder in leave_out)]
+    uri = get_uri_for_directory(path, include_gitignore, excludes=excludes)
+    name = uri[len(GCS):]
+    if have(name):
+        return uri
+    with tempfile.TemporaryDirectory() as scratch:
+        target = Path(scratch) / name
+        create_package(path, target, include_gitignore=include_gitignore, excludes=excludes)
+        size = target.stat().st_size
+        if size > max_bytes():
+            raise SpecError(f"working_dir: {path}: its package is {size / 2**20:,.1f} MiB, "
+                            f"over Ray's {max_bytes() / 2**20:,.0f} MiB limit; leave data and "
+                            "outputs out with .gitignore or .rayignore")
+        put(name, target.read_bytes())
+    return uri
 
-    def upload(package_path: str, excludes: list[str] | None = None, is_file: bool = False) -> None:
-        uri = (get_uri_for_package(Path(package_path)) if is_file
-               else get_uri_for_directory(package_path, include_gitignore, excludes=excludes))
-        name = uri[len(GCS):]
-        if have(name):
-            return
-        with tempfile.TemporaryDirectory() as scratch:
-            target = Path(package_path) if is_file else Path(scratch) / name
-            if not is_file:
-                create_package(package_path, target, include_gitignore=include_gitignore, excludes=excludes)
-            size = target.stat().st_size
-            if size > max_bytes():
-                raise SpecError(f"working_dir: {path}: its package is {size / 2**20:,.1f} MiB, "
-                                f"over Ray's {max_bytes() / 2**20:,.0f} MiB limit; leave data and "
-                                "outputs out with .gitignore or .rayignore")
-            put(name, target.read_bytes())
 
-    runtime_env = {"working_dir": path}
-    upload_working_dir_if_needed(runtime_env, include_gitignore=include_gitignore, upload_fn=upload)
-    return runtime_env["working_dir"]
+def _anchored(folder: Path) -> str:
+    """A gitignore pattern that matches exactly ``folder`` (relative to working_dir), taken literally."""
+    return "/" + re.sub(r"([\\\[\]*?!#])", r"\\\1", folder.as_posix())

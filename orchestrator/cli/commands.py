@@ -146,11 +146,15 @@ def validate(spec: str = typer.Argument(..., help="JOB.yaml"),
              set_: List[str] = typer.Option([], "--set", help="KEY=VALUE override (repeatable)."),
              debug: bool = Debug):
     """Check a job spec and print every error; creates nothing."""
+    from orchestrator.client import api
     from orchestrator.load.spec import load_spec
 
     job = load_spec(spec, set_)
+    own = api.orch_folders_in(job.working_dir)
     _console().print(f"[green]ok[/] {escape(spec)}: job {job.name} ({job.framework}, "
                      f"{job.resources.workers} x {job.resources.accelerator})", markup=True)
+    if own:
+        _console().print(escape(api.left_out_note(own)))
 
 
 @command()

@@ -104,9 +104,13 @@ def submit(spec: JobSpec | str | Path, *, address: str | None = None, overrides=
     runtime_env = {"working_dir": spec.working_dir,
                    "env_vars": {**{k: v for k, v in env.values.items() if k not in hidden},
                                 **worker_env(spec.framework)}}
+    own = orch_folders_in(spec.working_dir)
+    if own:
+        progress(left_out_note(own))
     if dry_run:
         # Packaged as submit would (and refused as it would: too big), sent nowhere.
-        runtime_env["working_dir"] = packages.package_working_dir(spec.working_dir, lambda _: False, lambda *_: None)
+        runtime_env["working_dir"] = packages.package_working_dir(spec.working_dir, lambda _: False,
+                                                                  lambda *_: None, own)
         return _dry_run(spec, job_id, runtime_env, address)
     info = cluster.resolve(address) or _start_local(address, progress)
     control = ControlClient(info)
@@ -115,10 +119,25 @@ def submit(spec: JobSpec | str | Path, *, address: str | None = None, overrides=
         raise InfeasibleError(spec.name, decision["reasons"] or [f"{r['option']}: {r['reason']}"
                                                                   for r in decision["rejected"]])
     _resolve_checkpoint(spec, runtime_env, address)
-    runtime_env["working_dir"] = control.upload_working_dir(spec.working_dir)
+    runtime_env["working_dir"] = control.upload_working_dir(spec.working_dir, own)
     row = control.submit({"job": job_id, "spec": spec_json, "request": {"runtime_env": runtime_env},
                           "secrets": {name: env.values[name] for name in hidden}})
     return {"job": row["id"], "state": row["state"], "plan": decision}
+
+
+def orch_folders_in(working_dir: str) -> list[Path]:
+    """orch's home (its job store with queued jobs' secrets, kept packages, a local cluster's
+    storage) where it lies inside ``working_dir``, relative to it: job packages leave it out."""
+    home = cluster.orch_home().resolve()
+    if Path(working_dir).resolve().is_relative_to(home):
+        raise SpecError(f"working_dir: {working_dir} is orch's home (ORCH_HOME) or lies inside it; "
+                        "keep the job's code in a folder of its own")
+    return packages.inside(working_dir, [home])
+
+
+def left_out_note(folders: list[Path]) -> str:
+    shown = ", ".join(f"{folder.as_posix()}/" for folder in folders)
+    return f"note: working_dir holds orch's home ({shown}); the job's package leaves it out"
 
 
 def checkpoint_of(source: str, field: str = "init_from", address: str | None = None) -> str:

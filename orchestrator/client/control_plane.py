@@ -3,7 +3,8 @@
 from __future__ import annotations
 
 import urllib.request
-from typing import Any
+from pathlib import Path
+from typing import Any, Iterable
 
 from orchestrator.adapters import packages
 from orchestrator.adapters.cluster import ClusterInfo
@@ -37,10 +38,10 @@ class ControlClient:
     def submit(self, submission: dict) -> dict:
         return self._call("/jobs", submission, "POST")
 
-    def upload_working_dir(self, path: str) -> str:
+    def upload_working_dir(self, path: str, leave_out: Iterable[Path] = ()) -> str:
         """Package a folder as Ray does and hand it to the control plane (unless it has it);
         its ``gcs://`` URI. Done at submit time, so a queued job runs the code as submitted."""
-        return packages.package_working_dir(path, self._has_package, self._put_package)
+        return packages.package_working_dir(path, self._has_package, self._put_package, leave_out)
 
     def _has_package(self, name: str) -> bool:
         try:

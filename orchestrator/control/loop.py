@@ -29,9 +29,9 @@ from orchestrator.adapters import packages
 from orchestrator.adapters.jobs import ENDED_IN_RAY, JobsClient
 from orchestrator.control.store import JobRow, Store
 from orchestrator.core import allocator, autoscale, events
-from orchestrator.core.errors import ClusterUnavailable, InfeasibleError, JobNotFound
+from orchestrator.core.errors import ClusterUnavailable, InfeasibleError, JobNotFound, SpecError
 from orchestrator.core.launch import launch_request, plan_record, record_demand
-from orchestrator.core.lifecycle import DRIVER_LOST, driver_losses
+from orchestrator.core.lifecycle import CODE_NOT_SET_UP, DRIVER_LOST, driver_losses, requeues
 from orchestrator.core.masking import redact
 from orchestrator.core.policy.decide import decide
 from orchestrator.core.policy.state import Decision, QueueState, QueuedJob, RunningJob
@@ -47,6 +47,8 @@ LOG_TAIL_CHARS = 256 * 1024  # how much of an ended attempt's log the store keep
 PACKAGE_SWEEP_S = 600.0  # how often kept job packages no job uses are looked for
 SNAPSHOT_TTL_S = 2.0
 CANCEL_WAIT_S = 20.0  # a cancel waits this long for a step in progress (clients give up at 30 s)
+RUNTIME_ENV_FAILED = "RUNTIME_ENV_SETUP_FAILURE"  # Ray's error_type: the attempt never ran its driver
+CODE_SETUP_TRIES = 3  # launches of a job whose runtime env Ray could not set up, its package put back each time
 LOG_READ_TRIES = 3  # steps an ended attempt waits for Ray to serve its log before it moves on without
 
 
@@ -72,6 +74,7 @@ class Control:
         """Queue a job unless it can never fit; idempotent by job id."""
         spec = JobSpec.model_validate(submission["spec"])
         self._refuse_infeasible(spec)
+        self._require_package(submission["request"]["runtime_env"].get("working_dir"))
         row, created = self.store.insert(
             submission["job"], spec.name, spec.schedule.priority, spec.schedule.queue,
             spec.schedule.preemptible, spec=submission["spec"], request=submission["request"], plan=None,
@@ -89,6 +92,13 @@ class Control:
         if isinstance(decision, allocator.Infeasible):
             raise InfeasibleError(spec.name, list(decision.reasons)
                                   or [f"{option}: {reason}" for option, reason in decision.rejected])
+
+    def _require_package(self, working_dir: str | None) -> None:
+        """A job's code must be kept here before it is queued: it is put back into Ray from here."""
+        name = packages.name_of(working_dir)
+        if name and not self.packages.path(name):
+            raise SpecError(f"working_dir: the control plane has no package {name} (it was not uploaded, "
+                            "or was dropped as unused); submit the job again")
 
     def plan(self, spec_json: dict) -> dict[str, Any]:
         """SPEC.md's plan JSON against what orch's jobs hold now, with the queue position; with an
@@ -221,8 +231,10 @@ class Control:
         state = RAY_TO_STATE[status]
         if state == row.state:
             return
-        if state == "FAILED" and self._restart_lost_driver(row, info, found):
-            return
+        if state == "FAILED":
+            unset = info.get("error_type") == RUNTIME_ENV_FAILED  # the attempt never ran: no driver was lost
+            if self._relaunch_unset_code(row, info) if unset else self._restart_lost_driver(row, info, found):
+                return
         fields: dict[str, Any] = {}
         reason = None
         if state == "RUNNING":
@@ -230,7 +242,7 @@ class Control:
         if state in ("SUCCEEDED", "FAILED"):
             fields["ended_at"] = self.clock()
         if state == "FAILED":
-            reason = self._masked(row, self._failure_reason(info, found) or "") or None
+            reason = self._masked(row, self._failure_reason(row, info, found) or "") or None
         self.store.transition(row.id, state, reason, **fields)
 
     def _ended_log(self, row: JobRow) -> str | None:
@@ -273,13 +285,35 @@ class Control:
         self.store.transition(row.id, "QUEUED", f"{DRIVER_LOST} ({detail}); resumes from its last checkpoint")
         return True
 
-    @staticmethod
-    def _failure_reason(info: dict, found: list[dict]) -> str | None:
+    def _relaunch_unset_code(self, row: JobRow, info: dict) -> bool:
+        """Requeue a job whose attempt never ran because Ray could not set up its runtime env
+        (its code package gone from the GCS, ...): not the user's doing, so no restart is
+        counted. The next launch puts the kept package back into Ray anew; after
+        CODE_SETUP_TRIES such launches, or with no kept package to put back, the job fails."""
+        if not self._kept_package(row):
+            return False
+        tries = requeues(row.history, CODE_NOT_SET_UP) + 1
+        if tries >= CODE_SETUP_TRIES:
+            return False
+        self.store.transition(row.id, "QUEUED", f"{CODE_NOT_SET_UP} (launch {tries} of {CODE_SETUP_TRIES}: "
+                                                f"{_last_line(info)}); orch puts its package back and relaunches it")
+        return True
+
+    def _kept_package(self, row: JobRow) -> str | None:
+        name = packages.name_of(row.request["runtime_env"].get("working_dir"))
+        return name if name and self.packages.path(name) else None
+
+    def _failure_reason(self, row: JobRow, info: dict, found: list[dict]) -> str | None:
         failed = events.last(found, "failed")
         if failed:
             return failed["error"]
-        lines = [line for line in (info.get("message") or "").splitlines() if line.strip()]
-        return lines[-1].strip() if lines else None
+        line = _last_line(info)
+        if info.get("error_type") != RUNTIME_ENV_FAILED:
+            return line
+        if self._kept_package(row):
+            return (f"Ray could not set up the job's runtime env in {CODE_SETUP_TRIES} launches; orch put its "
+                    f"code package back into Ray before each: {line}")
+        return f"Ray could not set up the job's runtime env and orch keeps no copy of its code; submit it again: {line}"
 
     def _finish_preemptions(self) -> None:
         """Stop preempted jobs once they checkpointed after the request, or the grace ran out."""
@@ -338,7 +372,8 @@ class Control:
                                                       ray_submission_id=submission_id):
             return
         try:
-            self._restore_package(row.request["runtime_env"].get("working_dir"))
+            self._restore_package(row.request["runtime_env"].get("working_dir"),
+                                  anew=(row.reason or "").startswith(CODE_NOT_SET_UP))
             request = launch_request(row.id, row.spec, row.request["runtime_env"], plan, attempt, self.storage,
                                      secrets_file=self._write_secrets(row.id, submission_id))
             self.jobs.submit(entrypoint=request["entrypoint"], submission_id=submission_id,
@@ -354,13 +389,14 @@ class Control:
             self.store.transition(row.id, "FAILED", f"Ray refused the job: {error}", ended_at=self.clock())
 
 
-    def _restore_package(self, working_dir: str | None) -> None:
+    def _restore_package(self, working_dir: str | None, anew: bool = False) -> None:
         """Put the job's code back into Ray's GCS if Ray dropped it (an upload unused for
-        10 minutes, a restarted cluster); jobs queued before orch kept packages have none here."""
+        10 minutes, a restarted cluster), or ``anew`` after Ray could not set it up; jobs
+        queued before orch kept packages have none here."""
         name = packages.name_of(working_dir)
         kept = self.packages.path(name) if name else None
         if kept:
-            self.jobs.ensure_package(name, kept)
+            self.jobs.ensure_package(name, kept, anew)
 
     def forget_packages(self) -> list[str]:
         """Drop kept packages that no queued or active job uses and nothing used for a while."""
@@ -392,6 +428,12 @@ class Control:
         with os.fdopen(fd, "w") as handle:
             json.dump(secrets, handle)
         return str(path)
+
+
+def _last_line(info: dict) -> str | None:
+    """The last line of Ray's message about a job (its error, after any traceback)."""
+    lines = [line for line in (info.get("message") or "").splitlines() if line.strip()]
+    return lines[-1].strip() if lines else None
 
 
 def cluster_report(snapshot: ClusterSnapshot, running: list[JobRow]) -> dict[str, Any]:

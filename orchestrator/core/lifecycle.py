@@ -9,6 +9,7 @@ from enum import Enum
 from typing import Mapping
 
 DRIVER_LOST = "driver lost"  # the reason's prefix on requeues after a killed driver
+CODE_NOT_SET_UP = "Ray could not set up its code"  # the reason's prefix on relaunches after that
 
 
 class JobState(str, Enum):
@@ -56,6 +57,11 @@ def check_transition(old: str | JobState, new: str | JobState) -> JobState:
 TERMINAL = tuple(state.value for state in JobState if state.is_terminal)
 
 
+def requeues(history: list[dict], prefix: str) -> int:
+    """How often a job was requeued for the cause whose reasons start with ``prefix``."""
+    return sum(1 for h in history if (h.get("reason") or "").startswith(prefix))
+
+
 def driver_losses(history: list[dict]) -> int:
     """How often a job was requeued because its driver was lost (each one is a restart)."""
-    return sum(1 for h in history if (h.get("reason") or "").startswith(DRIVER_LOST))
+    return requeues(history, DRIVER_LOST)

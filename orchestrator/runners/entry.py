@@ -9,6 +9,7 @@ from __future__ import annotations
 import json
 import os
 import sys
+from pathlib import Path
 
 from orchestrator.adapters import auth
 from orchestrator.core.protocol import PAYLOAD_ENV, TEMPFAIL
@@ -19,6 +20,9 @@ RAY_JOB_CONFIG_ENV = "RAY_JOB_CONFIG_JSON_ENV_VAR"  # set by Ray's job superviso
 
 def main() -> int:
     auth.apply_to_environ()  # before Ray loads: its clients read the auth mode once
+    # The job's unpacked working_dir, read first: runners never look at the current directory
+    # once they are connected to Ray (a node unpacking the package anew could replace it).
+    code = Path.cwd()
     payload = json.loads(os.environ[PAYLOAD_ENV])
     if _stopped_while_starting():
         emit("warning", message="Ray stopped this job while its driver was starting: nothing runs")
@@ -33,7 +37,7 @@ def main() -> int:
         from orchestrator.runners import predict as runner
     emit("start", job=payload["job"], accelerator=payload["plan"].get("accelerator"))
     try:
-        result = runner.run(payload)
+        result = runner.run(payload, code)
     except train.TrainingFailed as failure:
         emit("failed", error=str(failure))
         return 1

@@ -28,9 +28,9 @@ from orchestrator.runners.train import TrainingFailed, load_entrypoint, save_sum
 BATCH_ROWS = 256
 
 
-def run(payload: dict[str, Any]) -> dict[str, Any]:
+def run(payload: dict[str, Any], code: Path) -> dict[str, Any]:
     spec = JobSpec.model_validate(payload["spec"])
-    predictor, args = load_entrypoint(spec.entrypoint, Path.cwd()), (dict(spec.config),)
+    predictor, args = load_entrypoint(spec.entrypoint, code), (dict(spec.config),)
     if payload.get("secrets"):
         predictor, args = _WithEnv, (predictor, payload["secrets"], *args)
     checkpoint = loop.init_checkpoint()

@@ -40,9 +40,9 @@ class ProgressCallback(UserCallback):
         emit("worker_failure", causes=causes)
 
 
-def run(payload: dict[str, Any]) -> dict[str, Any]:
+def run(payload: dict[str, Any], code: Path) -> dict[str, Any]:
     spec = JobSpec.model_validate(payload["spec"])
-    loop = worker_loop(spec, payload)
+    loop = worker_loop(spec, payload, code)
     trainer = frameworks.build_trainer(
         spec.framework, loop, dict(spec.config), scaling_config(payload["scaling"]),
         run_config(spec, payload["job"], payload["storage"]),
@@ -91,9 +91,10 @@ def run_config(spec: JobSpec, job_id: str, storage: str) -> RunConfig:
     )
 
 
-def worker_loop(spec: JobSpec, payload: dict[str, Any]) -> Callable:
-    """The spec's loop as each worker runs it: with the job's secret env values set first."""
-    loop = load_entrypoint(spec.entrypoint, Path.cwd())
+def worker_loop(spec: JobSpec, payload: dict[str, Any], code: Path) -> Callable:
+    """The spec's loop (from the job's code in folder ``code``) as each worker runs it: with
+    the job's secret env values set first."""
+    loop = load_entrypoint(spec.entrypoint, code)
     return _WithEnv(loop, payload["secrets"]) if payload.get("secrets") else loop
 
 

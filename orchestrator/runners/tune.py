@@ -70,7 +70,7 @@ _SEARCHERS = {"optuna": ("optuna", "ray.tune.search.optuna", "OptunaSearch"),
               "hyperopt": ("hyperopt", "ray.tune.search.hyperopt", "HyperOptSearch")}
 
 
-def run(payload: dict[str, Any]) -> dict[str, Any]:
+def run(payload: dict[str, Any], code: Path) -> dict[str, Any]:
     spec = JobSpec.model_validate(payload["spec"])
     job, storage = payload["job"], payload["storage"]
     if not ray.is_initialized():
@@ -81,7 +81,7 @@ def run(payload: dict[str, Any]) -> dict[str, Any]:
     slots = _trial_slots(payload)
     # Held here for the sweep's lifetime: Ray ends an actor once no handle to it is left.
     slot_keeper = _Slots.options(name=_slots_name(job), num_cpus=0, get_if_exists=True).remote(slots)
-    trainable = tune.with_resources(_trial_function(spec, payload), DRIVER_SLOT)
+    trainable = tune.with_resources(_trial_function(spec, payload, code), DRIVER_SLOT)
     path = os.path.join(storage, job)
     if tune.Tuner.can_restore(path):
         tuner = tune.Tuner.restore(path, trainable)
@@ -199,8 +199,8 @@ class _Slots:
 # ---- one trial -------------------------------------------------------------------
 
 
-def _trial_function(spec: JobSpec, payload: dict[str, Any]) -> Callable[[dict], None]:
-    loop = worker_loop(spec, payload)
+def _trial_function(spec: JobSpec, payload: dict[str, Any], code: Path) -> Callable[[dict], None]:
+    loop = worker_loop(spec, payload, code)
     job = payload["job"]
     runs = os.path.join(payload["storage"], job, "train")
 

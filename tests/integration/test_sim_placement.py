@@ -8,7 +8,9 @@ from __future__ import annotations
 
 import json
 import os
+import shutil
 import time
+import uuid
 from pathlib import Path
 
 import pytest
@@ -17,6 +19,7 @@ from tests.conftest import REPO, own_cluster, run_orch, wait_until_ended
 
 pytestmark = pytest.mark.ray
 WHERE = REPO / "tests" / "data" / "placement"
+STANDING = REPO / "tests" / "data" / "standing"  # stands.py: a driver that stays in its folder until told
 
 
 @pytest.fixture(scope="module")
@@ -145,3 +148,41 @@ def test_job_survives_the_loss_of_a_worker_node(sim_home, tmp_path):
     assert view["state"] == "SUCCEEDED", view["reason"]
     assert view["restarts"] >= 1
     assert victim not in {n.name for n in cluster.live_snapshot(info).nodes}
+
+
+def test_drivers_on_two_nodes_sharing_a_package_keep_their_folders(sim_home, tmp_path):
+    """Each simulated node unpacks job packages into a folder of its own, as separate machines
+    do (issue 24): a second node setting up the same package, uploaded again meanwhile, leaves
+    the folder the first node's driver stands in where it was."""
+    from orchestrator.adapters import cluster, packages
+    from orchestrator.adapters.jobs import JobsClient
+    from orchestrator.core.protocol import NODE_LABEL
+
+    jobs = JobsClient(cluster.require(None))
+    code = tmp_path / "code"
+    shutil.copytree(STANDING, code)
+    (code / "stamp.txt").write_text(uuid.uuid4().hex)  # a package no other test has unpacked
+    sent: dict[str, bytes] = {}
+    uri = packages.package_working_dir(str(code), lambda _: False, sent.__setitem__)
+    kept = tmp_path / packages.name_of(uri)
+    kept.write_bytes(sent[kept.name])
+    go = tmp_path / "go"
+    drivers = {}
+    for node in ("a100-0", "a100-1"):
+        jobs.ensure_package(kept.name, kept, anew=True)  # the package uploaded (again)
+        report = tmp_path / f"{node}.txt"
+        drivers[jobs._sdk().submit_job(entrypoint=f"python stands.py {go} {report}", runtime_env={"working_dir": uri},
+                                       entrypoint_label_selector={NODE_LABEL: node})] = report
+        _until(report.exists, lambda: {driver: jobs.get(driver) for driver in drivers})
+    go.write_text("go")
+    for driver, report in drivers.items():
+        _until(lambda: jobs.get(driver)["status"] not in ("PENDING", "RUNNING"), lambda: jobs.get(driver))
+        assert jobs.get(driver)["status"] == "SUCCEEDED", (jobs.get(driver), report.read_text())
+        assert report.read_text().endswith("read the job's own file\n")
+
+
+def _until(done, shown, timeout: float = 120) -> None:
+    deadline = time.monotonic() + timeout
+    while not done():
+        assert time.monotonic() < deadline, shown()
+        time.sleep(0.5)

@@ -19,9 +19,10 @@ from orchestrator.adapters import packages
 from orchestrator.control.loop import ACTIVE, Control
 from orchestrator.control.store import Store
 from orchestrator.core import events
-from orchestrator.core.errors import ClusterUnavailable, InfeasibleError, JobNotFound
+from orchestrator.core.errors import ClusterUnavailable, InfeasibleError, JobNotFound, SpecError
 from orchestrator.core.protocol import TEMPFAIL
 from orchestrator.core.snapshot import ClusterSnapshot, Node
+from orchestrator.core.lifecycle import driver_losses
 from orchestrator.core.spec import JobSpec
 from orchestrator.load.cluster import ClusterFile, NodeEntry, snapshot_from_cluster
 
@@ -36,6 +37,7 @@ class FakeJobs:
         self.requests: dict[str, dict] = {}
         self.log: dict[str, str] = {}
         self.packages: dict[str, bytes] = {}  # job code put back into the GCS
+        self.put_anew: list[bool] = []  # each put-back: whether it replaced what Ray had
 
     def submit(self, *, entrypoint, submission_id, runtime_env, metadata):
         self.jobs[submission_id] = {"submission_id": submission_id, "status": "RUNNING", "message": ""}
@@ -45,8 +47,9 @@ class FakeJobs:
     def list(self):
         return list(self.jobs.values())
 
-    def ensure_package(self, name, path):
+    def ensure_package(self, name, path, anew=False):
         self.packages[name] = path.read_bytes()
+        self.put_anew.append(anew)
 
     def stop(self, submission_id):
         if submission_id not in self.jobs:
@@ -192,6 +195,68 @@ def test_each_launch_puts_the_jobs_kept_code_back_into_ray(control):
     _submit(control, "two")  # its working_dir is no kept package: nothing to put back
     control.step()
     assert control.jobs.packages == {name: b"zipped code"} and "one" in control.jobs.jobs
+
+
+def _submit_with_code(control: Control, job: str, name: str = "_ray_pkg_00112233445566778899.zip") -> None:
+    control.packages.keep(name, io.BytesIO(b"zipped code"), 11)
+    control.submit({"job": job, "spec": _spec(job), "secrets": None,
+                    "request": {"runtime_env": {"working_dir": f"gcs://{name}", "env_vars": {}}}})
+
+
+def _code_not_set_up(control: Control, submission: str) -> None:
+    """Ray's record of an attempt whose runtime env its agent could not set up."""
+    control.jobs.jobs[submission].update(
+        status="FAILED", error_type="RUNTIME_ENV_SETUP_FAILURE", driver_exit_code=None,
+        message="runtime_env setup failed: Failed to set up runtime environment.\nTraceback ...\n"
+                "OSError: Failed to download runtime_env file package gcs://_ray_pkg_x.zip from the GCS")
+
+
+def test_an_attempt_whose_code_ray_could_not_set_up_is_relaunched_with_the_package_put_back(control):
+    _submit_with_code(control, "one")
+    control.step()
+    assert control.jobs.put_anew == [False]  # the first launch puts it back only if Ray lacks it
+    for attempt in (1, 2):
+        _code_not_set_up(control, "one" if attempt == 1 else f"one-attempt{attempt}")
+        control.step()  # requeued and, the CPUs being free, launched again with the package put back anew
+        assert control.jobs.put_anew[-1] is True and _state(control, "one") == "STARTING"
+    requeue = [h["reason"] for h in control.store.get("one").history if h["state"] == "QUEUED"][1:]
+    assert len(requeue) == 2 and all(r.startswith("Ray could not set up its code") for r in requeue)
+    assert "OSError: Failed to download" in requeue[0] and "launch 1 of 3" in requeue[0]
+    control.jobs.end("one-attempt3")  # the third launch runs
+    control.step()
+    row = control.store.get("one")
+    assert row.state == "SUCCEEDED" and row.attempt == 3
+    assert driver_losses(row.history) == 0  # no restart counted against max_failures: the loop never ran
+
+
+def test_a_job_whose_code_ray_could_not_set_up_three_times_fails_saying_what_orch_did(control):
+    _submit_with_code(control, "one")
+    control.step()
+    for submission in ("one", "one-attempt2", "one-attempt3"):
+        _code_not_set_up(control, submission)
+        control.step()
+    row = control.store.get("one")
+    assert row.state == "FAILED" and row.attempt == 3
+    assert row.reason.startswith("Ray could not set up the job's runtime env in 3 launches; orch put its code "
+                                 "package back into Ray before each: OSError: Failed to download")
+
+
+def test_a_job_whose_code_is_not_kept_fails_at_once_when_ray_cannot_set_it_up(control):
+    _submit_with_code(control, "one")
+    control.step()
+    (control.packages.folder / "_ray_pkg_00112233445566778899.zip").unlink()  # nothing to put back
+    _code_not_set_up(control, "one")
+    control.step()
+    row = control.store.get("one")
+    assert row.state == "FAILED" and "orch keeps no copy of its code; submit it again" in row.reason
+
+
+def test_a_job_whose_package_was_never_uploaded_is_refused_at_submit(control):
+    name = "_ray_pkg_feedfacefeedface.zip"
+    with pytest.raises(SpecError, match=f"working_dir: the control plane has no package {name}"):
+        control.submit({"job": "one", "spec": _spec("one"), "secrets": None,
+                        "request": {"runtime_env": {"working_dir": f"gcs://{name}", "env_vars": {}}}})
+    assert control.store.all() == []
 
 
 def test_kept_code_is_dropped_only_when_no_queued_or_active_job_uses_it(control, monkeypatch):

@@ -6,6 +6,7 @@ from __future__ import annotations
 import io
 import os
 import zipfile
+from pathlib import Path
 
 import pytest
 
@@ -111,3 +112,61 @@ def test_a_working_dir_too_big_for_rays_gcs_is_a_spec_error_before_sending(tmp_p
     monkeypatch.setattr(packaging, "GCS_STORAGE_MAX_SIZE", 1024)
     with pytest.raises(SpecError, match=r"working_dir: .*code: its package is .* \.gitignore or \.rayignore"):
         packages.package_working_dir(str(code), lambda _: False, lambda *_: pytest.fail("sent"))
+
+
+def test_orchs_home_with_its_store_storage_and_kept_packages_never_goes_into_a_package(tmp_path, monkeypatch):
+    from orchestrator.client import api
+
+    code = tmp_path / "project"
+    home = code / "state" / "orch"  # ORCH_HOME kept beside the code, as people keep .venv
+    for path, text in {"train.py": "def loop(config): pass\n", "state/notes.txt": "shipped\n",
+                       "state/orch/control.db": "queued jobs' secrets",
+                       f"state/orch/packages/{NAME}": "an earlier job's code",
+                       "state/orch/storage/job-1/checkpoint.pt": "weights"}.items():
+        (code / path).parent.mkdir(parents=True, exist_ok=True)
+        (code / path).write_text(text)
+    monkeypatch.setenv("ORCH_HOME", str(home))
+    own = api.orch_folders_in(str(code))
+    assert own == [Path("state/orch")]
+    assert api.left_out_note(own) == "note: working_dir holds orch's home (state/orch/); the job's package leaves it out"
+    sent: dict[str, bytes] = {}
+    uri = packages.package_working_dir(str(code), sent.__contains__, sent.__setitem__, own)
+    with zipfile.ZipFile(io.BytesIO(sent[packages.name_of(uri)])) as archive:
+        shipped = archive.namelist()
+    assert "train.py" in shipped and "state/notes.txt" in shipped
+    assert not [name for name in shipped if name.startswith("state/orch")], shipped
+    # The store changing between two submits (every submit writes it) changes no package name.
+    (home / "control.db").write_text("another job queued")
+    (home / "packages" / "_ray_pkg_00000000000000aa.zip").write_text("another job's code")
+    assert packages.package_working_dir(str(code), lambda _: True, lambda *_: None, own) == uri
+
+
+def test_working_dir_may_not_be_orchs_home_itself(tmp_path, monkeypatch):
+    from orchestrator.client import api
+    from orchestrator.core.errors import SpecError
+
+    monkeypatch.setenv("ORCH_HOME", str(tmp_path / "home"))
+    assert api.orch_folders_in(str(tmp_path / "elsewhere")) == []
+    for inside in (tmp_path / "home", tmp_path / "home" / "code"):
+        with pytest.raises(SpecError, match="is orch's home"):
+            api.orch_folders_in(str(inside))
+
+
+def test_the_name_a_job_gets_is_the_name_its_package_is_sent_under_while_the_folder_changes(tmp_path, monkeypatch):
+    """Ray's packaging hashes a folder once for the URI; orch once hashed it again for the
+    upload, and a folder that changed in between gave the job a package nobody sent."""
+    from ray._private.runtime_env import packaging
+
+    code = tmp_path / "code"
+    code.mkdir()
+    (code / "train.py").write_text("def loop(config): pass\n")
+    hash_directory = packaging.get_uri_for_directory
+
+    def changing(*args, **kwargs):  # a running job writes into the folder at each hash
+        (code / f"out-{len(list(code.iterdir()))}.txt").write_text("written while packaging")
+        return hash_directory(*args, **kwargs)
+
+    monkeypatch.setattr(packaging, "get_uri_for_directory", changing)
+    sent: dict[str, bytes] = {}
+    uri = packages.package_working_dir(str(code), sent.__contains__, sent.__setitem__)
+    assert list(sent) == [packages.name_of(uri)]
