@@ -387,17 +387,18 @@ def test_refused_by_orch_validate_within_a_second(case, sandbox):
     result, elapsed = _orch_validate(path, sandbox)
 
     output = result.stdout + result.stderr
-    assert result.returncode == 2, output
-    assert "Traceback" not in output and "internal error" not in output, output
     lines = output.strip().splitlines()
-    assert len(lines) == 1 and lines[0].startswith("error: "), output
-    assert case.words in output, output
-    assert _printable(output), repr(output)
-    assert _snapshot(sandbox) == before
-    assert not sandbox["orch_home"].exists()
-    _within_a_second(elapsed)
+    checks = {"exit 2": result.returncode == 2,
+              "no traceback": "Traceback" not in output and "internal error" not in output,
+              "one error line": len(lines) == 1 and lines[0].startswith("error: "),
+              "names the problem": case.words in output, "printable": _printable(output),
+              "nothing created": _snapshot(sandbox) == before and not sandbox["orch_home"].exists()}
+    # Recorded before the asserts, so the table shows a miss as measured.
     record_figure(f"hostile specs ({len(SUBPROCESS_CASES)} nastiest): `orch validate` wall time, s",
-                  round(elapsed, 3), "< 1, exit 2, no traceback, nothing created", True)
+                  round(elapsed, 3), "< 1, exit 2, no traceback, nothing created",
+                  elapsed < LIMIT_S and all(checks.values()))
+    assert all(checks.values()), ([name for name, held in checks.items() if not held], output)
+    _within_a_second(elapsed)
 
 
 def test_a_flood_of_problems_is_cut_short(sandbox):
