@@ -445,9 +445,9 @@ def _node_states(gcs_address: str) -> list:
     return [n for n in state.node_states if n.status in (NodeStatus.RUNNING, NodeStatus.IDLE)]
 
 
-def live_snapshot(info: ClusterInfo, queues: Mapping[str, QueueConfig]) -> ClusterSnapshot:
+def live_snapshot(info: ClusterInfo, queues: Mapping[str, QueueConfig] | None = None) -> ClusterSnapshot:
     """Nodes with total and free resources and labels, read from the GCS; ``queues`` as the
-    cluster's file defines them (``load.cluster.queues_of``)."""
+    cluster's file defines them (``load.cluster.queues_of``), else the one default queue."""
     if not info.gcs_address:
         raise ClusterUnavailable(f"{info.dashboard_url}: reading a remote cluster's nodes needs its GCS address")
     nodes = []
@@ -464,7 +464,7 @@ def live_snapshot(info: ClusterInfo, queues: Mapping[str, QueueConfig]) -> Clust
             node_id=node_id,
         ))
     nodes.sort(key=lambda n: n.name)
-    return ClusterSnapshot(name=info.name, nodes=tuple(nodes), queues=queues)
+    return ClusterSnapshot(name=info.name, nodes=tuple(nodes), queues=default_queues() if queues is None else queues)
 
 
 def local_snapshot() -> ClusterSnapshot:

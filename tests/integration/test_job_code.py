@@ -27,7 +27,6 @@ def test_a_package_ray_lost_before_the_launch_is_put_back_and_the_job_succeeds(l
     from orchestrator.control.loop import Control
     from orchestrator.control.store import Store
     from orchestrator.core.lifecycle import CODE_NOT_SET_UP
-    from orchestrator.load.cluster import queues_of
     from orchestrator.load.spec import load_spec
 
     code = tmp_path / "code"
@@ -47,7 +46,7 @@ def test_a_package_ray_lost_before_the_launch_is_put_back_and_the_job_succeeds(l
                                   runtime_env=runtime_env, metadata=metadata)
 
     control = Control(Store(tmp_path / "control.db"), LosesThePackageOnce(local_cluster),
-                      lambda: cluster.live_snapshot(local_cluster, queues_of(None)), str(tmp_path / "storage"))
+                      lambda: cluster.live_snapshot(local_cluster), str(tmp_path / "storage"))
     uri = packages.package_working_dir(str(code), lambda _: False,
                                        lambda name, data: control.packages.keep(name, _Body(data), len(data)))
     job = f"lost-code-{uuid.uuid4().hex[:6]}"
