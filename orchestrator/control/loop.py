@@ -16,39 +16,32 @@ autoscaler add them (`autoscale.extend`; its docstring has the rules).
 
 from __future__ import annotations
 
-import json
-import os
 import threading
 import time
 import traceback
 from dataclasses import asdict
-from pathlib import Path
 from typing import Any, Callable
 
 from orchestrator.adapters import packages
 from orchestrator.adapters.jobs import ENDED_IN_RAY, JobsClient
+from orchestrator.control import reconcile
+from orchestrator.control.launcher import Launcher
 from orchestrator.control.store import JobRow, Store
 from orchestrator.core import allocator, autoscale, events
-from orchestrator.core.errors import ClusterUnavailable, InfeasibleError, JobNotFound, SpecError
+from orchestrator.core.errors import ClusterUnavailable, InfeasibleError, JobNotFound
 from orchestrator.core.launch import launch_request, plan_record, record_demand
-from orchestrator.core.lifecycle import CODE_NOT_SET_UP, DRIVER_LOST, driver_losses, requeues
 from orchestrator.core.masking import redact
 from orchestrator.core.policy.decide import decide
 from orchestrator.core.policy.state import Decision, QueueState, QueuedJob, RunningJob
-from orchestrator.core.protocol import TEMPFAIL
 from orchestrator.core.snapshot import ClusterSnapshot
 from orchestrator.core.spec import JobSpec
 
 ACTIVE = ("STARTING", "RUNNING")
-RAY_TO_STATE = {"PENDING": "STARTING", "RUNNING": "RUNNING", "SUCCEEDED": "SUCCEEDED", "FAILED": "FAILED"}
 PREEMPT_GRACE_S = 60.0
-SECRETS_DIR = ".orch-secrets"
 LOG_TAIL_CHARS = 256 * 1024  # how much of an ended attempt's log the store keeps for `orch logs`
 PACKAGE_SWEEP_S = 600.0  # how often kept job packages no job uses are looked for
 SNAPSHOT_TTL_S = 2.0
 CANCEL_WAIT_S = 20.0  # a cancel waits this long for a step in progress (clients give up at 30 s)
-RUNTIME_ENV_FAILED = "RUNTIME_ENV_SETUP_FAILURE"  # Ray's error_type: the attempt never ran its driver
-CODE_SETUP_TRIES = 3  # launches of a job whose runtime env Ray could not set up, its package put back each time
 LOG_READ_TRIES = 3  # steps an ended attempt waits for Ray to serve its log before it moves on without
 
 
@@ -67,6 +60,7 @@ class Control:
         self._snapshot: tuple[float, ClusterSnapshot] | None = None
         self._log_misses: dict[str, int] = {}  # submission -> steps its ended log could not be read
         self.packages = packages.PackageStore(store.folder / packages.FOLDER)  # on the head, as the store
+        self.launcher = Launcher(store, jobs, self.packages, storage, clock)
 
     # ---- requests from clients --------------------------------------------------
 
@@ -74,7 +68,7 @@ class Control:
         """Queue a job unless it can never fit; idempotent by job id."""
         spec = JobSpec.model_validate(submission["spec"])
         self._refuse_infeasible(spec)
-        self._require_package(submission["request"]["runtime_env"].get("working_dir"))
+        self.launcher.require_code(submission["request"]["runtime_env"].get("working_dir"))
         row, created = self.store.insert(
             submission["job"], spec.name, spec.schedule.priority, spec.schedule.queue,
             spec.schedule.preemptible, spec=submission["spec"], request=submission["request"], plan=None,
@@ -92,13 +86,6 @@ class Control:
         if isinstance(decision, allocator.Infeasible):
             raise InfeasibleError(spec.name, list(decision.reasons)
                                   or [f"{option}: {reason}" for option, reason in decision.rejected])
-
-    def _require_package(self, working_dir: str | None) -> None:
-        """A job's code must be kept here before it is queued: it is put back into Ray from here."""
-        name = packages.name_of(working_dir)
-        if name and not self.packages.path(name):
-            raise SpecError(f"working_dir: the control plane has no package {name} (it was not uploaded, "
-                            "or was dropped as unused); submit the job again")
 
     def plan(self, spec_json: dict) -> dict[str, Any]:
         """SPEC.md's plan JSON against what orch's jobs hold now, with the queue position; with an
@@ -166,7 +153,7 @@ class Control:
                 self._keep_attempt(row, self._ended_log(row) or "")
             except JobNotFound:
                 pass  # written ahead, never handed to Ray (the control plane died between): nothing runs
-            self._forget_secrets_file(row.ray_submission_id)
+            self.launcher.forget_secrets(row.ray_submission_id)
             ended = self.store.transition(row.id, "CANCELLED", "cancelled", ended_at=self.clock())
         return self.store.get(row.id), ended
 
@@ -206,7 +193,7 @@ class Control:
         for row in rows:
             info = ray_jobs.get(row.ray_submission_id)
             if info is None:  # crashed between our write and Ray's accept: launch again
-                self._launch(row, row.plan, resubmit=True)
+                self.launcher.launch(row, row.plan, resubmit=True)
                 continue
             self._apply_ray_status(row, info)
 
@@ -220,30 +207,16 @@ class Control:
             self._log_misses.pop(row.ray_submission_id, None)
             found = events.parse(text or "")
             self._keep_attempt(row, text or "", found)
-            self._forget_secrets_file(row.ray_submission_id)
-        if status == "STOPPED":
-            if row.preempt_requested_at:
-                self.store.transition(row.id, "PREEMPTED", row.reason, preempt_requested_at=None)
-                self.store.transition(row.id, "QUEUED", "preempted; resumes from its last checkpoint")
-            elif row.state != "CANCELLED":
-                self.store.transition(row.id, "CANCELLED", "stopped through Ray", ended_at=self.clock())
-            return
-        state = RAY_TO_STATE[status]
-        if state == row.state:
-            return
-        if state == "FAILED":
-            unset = info.get("error_type") == RUNTIME_ENV_FAILED  # the attempt never ran: no driver was lost
-            if self._relaunch_unset_code(row, info) if unset else self._restart_lost_driver(row, info, found):
-                return
-        fields: dict[str, Any] = {}
-        reason = None
-        if state == "RUNNING":
-            fields["started_at"] = self.clock()
-        if state in ("SUCCEEDED", "FAILED"):
-            fields["ended_at"] = self.clock()
-        if state == "FAILED":
-            reason = self._masked(row, self._failure_reason(row, info, found) or "") or None
-        self.store.transition(row.id, state, reason, **fields)
+            self.launcher.forget_secrets(row.ray_submission_id)
+        # What only a failed attempt's rules read: not worth a spec validation and a disk check each step.
+        failed = status == "FAILED"
+        attempt = reconcile.Attempt(
+            row.state, row.reason, row.history, bool(row.preempt_requested_at),
+            max_failures=JobSpec.model_validate(row.spec).failure.max_failures if failed else 0,
+            code_kept=failed and self.launcher.code_kept(row))
+        for move in reconcile.moves(attempt, info, found, self.clock()):
+            reason = self._masked(row, move.reason) if move.reason else None
+            self.store.transition(row.id, move.state, reason or None, **move.fields)
 
     def _ended_log(self, row: JobRow) -> str | None:
         """An ended attempt's log, read once, with the job's secret values masked (the kept copy
@@ -265,55 +238,6 @@ class Control:
             self.store.keep_attempt(row.id, row.attempt, events.parse(text) if found is None else found,
                                     text[-LOG_TAIL_CHARS:])
             self.store.keep_summary(row.id, events.summary(events.tagged(self.store.kept_events(row.id))))
-
-    def _restart_lost_driver(self, row: JobRow, info: dict, found: list[dict]) -> bool:
-        """Requeue a job whose driver was killed (signal, OOM, lost node) or lost a Ray process it
-        needs (exit TEMPFAIL) while it ran, within
-        ``failure.max_failures``. The next attempt resumes from storage: Train from its last
-        checkpoint, a sweep from its experiment state, so finished trials do not run again.
-        A loop that failed on its own (its driver says so) is not retried here."""
-        code = info.get("driver_exit_code")
-        killed = code is None or code < 0 or code >= 128 or code == TEMPFAIL
-        if not killed or events.last(found, "failed"):
-            return False
-        budget = JobSpec.model_validate(row.spec).failure.max_failures
-        lost = driver_losses(row.history)
-        if budget != -1 and lost >= budget:
-            return False
-        message = self._masked(row, info.get("message") or "no exit code").strip()
-        detail = f"exit code {code}" if code is not None else message
-        self.store.transition(row.id, "QUEUED", f"{DRIVER_LOST} ({detail}); resumes from its last checkpoint")
-        return True
-
-    def _relaunch_unset_code(self, row: JobRow, info: dict) -> bool:
-        """Requeue a job whose attempt never ran because Ray could not set up its runtime env
-        (its code package gone from the GCS, ...): not the user's doing, so no restart is
-        counted. The next launch puts the kept package back into Ray anew; after
-        CODE_SETUP_TRIES such launches, or with no kept package to put back, the job fails."""
-        if not self._kept_package(row):
-            return False
-        tries = requeues(row.history, CODE_NOT_SET_UP) + 1
-        if tries >= CODE_SETUP_TRIES:
-            return False
-        self.store.transition(row.id, "QUEUED", f"{CODE_NOT_SET_UP} (launch {tries} of {CODE_SETUP_TRIES}: "
-                                                f"{_last_line(info)}); orch puts its package back and relaunches it")
-        return True
-
-    def _kept_package(self, row: JobRow) -> str | None:
-        name = packages.name_of(row.request["runtime_env"].get("working_dir"))
-        return name if name and self.packages.path(name) else None
-
-    def _failure_reason(self, row: JobRow, info: dict, found: list[dict]) -> str | None:
-        failed = events.last(found, "failed")
-        if failed:
-            return failed["error"]
-        line = _last_line(info)
-        if info.get("error_type") != RUNTIME_ENV_FAILED:
-            return line
-        if self._kept_package(row):
-            return (f"Ray could not set up the job's runtime env in {CODE_SETUP_TRIES} launches; orch put its "
-                    f"code package back into Ray before each: {line}")
-        return f"Ray could not set up the job's runtime env and orch keeps no copy of its code; submit it again: {line}"
 
     def _finish_preemptions(self) -> None:
         """Stop preempted jobs once they checkpointed after the request, or the grace ran out."""
@@ -344,7 +268,7 @@ class Control:
             decision, notes = autoscale.extend(state, decide(state), max_scale)
             self._note_nodes_coming(running, books)
         for job_id, plan in decision.admit:
-            self._launch(self.store.get(job_id), plan_record(plan, snapshot))
+            self.launcher.launch(self.store.get(job_id), plan_record(plan, snapshot))
             if job_id in notes and self.store.get(job_id).state == "STARTING":
                 self.store.update(job_id, reason=notes[job_id])
         for victim, reason in decision.preempt:
@@ -363,77 +287,9 @@ class Control:
             if mine and row.reason != want:
                 self.store.update(row.id, reason=want)
 
-    def _launch(self, row: JobRow, plan: dict, resubmit: bool = False) -> None:
-        attempt = row.attempt if resubmit else row.attempt + 1
-        submission_id = row.id if attempt == 1 else f"{row.id}-attempt{attempt}"
-        # Write ahead: a crash after this line relaunches, never loses the job. A job that may not
-        # move to STARTING (it ended meanwhile) is not launched.
-        if not resubmit and not self.store.transition(row.id, "STARTING", None, attempt=attempt, plan=plan,
-                                                      ray_submission_id=submission_id):
-            return
-        try:
-            self._restore_package(row.request["runtime_env"].get("working_dir"),
-                                  anew=(row.reason or "").startswith(CODE_NOT_SET_UP))
-            request = launch_request(row.id, row.spec, row.request["runtime_env"], plan, attempt, self.storage,
-                                     secrets_file=self._write_secrets(row.id, submission_id))
-            self.jobs.submit(entrypoint=request["entrypoint"], submission_id=submission_id,
-                             runtime_env=request["runtime_env"], metadata=request["metadata"])
-        except Exception as error:
-            if "already exists" in str(error):
-                return
-            self._forget_secrets_file(submission_id)
-            if isinstance(error, (ClusterUnavailable, OSError)):
-                traceback.print_exc()  # Ray out of reach a moment: the next step's reconcile launches again
-                return
-            # Ray refused it (a bad working_dir package, ...): the job failed
-            self.store.transition(row.id, "FAILED", f"Ray refused the job: {error}", ended_at=self.clock())
-
-
-    def _restore_package(self, working_dir: str | None, anew: bool = False) -> None:
-        """Put the job's code back into Ray's GCS if Ray dropped it (an upload unused for
-        10 minutes, a restarted cluster), or ``anew`` after Ray could not set it up; jobs
-        queued before orch kept packages have none here."""
-        name = packages.name_of(working_dir)
-        kept = self.packages.path(name) if name else None
-        if kept:
-            self.jobs.ensure_package(name, kept, anew)
-
     def forget_packages(self) -> list[str]:
         """Drop kept packages that no queued or active job uses and nothing used for a while."""
-        used = {packages.name_of(row.request["runtime_env"].get("working_dir"))
-                for row in self.store.all(["QUEUED", *ACTIVE])}
-        return self.packages.forget_unused(name for name in used if name)
-
-    def _secrets_path(self, submission_id: str) -> Path:
-        return Path(self.storage) / SECRETS_DIR / f"{submission_id}.json"
-
-    def _forget_secrets_file(self, submission_id: str | None) -> None:
-        """An attempt that ended (or never started) leaves no secrets file: its driver may never
-        have read (and deleted) it, and storage is readable by later jobs."""
-        if submission_id:
-            self._secrets_path(submission_id).unlink(missing_ok=True)
-
-    def _write_secrets(self, job_id: str, submission_id: str) -> str | None:
-        """The job's secrets in a file only this user can read; the driver reads and deletes it.
-
-        Ray's job record (entrypoint, runtime env, metadata) is served by the
-        Jobs API and dashboard to anyone with the token, so secrets never go there.
-        """
-        secrets = self.store.secrets(job_id)
-        if not secrets:
-            return None
-        path = self._secrets_path(submission_id)
-        path.parent.mkdir(mode=0o700, parents=True, exist_ok=True)
-        fd = os.open(path, os.O_WRONLY | os.O_CREAT | os.O_TRUNC, 0o600)
-        with os.fdopen(fd, "w") as handle:
-            json.dump(secrets, handle)
-        return str(path)
-
-
-def _last_line(info: dict) -> str | None:
-    """The last line of Ray's message about a job (its error, after any traceback)."""
-    lines = [line for line in (info.get("message") or "").splitlines() if line.strip()]
-    return lines[-1].strip() if lines else None
+        return self.launcher.forget_code(self.store.all(["QUEUED", *ACTIVE]))
 
 
 def cluster_report(snapshot: ClusterSnapshot, running: list[JobRow]) -> dict[str, Any]:
