@@ -11,9 +11,10 @@ from pydantic import BeforeValidator, Field, ValidationError, model_validator
 
 from orchestrator.core import hardware
 from orchestrator.core.errors import SpecError
+from orchestrator.core.forms import Bytes, parse_bytes
 from orchestrator.core.hardware import AcceleratorRequest, TpuSlice
 from orchestrator.core.snapshot import QUOTA_RESOURCES, ClusterSnapshot, Node, QueueConfig, default_queues
-from orchestrator.core.spec import NAME_PATTERN, Bytes, Strict, parse_bytes
+from orchestrator.core.spec import NAME_PATTERN, Strict
 
 _CLUSTER_FIELDS = ("name", "nodes", "queues", "count", "cpus", "memory", "accelerator", "tpu_slice",
                    "labels", "quota", "cohort", "borrow")
