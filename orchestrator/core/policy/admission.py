@@ -12,17 +12,17 @@ from typing import Mapping
 from orchestrator.core import hardware
 from orchestrator.core.policy.books import Books
 from orchestrator.core.policy.quota import least_held
-from orchestrator.core.policy.reasons import amount_text
+from orchestrator.core.policy.reasons import BehindQuota, OverQuota
 from orchestrator.core.policy.state import Pending, QueuedJob
-from orchestrator.core.snapshot import EPS, QueueConfig
+from orchestrator.core.snapshot import EPS
 from orchestrator.core.spec import Resources
 
 
 class QuotaGate:
     """The quota questions of one step, over its ``books``."""
 
-    def __init__(self, books: Books, explain: bool):
-        self.books, self.queues, self.explain = books, books.queues, explain
+    def __init__(self, books: Books):
+        self.books, self.queues = books, books.queues
         self.behind: dict[tuple[str, str], str] = {}  # (queue, resource) -> job waiting for that quota
         self.deferring: set[tuple[str, str]] = set()  # (queue, resource) with a job deferred to borrow
 
@@ -40,7 +40,7 @@ class QuotaGate:
                     borrowing.add(name)
         return bound, borrowing
 
-    def over_quota(self, job: QueuedJob, need: Mapping[str, float]) -> str | None:
+    def over_quota(self, job: QueuedJob, need: Mapping[str, float]) -> OverQuota | BehindQuota | None:
         """Why ``need`` does not fit ``job``'s queue's quota now, or None."""
         queue = self.queues.get(job.queue)
         if queue is None or not queue.quota:
@@ -50,27 +50,14 @@ class QuotaGate:
                 continue
             first = self.behind.get((queue.name, resource))
             if first:
-                return f"behind {first} in queue {queue.name}, which waits for the queue's {resource} quota"
+                return BehindQuota(first, queue.name, resource)
             room = self.books.room(queue, resource)
             if amount > room + EPS:
                 self.behind[(queue.name, resource)] = job.id
-                return self._quota_text(queue, resource, amount, room) if self.explain else "over quota"
+                held = self.books.held(queue.name).get(resource, 0.0)
+                return OverQuota(queue.name, resource, amount, room, held, queue.quota[resource],
+                                 (queue.borrow or {}).get(resource), queue.cohort)
         return None
-
-    def _quota_text(self, queue: QueueConfig, resource: str, amount: float, room: float) -> str:
-        held = self.books.held(queue.name).get(resource, 0.0)
-        quota = queue.quota[resource]
-        have, limit = amount_text(resource, held), amount_text(resource, quota)
-        if held + EPS < quota:
-            text = f"queue {queue.name} would exceed its quota ({resource} {have} held + {amount_text(resource, amount)} needed > {limit})"
-        else:
-            borrowed = f", {amount_text(resource, held - quota)} borrowed" if held > quota + EPS else ""
-            text = f"queue {queue.name} is at its quota ({resource} {have} of {limit}{borrowed})"
-        borrow = (queue.borrow or {}).get(resource)
-        if borrow:
-            text += (f"; borrowing from cohort {queue.cohort} (up to {amount_text(resource, borrow)}) "
-                     f"it may hold {amount_text(resource, max(room, 0.0))} more now")
-        return text
 
     def borrows(self, job: QueuedJob, need: Mapping[str, float]) -> bool:
         """``job`` would take its queue beyond its own quota, or a job of its queue ahead of it does."""

@@ -66,6 +66,7 @@ blocks all behind it.
 from __future__ import annotations
 
 import heapq
+from enum import Enum
 from typing import Mapping
 
 from orchestrator.core import allocator, hardware
@@ -75,17 +76,33 @@ from orchestrator.core.policy.books import Books
 from orchestrator.core.policy.devices import DeviceGuard
 from orchestrator.core.policy.preempt import Preemption, Preemptor
 from orchestrator.core.policy.quota import least_held, plan_totals
-from orchestrator.core.policy.reasons import named, waits_for
+from orchestrator.core.policy.reasons import (
+    BehindInGroup,
+    BehindReservation,
+    CpusKept,
+    NoBorrowWhilePreempting,
+    Preempting,
+    Reason,
+    WaitsForResources,
+    WaitsForStopping,
+    why_not,
+)
 from orchestrator.core.policy.reserve import Reservations
 from orchestrator.core.policy.slots import with_trials
 from orchestrator.core.policy.state import Decision, QueuedJob, QueueState
 
-_DEFER = "defer"  # compared by identity: a job that must borrow goes to the second pass
 POLICIES = ("orch", "fifo")
 
 
+class Turn(Enum):
+    """What became of a job considered, when it does not wait."""
+
+    ADMITTED = "admitted"
+    BORROWS = "borrows"  # it would take its queue beyond its own quota: its turn is in the second pass
+
+
 def decide(state: QueueState, policy: str = "orch", explain: bool = True) -> Decision:
-    """The policy's decision for ``state``. ``explain=False`` skips the waiting reasons
+    """The policy's decision for ``state``. ``explain=False`` leaves the waiting reasons out
     (and stops once nothing more can start), for simulations of many jobs."""
     if policy == "fifo":
         return _fifo(state, explain)
@@ -104,11 +121,19 @@ def _fifo(state: QueueState, explain: bool) -> Decision:
             decision.admit.append((job.id, result))
             continue
         if explain:
-            decision.waiting[job.id] = waits_for(result, free, state.running.values())
-            behind = f"behind {job.id} (fifo: the first job in the queue blocks all behind it)"
-            decision.waiting.update((later.id, behind) for later in jobs)
+            waiting: dict[str, Reason] = {job.id: why_not(result, free, state.running.values())}
+            behind = BehindInGroup(job.id, fifo=True)
+            waiting.update((later.id, behind) for later in jobs)
+            decision.waiting = _rendered(waiting)
         break
     return decision
+
+
+def _rendered(waiting: Mapping[str, Reason]) -> dict[str, str]:
+    """The reasons as the text users see; one text per reason object (jobs behind one share it)."""
+    texts: dict[int, str] = {}
+    return {job: texts.setdefault(id(reason), reason.text()) if id(reason) in texts else
+            texts.setdefault(id(reason), reason.text()) for job, reason in waiting.items()}
 
 
 # ---- policy orch: one step ---------------------------------------------------------------
@@ -121,15 +146,16 @@ class _Step:
     def __init__(self, state: QueueState, explain: bool):
         self.state, self.explain = state, explain
         self.books = Books(state)
-        self.gate = QuotaGate(self.books, explain)
+        self.gate = QuotaGate(self.books)
         self.devices = DeviceGuard(self.books, state.pending, self.gate)
         self.preemptor = Preemptor(state, self.books, self.gate, self.devices)
         self.reservations = Reservations(self.books, self.devices)
         self.keys_of: dict[tuple[int, str], tuple] = {}
         self.keys: set[tuple] | None = None  # all placement keys of the pass, when needed
-        self.failed: dict[tuple, str] = {}  # placement keys that did not fit the view -> why
+        self.failed: dict[tuple, Reason] = {}  # placement keys that did not fit the view -> why
         self.waiting_on: set[int] = set()  # node classes some waiting job would run on
         self.lending = False  # the second pass, for jobs that borrow
+        self.waiting: dict[str, Reason] = {}
         self.decision = Decision()
 
     def run(self) -> Decision:
@@ -150,6 +176,8 @@ class _Step:
         deferred += self._walk(groups, first)
         self.lending = True
         self._walk(groups, deferred)
+        if self.explain:
+            self.decision.waiting = _rendered(self.waiting)
         return self.decision
 
     def _walk(self, groups: list[tuple[int, list[QueuedJob]]], heap: list[tuple]) -> list[tuple]:
@@ -164,16 +192,16 @@ class _Step:
             job = jobs[pos]
             if not self.explain and (job.queue, hardware.CPU) in self.gate.behind:
                 continue  # every job needs CPUs: its queue's CPU quota holds it, as it held a job before it
-            reason = self._consider(job, self._key(shape, job.queue))
-            if reason is _DEFER:
+            outcome = self._consider(job, self._key(shape, job.queue))
+            if outcome is Turn.BORROWS:
                 deferred.append(entry)
-            elif reason is None:
+            elif outcome is Turn.ADMITTED:
                 if pos + 1 < len(jobs):
                     heapq.heappush(heap, (-job.priority, jobs[pos + 1].seq, i, pos + 1))
             elif self.explain:
-                self.decision.waiting[job.id] = reason
-                later = f"behind {job.id} (same queue, priority and resources)"
-                self.decision.waiting.update((other.id, later) for other in jobs[pos + 1:])
+                self.waiting[job.id] = outcome
+                later = BehindInGroup(job.id)
+                self.waiting.update((other.id, later) for other in jobs[pos + 1:])
             elif ((self.lending or not self.preemptor.may_preempt_below(job.priority))
                   and self._all_failed(groups, entries)):
                 return deferred  # nothing behind can start or preempt: skip the rest of the queue
@@ -197,49 +225,48 @@ class _Step:
             self.keys_of[(shape, queue)] = key
         return key
 
-    def _consider(self, job: QueuedJob, key: tuple) -> str | None:
-        """Admit ``job`` (None) or say why it waits, preempting or reserving on the way."""
+    def _consider(self, job: QueuedJob, key: tuple) -> Turn | Reason:
+        """Admit ``job``, or defer it to the second pass, or say why it waits, preempting or reserving on the way."""
         # CPUs and memory per worker are the same for every accelerator option: a quota that
         # cannot hold them needs no plan to say so. Quota first: a job over its queue's quota
         # holds back the later jobs of its queue, whatever else it waits for.
         holding = self.books.holding
         if self.lending and job.queue in holding:
-            return f"queue {job.queue} does not borrow while {holding[job.queue]} preempts to start"
+            return NoBorrowWhilePreempting(job.queue, holding[job.queue])
         least = least_held(job.spec.resources)
         over = self.gate.over_quota(job, least)
         if over:
             return over
         if not self.lending and self.gate.borrows(job, least):
-            return _DEFER  # no need to plan it now: it is considered again with the jobs that borrow
+            return Turn.BORROWS  # no need to plan it now: it is considered again with the jobs that borrow
         failed = self.failed.get(key)
         if failed is not None and not self.preemptor.may_preempt(job, key, self.lending):
             return failed
         result = allocator.plan(job.spec, self.books.view)
         if isinstance(result, Infeasible):
-            return waits_for(result, self.books.free, ())
+            return why_not(result, self.books.free, ())
         need = plan_totals(result)
         over = self.gate.over_quota(job, need)
         if over:
             return over
         if not self.lending and self.gate.borrows(job, need):
-            return _DEFER
+            return Turn.BORROWS
         if result.status == "placeable":
             return self._start(job, key, result, need)
         return self._blocked(job, key, result, need)
 
-    def _start(self, job: QueuedJob, key: tuple, result: Plan, need: Mapping[str, float]) -> str | None:
+    def _start(self, job: QueuedJob, key: tuple, result: Plan, need: Mapping[str, float]) -> Turn | Reason:
         """Admit ``job``, off the device share when it is CPU work; why it waits when it cannot be."""
         taken = self.devices.takes_share(result, self.books.view)
         if taken:
             spared = allocator.plan(job.spec, self.devices.spared_view())
             if not (isinstance(spared, Plan) and spared.status == "placeable"):
-                kept = (f"waits for CPUs: the free ones are on {', '.join(taken)}, "
-                        f"kept for jobs waiting for its devices")
+                kept = CpusKept(tuple(taken))
                 self.failed.setdefault(key, kept)
                 return kept
             result = spared
         self._admit(job, result, need)
-        return None
+        return Turn.ADMITTED
 
     def _admit(self, job: QueuedJob, plan: Plan, need: Mapping[str, float]) -> None:
         if job.spec.sweep:
@@ -250,12 +277,13 @@ class _Step:
         self.books.take(job, plan, need)
         self.decision.admit.append((job.id, plan))
 
-    def _blocked(self, job: QueuedJob, key: tuple, queued: Plan, need: Mapping[str, float]) -> str:
+    def _blocked(self, job: QueuedJob, key: tuple, queued: Plan, need: Mapping[str, float]) -> Reason:
         """``job`` fits its quota, not the view: behind a reservation, preempting, or waiting with one."""
         on_free = allocator.plan(job.spec, self.books.free) if self.books.reserved else queued
         classes = self.books.classes(queued)
         if on_free.status == "placeable":
-            reason = self._behind(job, on_free)
+            first, nodes = self.reservations.holder(on_free)
+            reason = BehindReservation(first.id, first.priority > job.priority, tuple(nodes))
             self.failed.setdefault(key, reason)
             self.waiting_on.update(classes)
             return reason
@@ -269,17 +297,11 @@ class _Step:
         self.waiting_on.update(classes)
         if preemption:
             return self._preempt(job, preemption, need)
-        base = waits_for(queued, self.books.free, self.state.running.values()) if self.explain else "waits"
+        base = WaitsForResources(queued, self.books.free, self.state.running.values())
         self.failed.setdefault(key, base)
-        return self._after_stopping(job, need) or base + self._reserve(job, queued)
+        return self._after_stopping(job, need) or self._reserve(job, queued, base)
 
-    def _behind(self, job: QueuedJob, on_free: Plan) -> str:
-        first, nodes = self.reservations.holder(on_free)
-        who = (f"higher-priority job {first.id}" if first.priority > job.priority
-               else f"{first.id}, queued earlier at the same priority")
-        return f"behind {who}: it fits the free resources, but {', '.join(nodes)} are reserved for jobs ahead"
-
-    def _preempt(self, job: QueuedJob, preemption: Preemption, need: Mapping[str, float]) -> str:
+    def _preempt(self, job: QueuedJob, preemption: Preemption, need: Mapping[str, float]) -> Preempting:
         """Book ``preemption``: the victims stop, and ``job`` holds what they free and its quota."""
         for victim, reclaim in zip(preemption.victims, preemption.reclaim):
             why = f"queue {job.queue} reclaims its quota for" if reclaim else "higher-priority"
@@ -287,9 +309,9 @@ class _Step:
             self.decision.preempted_for[victim.id] = job.id
         self.books.reserve(job, preemption.fit.demand())
         self.books.hold_quota(job, need)
-        return f"preempting {', '.join(v.id for v in preemption.victims)} to start"
+        return Preempting(tuple(v.id for v in preemption.victims))
 
-    def _after_stopping(self, job: QueuedJob, need: Mapping[str, float]) -> str | None:
+    def _after_stopping(self, job: QueuedJob, need: Mapping[str, float]) -> WaitsForStopping | None:
         """``job`` fits once the jobs asked to stop have stopped: claim what they free."""
         claim = self.preemptor.after_stopping(job)
         if claim is None:
@@ -297,12 +319,12 @@ class _Step:
         fit, freed = claim
         self.books.reserve(job, fit.demand())
         self.books.hold_quota(job, need)
-        return f"waits for preempted {named(freed, 'jobs')} to stop"
+        return WaitsForStopping(tuple(freed))
 
-    def _reserve(self, job: QueuedJob, queued: Plan) -> str:
-        """Reserve for ``job`` the least busy nodes it could run on; the text for its reason."""
+    def _reserve(self, job: QueuedJob, queued: Plan, base: WaitsForResources) -> WaitsForResources:
+        """Reserve for ``job`` the least busy nodes it could run on, when it may hold a reservation."""
         fit = self.reservations.place(job, queued)
         if fit is None:
-            return ""
+            return base
         self.books.reserve(job, fit.demand())
-        return f"; {', '.join(sorted(set(fit.nodes)))} reserved for it"
+        return base.with_reserved(fit.nodes)
