@@ -21,7 +21,6 @@ Plan decisions (they shape what the runners ask of Ray Train):
 
 from __future__ import annotations
 
-import difflib
 from dataclasses import asdict, dataclass
 from typing import ClassVar, Iterable, Mapping
 
@@ -30,6 +29,7 @@ from orchestrator.core.hardware import GIB, AcceleratorRequest
 from orchestrator.core.placement import UNLIMITED, Fit, gib, quantity
 from orchestrator.core.snapshot import EPS, ClusterSnapshot, QueueConfig, SliceGroup
 from orchestrator.core.spec import JobSpec
+from orchestrator.core.suggest import did_you_mean
 
 _CPU = AcceleratorRequest("cpu")
 
@@ -230,8 +230,7 @@ def _why(chosen: _Outcome, auto_why: str, ordered: bool, count: int) -> str:
 
 
 def _unknown_queue(name: str, snapshot: ClusterSnapshot) -> str:
-    close = difflib.get_close_matches(name, list(snapshot.queues), n=1)
-    hint = f"; did you mean {close[0]!r}?" if close else f" (queues: {', '.join(snapshot.queues)})"
+    hint = did_you_mean(name, snapshot.queues, f" (queues: {', '.join(snapshot.queues)})")
     return f"no queue {name!r} on cluster {snapshot.name!r}{hint}"
 
 

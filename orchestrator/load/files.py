@@ -4,7 +4,6 @@ a ``FILE.py:FUNC`` entrypoint, paths that must not leave working_dir, ``from_env
 from __future__ import annotations
 
 import ast
-import difflib
 import os
 import re
 from collections.abc import Mapping
@@ -12,6 +11,7 @@ from pathlib import Path, PurePosixPath
 from typing import Any
 
 from orchestrator.core.spec import SUBMITTER_ENV_PATTERN
+from orchestrator.core.suggest import did_you_mean
 from orchestrator.load.messages import FieldPath, Report
 
 
@@ -154,9 +154,7 @@ def _entry_function_problem(name: str, path: Path, func: str) -> str | None:
         return None  # a module __getattr__ may make any name
     if func in defined:
         return None
-    close = difflib.get_close_matches(func, sorted(defined), n=1)
-    hint = f"; did you mean {close[0]!r}?" if close else ""
-    return f"{name!r} defines no top-level {func!r}{hint}"
+    return f"{name!r} defines no top-level {func!r}{did_you_mean(func, sorted(defined))}"
 
 
 def _entry_file_problem(name: str, folder: Path) -> str | None:

@@ -3,10 +3,9 @@ in those words, the one did-you-mean, and the ``SpecError`` that carries them.""
 
 from __future__ import annotations
 
-import difflib
 import re
 import types
-from typing import Annotated, Any, Literal, NamedTuple, Union, get_args, get_origin
+from typing import Annotated, Any, Literal, NamedTuple, Sequence, Union, get_args, get_origin
 
 import yaml
 from pydantic import BaseModel, Tag, ValidationError
@@ -21,6 +20,7 @@ from orchestrator.core.spec import (
     SUBMITTER_ENV_PATTERN,
     JobSpec,
 )
+from orchestrator.core.suggest import closest, did_you_mean
 
 # Problems listed in one error; a hostile file can have 50,000 duplicate keys.
 MAX_PROBLEMS = 50
@@ -181,6 +181,20 @@ def _is_model(annotation: Any) -> bool:
     return isinstance(annotation, type) and issubclass(annotation, BaseModel)
 
 
+def field_problems(error: ValidationError, top: str | None = None, fields: Sequence[str] = ()) -> list[str]:
+    """pydantic's errors of a plain model (the job spec's are ``report_validation``'s), one line
+    each: ``field.path: message``, or ``top: message`` at the top level (the message alone when
+    ``top`` is None). An unknown field gets the did-you-mean among ``fields``, when given."""
+    lines = []
+    for found in error.errors():
+        where = ".".join(str(part) for part in found["loc"]) or top
+        message = found["msg"].removeprefix("Value error, ")
+        if fields and found["type"] == "extra_forbidden":
+            message = "unknown field" + did_you_mean(str(found["loc"][-1]), fields)
+        lines.append(f"{where}: {message}" if where else message)
+    return lines
+
+
 def report_validation(exc: ValidationError, data: dict, report: Report) -> None:
     unions: dict[FieldPath, list] = {}
     errors = exc.errors(include_url=False)
@@ -204,7 +218,7 @@ def _suggested_fields(errors: list[dict]) -> set[FieldPath]:
         if error["type"] == "extra_forbidden":
             loc = _resolve(error["loc"])
             names = list(loc.parent.model_fields) if loc.parent else []
-            close = difflib.get_close_matches(str(loc.path[-1]), names, n=1)
+            close = closest(str(loc.path[-1]), names)
             if close:
                 found.add((*loc.path[:-1], close[0]))
     return found
@@ -231,7 +245,8 @@ def _message(error: dict, loc: _Loc) -> str:
         return "required field is missing"
     if kind == "extra_forbidden":
         names = list(loc.parent.model_fields) if loc.parent else []
-        return f"unknown field {loc.path[-1]!r}{did_you_mean(str(loc.path[-1]), names, listing=True)}"
+        allowed = f" (allowed: {', '.join(names)})" if names else ""
+        return f"unknown field {loc.path[-1]!r}{did_you_mean(str(loc.path[-1]), names, allowed)}"
     if kind == "literal_error":
         names = [str(v) for v in get_args(loc.annotation)]
         return f"must be one of {', '.join(names)}, got {got}{did_you_mean(str(error['input']), names)}"
@@ -284,13 +299,6 @@ def _describe(annotation: Any) -> str:
     base, *metadata = get_args(annotation) if get_origin(annotation) is Annotated else (annotation,)
     bounds = [f" >= {m.ge}" for info in metadata for m in getattr(info, "metadata", [info]) if hasattr(m, "ge")]
     return {int: "an integer", float: "a number", str: "a string"}.get(base, str(base)) + "".join(bounds)
-
-
-def did_you_mean(word: str, names: list[str], listing: bool = False) -> str:
-    close = difflib.get_close_matches(word, names, n=1, cutoff=0.6)
-    if close:
-        return f"; did you mean {close[0]!r}?"
-    return f" (allowed: {', '.join(names)})" if listing and names else ""
 
 
 def _show(value: Any) -> str:

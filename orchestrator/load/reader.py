@@ -19,6 +19,7 @@ import math
 import os
 import re
 import stat
+from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
@@ -55,7 +56,20 @@ _PLAIN_TAGS = {TAG + name for name in ("null", "bool", "int", "float", "str")}
 _CONSTRUCTOR = SafeConstructor()
 
 
-def read_file(path: Path) -> str:
+@dataclass(frozen=True)
+class Words:
+    """How problems name a kind of file, and a YAML syntax error in it: each kind keeps the words
+    its messages have always had."""
+
+    what: str = "job spec"
+    invalid: str = "invalid YAML"
+
+
+JOB_SPEC = Words()
+
+
+def read_file(path: Path, words: Words = JOB_SPEC) -> str:
+    """The text of the file at ``path``, at most ``MAX_BYTES`` of UTF-8."""
     try:
         # O_NONBLOCK: opening a FIFO that nobody writes to returns at once (reading it then
         # finds the end) instead of waiting forever. Reads are blocking again after that.
@@ -67,8 +81,8 @@ def read_file(path: Path) -> str:
             raw = stream.read(MAX_BYTES + 1)  # never read more than the limit, whatever the file's size
     except (OSError, ValueError) as exc:  # ValueError: a NUL byte in the path
         reason = getattr(exc, "strerror", None) or exc
-        raise SpecError([f"{path}: cannot read the job spec: {reason}"], str(path)) from None
-    check_size(len(raw), str(path))
+        raise SpecError([f"{path}: cannot read the {words.what}: {reason}"], str(path)) from None
+    check_size(len(raw), str(path), words)
     try:
         return raw.decode("utf-8")
     except UnicodeDecodeError as exc:
@@ -82,9 +96,9 @@ def line_column(text: str | bytes, index: int) -> tuple[int, int]:
     return text.count(newline, 0, index) + 1, index - text.rfind(newline, 0, index)
 
 
-def check_size(size: int, source: str) -> None:
+def check_size(size: int, source: str, words: Words = JOB_SPEC) -> None:
     if size > MAX_BYTES:
-        raise SpecError([f"{source}: the file is larger than 1 MiB; a job spec is a short YAML file"], source)
+        raise SpecError([f"{source}: the file is larger than 1 MiB; a {words.what} is a short YAML file"], source)
 
 
 class _Guarded:
@@ -95,6 +109,7 @@ class _Guarded:
     """
 
     source: str
+    words: Words
     depth: int
     nodes: int
 
@@ -111,7 +126,7 @@ class _Guarded:
             raise mark_error(self.source, event.start_mark, f"YAML tags such as {tag!r} are not allowed")
         self.nodes += 1
         if self.nodes > MAX_WRITTEN_NODES:
-            message = f"the document has more than {MAX_WRITTEN_NODES} keys and values; a job spec is short"
+            message = f"the document has more than {MAX_WRITTEN_NODES} keys and values; a {self.words.what} is short"
             raise mark_error(self.source, event.start_mark, message)
         anchor = event.anchor
         if anchor is not None and anchor in self.anchors:
@@ -133,9 +148,9 @@ class _Guarded:
 class _Loader(_Guarded, yaml.SafeLoader):
     """PyYAML's pure-Python safe loader, guarded."""
 
-    def __init__(self, text: str, source: str):
+    def __init__(self, text: str, source: str, words: Words):
         yaml.SafeLoader.__init__(self, text)
-        self.source, self.depth, self.nodes = source, 0, 0
+        self.source, self.words, self.depth, self.nodes = source, words, 0, 0
 
 
 # YAML 1.1 reads 1e-4 and 1.0e4 as text; users (and YAML 1.2) mean numbers. This adds to
@@ -148,36 +163,44 @@ if _CParser is not None:
     class _FastLoader(_Guarded, Composer, _CParser, Resolver):
         """libyaml's scanner and parser with the same Python composer, resolvers and guards."""
 
-        def __init__(self, text: str, source: str):
+        def __init__(self, text: str, source: str, words: Words):
             _CParser.__init__(self, text)
             Composer.__init__(self)
             Resolver.__init__(self)
-            self.source, self.depth, self.nodes = source, 0, 0
+            self.source, self.words, self.depth, self.nodes = source, words, 0, 0
 
     _FastLoader.add_implicit_resolver(TAG + "float", _FLOAT, list("-+0123456789"))
 
 
 def compose(text: str, source: str) -> Node | None:
     """The one document in ``text`` as a node tree (None when there is none)."""
+    nodes = compose_all(text, source, JOB_SPEC, one=True)
+    return nodes[0] if nodes else None
+
+
+def compose_all(text: str, source: str, words: Words, one: bool = False) -> list[Node]:
+    """The documents in ``text`` as node trees; ``one``: a second document is a problem."""
     fast = _CParser is not None and len(text) > PYTHON_PARSER_BYTES
     loader = None
     try:
-        loader = (_FastLoader if fast else _Loader)(text, source)  # reading starts here: it may refuse a character
+        loader = (_FastLoader if fast else _Loader)(text, source, words)  # reading starts here: it may refuse a character
         loader.get_event()  # stream start
-        node = None if loader.check_event(yaml.StreamEndEvent) else loader.compose_document()
-        if not loader.check_event(yaml.StreamEndEvent):
-            mark = loader.peek_event().start_mark
-            raise mark_error(source, mark, "a second YAML document ('---'); a job spec is one document")
-        return node
+        nodes = []
+        while not loader.check_event(yaml.StreamEndEvent):
+            if one and nodes:
+                mark = loader.peek_event().start_mark
+                raise mark_error(source, mark, f"a second YAML document ('---'); a {words.what} is one document")
+            nodes.append(loader.compose_document())
+        return nodes
     except yaml.MarkedYAMLError as exc:
         context = f" ({exc.context})" if exc.context else ""
-        message = f"invalid YAML: {exc.problem}{context}"
+        message = f"{words.invalid}: {exc.problem}{context}"
         raise mark_error(source, exc.problem_mark or exc.context_mark, message) from None
     except yaml.reader.ReaderError as exc:
         # libyaml counts bytes of UTF-8, PyYAML characters
         index = len(text.encode()[: exc.position].decode("utf-8", "ignore")) if fast else exc.position
         line, column = line_column(text, index)
-        message = f"invalid YAML: character U+{exc.character:04X} is not allowed"
+        message = f"{words.invalid}: character U+{exc.character:04X} is not allowed"
         raise SpecError([f"{source}:{line}:{column}: {message}"], source) from None
     finally:
         if loader:
@@ -302,3 +325,19 @@ def _scalar(node: ScalarNode) -> Any:
     if node.tag == TAG + "int" and len(node.value) > MAX_NUMBER_CHARS:
         raise ValueError(f"a number of {len(node.value)} characters is too long; quote it to use it as text")
     return _CONSTRUCTOR.yaml_constructors[node.tag](_CONSTRUCTOR, node)
+
+
+def load_documents(path: Path, words: Words, one: bool = False) -> list[Any]:
+    """Every document of the YAML file at ``path`` as plain values, empty ones left out (``one``:
+    a second is a problem). A duplicate key, a tag or a merge key is a problem too, raised with
+    its place in ``SpecError``."""
+    source, report = str(path), Report()
+    values = []
+    for node in compose_all(read_file(path, words), source, words, one):
+        measure(node, source)
+        value = Builder(source, report).build(node, ())
+        if value is not None:
+            values.append(value)
+    if report.problems:
+        raise SpecError(report.problems, source)
+    return values
