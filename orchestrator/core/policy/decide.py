@@ -90,6 +90,7 @@ from orchestrator.core.policy.reasons import (
 from orchestrator.core.policy.reserve import Reservations
 from orchestrator.core.policy.slots import with_trials
 from orchestrator.core.policy.state import Decision, QueuedJob, QueueState
+from orchestrator.core.snapshot import EPS
 
 POLICIES = ("orch", "fifo")
 
@@ -102,8 +103,8 @@ class Turn(Enum):
 
 
 def decide(state: QueueState, policy: str = "orch", explain: bool = True) -> Decision:
-    """The policy's decision for ``state``. ``explain=False`` leaves the waiting reasons out
-    (and stops once nothing more can start), for simulations of many jobs."""
+    """The policy's decision for ``state``. ``explain=False`` leaves the waiting reasons out, for
+    simulations of many jobs; the decision is the same either way."""
     if policy == "fifo":
         return _fifo(state, explain)
     if policy != "orch":
@@ -151,27 +152,28 @@ class _Step:
         self.preemptor = Preemptor(state, self.books, self.gate, self.devices)
         self.reservations = Reservations(self.books, self.devices)
         self.keys_of: dict[tuple[int, str], tuple] = {}
-        self.keys: set[tuple] | None = None  # all placement keys of the pass, when needed
         self.failed: dict[tuple, Reason] = {}  # placement keys that did not fit the view -> why
         self.waiting_on: set[int] = set()  # node classes some waiting job would run on
         self.lending = False  # the second pass, for jobs that borrow
         self.waiting: dict[str, Reason] = {}
+        self.bound: set[str] = set()  # queues whose first job waits for the CPU quota
         self.decision = Decision()
 
     def run(self) -> Decision:
         """Jobs that stay within their queue's quota first, then those that borrow (as in Kueue):
         borrowing never takes what a cohort's owner is waiting for."""
-        # Without reasons to explain, a queue whose first job exceeds its CPU quota is left out:
-        # quota room only shrinks within a step, so that job and all behind it wait, and waiting
-        # on quota they neither preempt nor reserve (nor hold back other queues).
-        bound, borrowing = self.gate.bound(self.state.pending)
-        groups = self.state.pending.groups(skip=() if self.explain else bound)
+        self.bound, borrowing = self.gate.bound(self.state.pending)
+        groups = self.state.pending.groups()
+        # A queue whose first job needs more CPUs than it may hold more waits whole: quota room only
+        # shrinks within a step, so that job waits for the quota and every other job of the queue
+        # behind it, and none of them changes anything: its jobs are walked only to word why.
         # A queue whose first job would borrow CPUs goes to the second pass whole: each of its jobs
         # would borrow too (``QuotaGate.borrows``).
         first, deferred = [], []
         for i, (_, jobs) in enumerate(groups):
-            entry = (-jobs[0].priority, jobs[0].seq, i, 0)
-            (deferred if jobs[0].queue in borrowing else first).append(entry)
+            queue, entry = jobs[0].queue, (-jobs[0].priority, jobs[0].seq, i, 0)
+            if queue not in self.bound or self.explain:
+                (deferred if queue in borrowing else first).append(entry)
         self.gate.deferring.update((name, hardware.CPU) for name in borrowing)
         deferred += self._walk(groups, first)
         self.lending = True
@@ -181,7 +183,13 @@ class _Step:
         return self.decision
 
     def _walk(self, groups: list[tuple[int, list[QueuedJob]]], heap: list[tuple]) -> list[tuple]:
-        """Consider jobs in order, each group's next job after its last admitted one; the deferred entries."""
+        """Consider jobs in order, each group's next job after its last admitted one; the deferred entries.
+
+        A job whose queue's CPU quota holds it changes nothing, and once ``_settled`` nothing
+        behind can start, preempt or reserve: walking such jobs only words their reasons, so a
+        step that is not asked for reasons passes them by. That is all ``explain`` changes; both
+        take the same decisions.
+        """
         heapq.heapify(heap)
         deferred = []
         entries, self.keys = list(heap), None  # the placement keys of this pass, when needed
@@ -189,28 +197,41 @@ class _Step:
             entry = heapq.heappop(heap)
             _, _, i, pos = entry
             shape, jobs = groups[i]
-            job = jobs[pos]
-            if not self.explain and (job.queue, hardware.CPU) in self.gate.behind:
-                continue  # every job needs CPUs: its queue's CPU quota holds it, as it held a job before it
-            outcome = self._consider(job, self._key(shape, job.queue))
+            job, queue = jobs[pos], jobs[pos].queue
+            if queue in self.bound or ((queue, hardware.CPU) in self.gate.behind and job.spec.resources.cpus > EPS):
+                # Its queue's CPU quota holds it (as it held a job of the queue before it): it waits,
+                # as ``_consider`` says (quota first, CPUs first), and changes nothing.
+                if self.explain:
+                    self._wait(jobs, pos, self._consider(job, self._key(shape, queue)))
+                continue
+            outcome = self._consider(job, self._key(shape, queue))
             if outcome is Turn.BORROWS:
                 deferred.append(entry)
             elif outcome is Turn.ADMITTED:
                 if pos + 1 < len(jobs):
                     heapq.heappush(heap, (-job.priority, jobs[pos + 1].seq, i, pos + 1))
             elif self.explain:
-                self.waiting[job.id] = outcome
-                later = BehindInGroup(job.id)
-                self.waiting.update((other.id, later) for other in jobs[pos + 1:])
-            elif ((self.lending or not self.preemptor.may_preempt_below(job.priority))
-                  and self._all_failed(groups, entries)):
-                return deferred  # nothing behind can start or preempt: skip the rest of the queue
+                self._wait(jobs, pos, outcome)
+            elif self._settled(job, groups, entries):
+                return deferred
         return deferred
 
-    def _all_failed(self, groups: list[tuple[int, list[QueuedJob]]], entries: list[tuple]) -> bool:
-        """Every placement key of this pass failed this step (the view only shrinks within a step)."""
+    def _wait(self, jobs: list[QueuedJob], pos: int, reason: Reason) -> None:
+        """``jobs[pos]`` waits for ``reason``, and the later jobs of its group behind it."""
+        self.waiting[jobs[pos].id] = reason
+        later = BehindInGroup(jobs[pos].id)
+        self.waiting.update((other.id, later) for other in jobs[pos + 1:])
+
+    def _settled(self, job: QueuedJob, groups: list[tuple[int, list[QueuedJob]]], entries: list[tuple]) -> bool:
+        """After ``job`` waits, no job later in this pass can preempt (it borrows, or no preemptible
+        job runs below its priority) and every placement key of the pass failed this step (the
+        view only shrinks within a step). The jobs of bound queues have no say: they wait for their
+        quota."""
+        if not self.lending and self.preemptor.may_preempt_below(job.priority):
+            return False
         if self.keys is None:
-            self.keys = {self._key(groups[i][0], groups[i][1][0].queue) for _, _, i, _ in entries}
+            self.keys = {self._key(groups[i][0], groups[i][1][0].queue) for _, _, i, _ in entries
+                         if groups[i][1][0].queue not in self.bound}
         return self.keys <= self.failed.keys()
 
     def _key(self, shape: int, queue: str) -> tuple:
