@@ -298,10 +298,13 @@ def serve(address: Optional[str] = typer.Option(None, "--address", help="This he
           name: Optional[str] = typer.Option(None, "--name", help="The cluster's name (default: this host's)."),
           insecure: bool = Insecure, debug: bool = Debug):
     """Run orch's control plane in the foreground on a Ray head that `orch up` did not start."""
-    from orchestrator.control import service
-
-    service.serve_head(address=address, gcs=gcs, host=host, port=port, home=home, storage=storage,
-                       cluster_file=cluster_file, name=name, say=lambda m: _console(err=True).print(m, markup=False))
+    # The control plane is its own program (the CLI never imports it): this process becomes it.
+    given = {"--address": address, "--gcs": gcs, "--host": host, "--port": port, "--home": home,
+             "--storage": storage, "--cluster-file": cluster_file, "--name": name}
+    argv = [part for flag, value in given.items() if value is not None for part in (flag, str(value))]
+    if debug:
+        os.environ["ORCH_DEBUG"] = "1"
+    os.execv(sys.executable, [sys.executable, "-m", "orchestrator.control.service", "head", *argv])
 
 
 @command()

@@ -13,9 +13,13 @@ from rich.text import Text
 
 from orchestrator.client import api
 from orchestrator.core import hardware
+from orchestrator.core.lifecycle import JobState
 
-STATE_STYLE = {"SUCCEEDED": "green", "FAILED": "red", "CANCELLED": "yellow", "RUNNING": "cyan",
-               "STARTING": "blue", "QUEUED": "magenta", "PREEMPTED": "yellow"}
+_S = JobState
+# Keyed by the states' text, as views carry them.
+STATE_STYLE = {_S.SUCCEEDED.value: "green", _S.FAILED.value: "red", _S.CANCELLED.value: "yellow",
+               _S.RUNNING.value: "cyan", _S.STARTING.value: "blue", _S.QUEUED.value: "magenta",
+               _S.PREEMPTED.value: "yellow"}
 
 
 def _gib(value: float) -> str:
@@ -122,7 +126,7 @@ def status_panel(view: api.JobView) -> Panel:
     grid = Table.grid(padding=(0, 2))
     grid.add_row("state", Text(view.state, style=STATE_STYLE.get(view.state, "")))
     grid.add_row("hardware", f"{view.accelerator} x {_workers(view.workers)} ({view.framework})")
-    trials = (view.plan or {}).get("trials") if view.state in ("STARTING", "RUNNING") else None
+    trials = (view.plan or {}).get("trials") if view.state in (_S.STARTING, _S.RUNNING) else None
     if trials:  # a sweep holds a slot per trial it runs at once
         slots = ", ".join(f"{slot['accelerator']} x {slot['workers']}" for slot in (view.plan, *trials))
         grid.add_row("trials", f"{1 + len(trials)} at once ({slots})")
@@ -131,11 +135,11 @@ def status_panel(view: api.JobView) -> Panel:
     grid.add_row("metrics", _metrics_text(view.metrics))
     grid.add_row("ray job", view.ray_job_id)
     if view.reason:
-        grid.add_row("reason", Text(view.reason, style="red" if view.state == "FAILED" else ""))
+        grid.add_row("reason", Text(view.reason, style="red" if view.state == _S.FAILED else ""))
     for failure in view.failures:
         causes = "; ".join(f"rank {rank}: {cause}" for rank, cause in failure["causes"].items())
         grid.add_row("failure", Text(f"attempt {failure['attempt']}: {causes or 'worker group failed'}", style="yellow"))
-    for requeue in (h for h in view.history if h["state"] == "QUEUED" and h.get("reason")):
+    for requeue in (h for h in view.history if h["state"] == _S.QUEUED and h.get("reason")):
         grid.add_row("requeued", requeue["reason"])
     for worker in view.workers_usage:
         grid.add_row(f"worker {worker['pid']}", _usage_text(worker))

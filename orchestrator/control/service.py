@@ -1,8 +1,9 @@
 """The control plane as a process on the head node: `python -m orchestrator.control.service`.
 
 `orch up` starts it beside the Ray head (its own process group, recorded in
-cluster.json); on a head orch did not start, `orch serve` runs it in the
-foreground (`serve_head`), finding the GCS from the Ray dashboard's process.
+cluster.json); on a head orch did not start, `orch serve` execs it in the
+foreground (`python -m orchestrator.control.service head ...`, ``serve_head``),
+finding the GCS from the Ray dashboard's process.
 It serves a small JSON API on 127.0.0.1 (``--host`` to change that) that
 requires the cluster's Ray token, and runs `Control.run_forever`. All state
 is in SQLite under ``--home``: kill it at any moment and start it again.
@@ -27,7 +28,7 @@ from urllib.parse import unquote
 
 from orchestrator.adapters import auth
 from orchestrator.control.store import JobRow, Store
-from orchestrator.core.errors import ClusterUnavailable, JobNotFound, OrchError
+from orchestrator.core.errors import ClusterUnavailable, JobNotFound, OrchError, message_lines
 
 DB_NAME = "control.db"
 LOOPBACK = ("127.0.0.1", "localhost", "::1")
@@ -229,6 +230,9 @@ def _require_token() -> None:
 
 
 def main(argv: list[str] | None = None) -> None:
+    argv = sys.argv[1:] if argv is None else argv
+    if argv[:1] == [HEAD]:
+        return main_head(argv[1:])
     args = parse_args(argv)
     try:
         run(args)
@@ -238,6 +242,44 @@ def main(argv: list[str] | None = None) -> None:
 
 
 # ---- `orch serve`: the control plane on a head orch did not start -------------------
+
+HEAD = "head"  # the first argument of `orch serve`'s command line here
+
+
+def main_head(argv: list[str]) -> None:
+    """`orch serve`, which execs this with its options: the CLI's ways with errors, so that users
+    see what any orch command shows (a message and SPEC.md's exit code; the traceback with
+    --debug, passed as ORCH_DEBUG)."""
+    args = _head_args(argv)
+    debug = bool(os.environ.get("ORCH_DEBUG"))
+    try:
+        serve_head(**vars(args), say=_say)
+    except OrchError as error:
+        if debug:
+            raise
+        for line in message_lines(error):
+            _say(line)
+        raise SystemExit(error.exit_code) from None
+    except KeyboardInterrupt:
+        raise SystemExit(130) from None
+    except Exception as error:  # a bug in orch: say so, keep the traceback for --debug
+        if debug:
+            raise
+        _say(f"internal error: {type(error).__name__}: {error} (run again with --debug for the traceback)")
+        raise SystemExit(1) from None
+
+
+def _head_args(argv: list[str]) -> argparse.Namespace:
+    parser = argparse.ArgumentParser(prog="orch serve", description="orch control plane on a Ray head")
+    for flag in ("--address", "--gcs", "--home", "--storage", "--cluster-file", "--name"):
+        parser.add_argument(flag)
+    parser.add_argument("--host", default="127.0.0.1")
+    parser.add_argument("--port", type=int)
+    return parser.parse_args(argv)
+
+
+def _say(message: str) -> None:
+    print(message, file=sys.stderr, flush=True)
 
 
 def serve_head(address: str | None = None, gcs: str | None = None, host: str = "127.0.0.1",

@@ -21,7 +21,6 @@ Plan decisions (they shape what the runners ask of Ray Train):
 
 from __future__ import annotations
 
-import difflib
 from dataclasses import asdict, dataclass
 from typing import ClassVar, Iterable, Mapping
 
@@ -30,6 +29,7 @@ from orchestrator.core.hardware import GIB, AcceleratorRequest
 from orchestrator.core.placement import UNLIMITED, Fit, gib, quantity
 from orchestrator.core.snapshot import EPS, ClusterSnapshot, QueueConfig, SliceGroup
 from orchestrator.core.spec import JobSpec
+from orchestrator.core.suggest import did_you_mean
 
 _CPU = AcceleratorRequest("cpu")
 
@@ -230,8 +230,7 @@ def _why(chosen: _Outcome, auto_why: str, ordered: bool, count: int) -> str:
 
 
 def _unknown_queue(name: str, snapshot: ClusterSnapshot) -> str:
-    close = difflib.get_close_matches(name, list(snapshot.queues), n=1)
-    hint = f"; did you mean {close[0]!r}?" if close else f" (queues: {', '.join(snapshot.queues)})"
+    hint = did_you_mean(name, snapshot.queues, f" (queues: {', '.join(snapshot.queues)})")
     return f"no queue {name!r} on cluster {snapshot.name!r}{hint}"
 
 
@@ -479,43 +478,6 @@ def to_json(result: Plan | Infeasible) -> dict:
         "label_selector": dict(result.label_selector) if result.label_selector else None,
         "tpu": asdict(result.tpu) if result.tpu else None, "why": result.why, "node_ids": list(result.node_ids),
     }
-
-
-_STRATEGIES = {"pack": "PACK", "spread": "SPREAD", "strict_pack": "STRICT_PACK", "strict_spread": "STRICT_SPREAD"}
-
-
-def scaling_config_kwargs(plan_: Plan, *, simulated: bool = False) -> dict:
-    """Keyword arguments of Ray Train V2 ``ScalingConfig`` for ``plan_``.
-
-    TPU plans on real TPUs set ``use_tpu`` with ``topology`` and ``accelerator_type``
-    (Ray Train then reserves the slice itself, and forbids a label selector for
-    more than one worker). ``simulated=True`` is for clusters whose TPUs are
-    only resources on CPU machines, where ``use_tpu`` would start JAX's TPU
-    set-up: the chips are reserved as the host's share of its
-    ``accelerator_type:TPU-*`` resource and the label selector pins the
-    planned slice (or TPU type).
-    """
-    fixed = plan_.min_workers == plan_.max_workers
-    kwargs = {
-        "num_workers": plan_.max_workers if fixed else (plan_.min_workers, plan_.max_workers),
-        "resources_per_worker": dict(plan_.per_worker),
-        "placement_strategy": _STRATEGIES[plan_.placement],
-        "label_selector": dict(plan_.label_selector) if plan_.label_selector else None,
-        "use_gpu": hardware.GPU in plan_.per_worker,
-    }
-    tpu = plan_.tpu
-    if tpu is None:
-        return kwargs
-    if simulated:
-        resources = {k: v for k, v in plan_.per_worker.items() if k != hardware.TPU}
-        share = plan_.per_worker[hardware.TPU] / tpu.chips_per_host
-        # Ray keeps four decimals of a fractional resource; round down so shares never overfill a host.
-        resources[hardware.ACCELERATOR_RESOURCE_PREFIX + tpu.accelerator_type] = int(share * 10_000) / 10_000
-        return {**kwargs, "resources_per_worker": resources}
-    slice_wide = tpu.slice_name is not None or plan_.max_workers > 1
-    return {**kwargs, "use_tpu": True, "accelerator_type": tpu.accelerator_type,
-            "topology": tpu.topology if slice_wide else None,
-            "label_selector": None if slice_wide else kwargs["label_selector"]}
 
 
 def _number(value: float) -> float | int:

@@ -9,6 +9,14 @@ class OrchError(Exception):
     exit_code = 1
 
 
+def message_lines(error: OrchError) -> list[str]:
+    """``error`` as the lines users read: ``error: ...``, and one line per problem of a spec with several."""
+    if isinstance(error, SpecError) and len(error.problems) > 1:
+        return [f"error: {len(error.problems)} problems in {error.source or 'the spec'}:",
+                *(f"  {problem}" for problem in error.problems)]
+    return [f"error: {error}"]
+
+
 class SpecError(OrchError):
     """The job spec (or a command's arguments) is invalid: exit 2.
 

@@ -12,10 +12,11 @@ vendors' dense (no sparsity) datasheet figures.
 
 from __future__ import annotations
 
-import difflib
 import math
 import re
 from dataclasses import dataclass
+
+from orchestrator.core.suggest import closest
 
 # Ray's resource and label names (ray.util.accelerators, ray._raylet). Kept as
 # literals so that parsing a spec never imports Ray.
@@ -285,7 +286,7 @@ def _did_you_mean(word: str) -> str:
     choices = ["CPU", "GPU", "auto", *catalog_names()]
     by_lower = {c.lower(): c for c in choices}
     by_lower.update({alias: BY_NAME[alias].name for alias in BY_NAME})
-    close = difflib.get_close_matches(word.lower(), list(by_lower), n=3, cutoff=0.5)
+    close = closest(word.lower(), by_lower, n=3, cutoff=0.5)
     names = list(dict.fromkeys(by_lower[c] for c in close))
     if not names:
         return f" (known types: {', '.join(choices)})"

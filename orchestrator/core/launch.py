@@ -9,7 +9,7 @@ from __future__ import annotations
 import json
 from typing import Any
 
-from orchestrator.core import allocator, hardware
+from orchestrator.core import allocator, hardware, scaling
 from orchestrator.core.protocol import ENTRYPOINT, META, PAYLOAD_ENV, PRECISION_ENV, SIMULATED_LABEL
 from orchestrator.core.snapshot import ClusterSnapshot
 from orchestrator.core.spec import JobSpec
@@ -21,7 +21,7 @@ def plan_record(plan: allocator.Plan, snapshot: ClusterSnapshot) -> dict[str, An
     """The plan as stored with the job: SPEC.md's plan JSON plus its Ray Train settings."""
     chosen = set(plan.nodes)
     simulated = any(n.labels.get(SIMULATED_LABEL) == "true" for n in snapshot.nodes if n.name in chosen)
-    record = {**allocator.to_json(plan), "scaling": allocator.scaling_config_kwargs(plan, simulated=simulated)}
+    record = {**allocator.to_json(plan), "scaling": scaling.scaling_config_kwargs(plan, simulated=simulated)}
     if plan.trials:  # only what the books and the sweep's driver read: a sweep may hold hundreds
         record["trials"] = [{key: value for key, value in plan_record(trial, snapshot).items() if key in TRIAL_KEYS}
                             for trial in plan.trials]

@@ -2,19 +2,21 @@
 
 from __future__ import annotations
 
-import difflib
 from pathlib import Path
 from typing import Annotated, Any
 
-import yaml
 from pydantic import BeforeValidator, Field, ValidationError, model_validator
 
 from orchestrator.core import hardware
 from orchestrator.core.errors import SpecError
+from orchestrator.core.forms import Bytes, parse_bytes
 from orchestrator.core.hardware import AcceleratorRequest, TpuSlice
 from orchestrator.core.snapshot import QUOTA_RESOURCES, ClusterSnapshot, Node, QueueConfig, default_queues
-from orchestrator.core.spec import NAME_PATTERN, Bytes, Strict, parse_bytes
+from orchestrator.core.spec import NAME_PATTERN, Strict
+from orchestrator.load.messages import field_problems
+from orchestrator.load.reader import Words, load_documents
 
+CLUSTER_FILE = Words("cluster file", "not valid YAML")
 _CLUSTER_FIELDS = ("name", "nodes", "queues", "count", "cpus", "memory", "accelerator", "tpu_slice",
                    "labels", "quota", "cohort", "borrow")
 
@@ -144,25 +146,11 @@ class ClusterFile(Strict):
 def load_cluster_file(path: str | Path) -> ClusterFile:
     """Read and validate a cluster file; problems raise ``SpecError`` naming the field."""
     path = Path(path)
+    documents = load_documents(path, CLUSTER_FILE, one=True)
     try:
-        data = yaml.safe_load(path.read_text())
-    except OSError as error:
-        raise SpecError(f"cannot read the cluster file: {error.strerror}", source=str(path)) from None
-    except yaml.YAMLError as error:
-        raise SpecError(f"not valid YAML: {error}", source=str(path)) from None
-    try:
-        return ClusterFile.model_validate(data)
+        return ClusterFile.model_validate(documents[0] if documents else None)
     except ValidationError as error:
-        raise SpecError([_problem(e) for e in error.errors()], source=str(path)) from None
-
-
-def _problem(error: dict) -> str:
-    where = ".".join(str(part) for part in error["loc"]) or "(top level)"
-    message = error["msg"].removeprefix("Value error, ")
-    if error["type"] == "extra_forbidden":
-        close = difflib.get_close_matches(str(error["loc"][-1]), _CLUSTER_FIELDS, n=1)
-        message = "unknown field" + (f"; did you mean {close[0]!r}?" if close else "")
-    return f"{where}: {message}"
+        raise SpecError(field_problems(error, "(top level)", _CLUSTER_FIELDS), source=str(path)) from None
 
 
 def snapshot_from_cluster(cluster: ClusterFile) -> ClusterSnapshot:

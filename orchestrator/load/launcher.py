@@ -27,7 +27,6 @@ import re
 from pathlib import Path
 from typing import Any, Mapping
 
-import yaml
 from pydantic import ValidationError
 
 from orchestrator.core import hardware
@@ -35,6 +34,8 @@ from orchestrator.core.errors import SpecError
 from orchestrator.core.protocol import type_name
 from orchestrator.core.snapshot import ClusterSnapshot
 from orchestrator.load.cluster import ClusterFile, NodeEntry, load_cluster_file, snapshot_from_cluster
+from orchestrator.load.messages import field_problems
+from orchestrator.load.reader import Words, load_documents
 
 # ray.io/ labels orch derives from the accelerator and slice; a config may declare them, and must agree.
 _DERIVED_LABELS = (hardware.LABEL_ACCELERATOR_TYPE, hardware.LABEL_TPU_POD_TYPE, hardware.LABEL_TPU_TOPOLOGY)
@@ -67,13 +68,11 @@ class _Problem(ValueError):
 # ---- reading and validating ------------------------------------------------------
 
 
+CLUSTER_CONFIG = Words("cluster config", "not valid YAML")
+
+
 def _documents(path: Path) -> list[Any]:
-    try:
-        return [doc for doc in yaml.safe_load_all(path.read_text()) if doc is not None]
-    except OSError as error:
-        raise SpecError(f"cannot read the cluster config: {error.strerror}", source=str(path)) from None
-    except yaml.YAMLError as error:
-        raise SpecError(f"not valid YAML: {error}", source=str(path)) from None
+    return load_documents(path, CLUSTER_CONFIG)
 
 
 def ray_schema_path() -> Path:
@@ -327,7 +326,7 @@ def _entry(key: str, count: int, resources: Mapping[str, float], labels: Mapping
                           tpu_slice=pod_type,
                           labels={k: v for k, v in labels.items() if not k.startswith("ray.io/")})
     except ValidationError as error:
-        raise _Problem(where, "; ".join(_message(e) for e in error.errors())) from None
+        raise _Problem(where, "; ".join(field_problems(error))) from None
     derived = entry.expand()[0].labels
     for label in _DERIVED_LABELS:
         if label in labels and labels[label] != derived.get(label):
@@ -370,13 +369,7 @@ def _snapshot(name: str, entries: list[NodeEntry], problems: list[str], path: Pa
     try:
         return snapshot_from_cluster(ClusterFile(name=safe, nodes=entries))
     except ValidationError as error:  # e.g. two node types whose names normalise alike
-        raise SpecError([_message(e) for e in error.errors()], source=str(path)) from None
-
-
-def _message(error: Mapping[str, Any]) -> str:
-    where = ".".join(str(part) for part in error["loc"])
-    message = error["msg"].removeprefix("Value error, ")
-    return f"{where}: {message}" if where else message
+        raise SpecError(field_problems(error), source=str(path)) from None
 
 
 def config_kind(path: str | Path) -> str:

@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import difflib
 import json
 from pathlib import Path
 from typing import Annotated, Any, Iterable
@@ -13,6 +12,8 @@ from orchestrator.core.errors import SpecError
 from orchestrator.core.simulate import TraceJob
 from orchestrator.core.snapshot import ClusterSnapshot
 from orchestrator.core.spec import NAME_PATTERN, JobSpec, Resources, Strict
+from orchestrator.core.suggest import did_you_mean
+from orchestrator.load.messages import field_problems
 
 ENTRYPOINT = "sim.py:run"  # traces carry no code; a spec needs an entrypoint
 
@@ -60,8 +61,8 @@ def load_trace(path: str | Path) -> list[TraceJob]:
         except json.JSONDecodeError as error:
             raise SpecError(f"{where}: not valid JSON: {error.msg} (column {error.colno})") from None
         except ValidationError as error:
-            raise SpecError([f"{where}: {_field(e)}: {e['msg'].removeprefix('Value error, ')}"
-                             for e in error.errors()], source=str(path)) from None
+            raise SpecError([f"{where}: {line}" for line in field_problems(error, "(line)")],
+                            source=str(path)) from None
         if job.name in seen:
             raise SpecError(f"{where}: name {job.name!r} is used on line {seen[job.name]} already")
         seen[job.name] = number
@@ -76,13 +77,7 @@ def check_queues(trace: Iterable[TraceJob], snapshot: ClusterSnapshot, source: s
     for job in trace:
         queue = job.spec.schedule.queue
         if queue not in snapshot.queues:
-            close = difflib.get_close_matches(queue, names, n=1)
-            hint = f"; did you mean {close[0]!r}?" if close else ""
             problems.append(f"job {job.name}: queue {queue!r} is not one of the cluster's queues "
-                            f"({', '.join(names)}){hint}")
+                            f"({', '.join(names)}){did_you_mean(queue, names)}")
     if problems:
         raise SpecError(problems, source=source)
-
-
-def _field(error: dict) -> str:
-    return ".".join(str(part) for part in error["loc"]) or "(line)"

@@ -38,7 +38,8 @@ from typing import Callable
 import pytest
 
 from orchestrator.core.errors import SpecError
-from orchestrator.load.spec import MAX_PROBLEMS, load_spec
+from orchestrator.load.messages import MAX_PROBLEMS
+from orchestrator.load.spec import load_spec
 from tests.conftest import record_figure
 
 ORCH = str(Path(sys.executable).with_name("orch"))

@@ -11,7 +11,7 @@ import sys
 
 import yaml
 
-from orchestrator.core import autoscale
+from orchestrator.core import autoscale, node_types
 from orchestrator.core.allocator import Infeasible, Plan
 from orchestrator.core.policy.decide import decide
 from orchestrator.core.policy.state import QueueState, QueuedJob
@@ -58,11 +58,11 @@ def busy(snapshot: ClusterSnapshot, *names: str) -> ClusterSnapshot:
 
 
 def test_node_types_come_from_the_max_scale_snapshot_head_first():
-    types = autoscale.node_types(aws())
+    types = node_types.node_types(aws())
     assert [(t.name, len(t.nodes), t.head, t.what) for t in types.values()] == [
         ("head", 1, True, "CPU node"), ("cpu", 4, False, "CPU node"), ("a10g", 2, False, "A10G node"),
         ("a100", 1, False, "A100 node")]
-    tpu = autoscale.node_types(clusterconfig.snapshot_from_config(CLUSTER / "kuberay.yaml"))["tpu-v4"]
+    tpu = node_types.node_types(clusterconfig.snapshot_from_config(CLUSTER / "kuberay.yaml"))["tpu-v4"]
     assert (tpu.hosts, tpu.what) == (2, "TPU-v4-16 slice")
 
 
@@ -72,7 +72,7 @@ def test_a_launcher_config_lists_its_head_first_wherever_the_file_has_it(tmp_pat
     data["available_node_types"] = {k: types[k] for k in ("cpu", "a100", "head", "a10g")}
     path = tmp_path / "c.yaml"
     path.write_text(yaml.safe_dump(data, sort_keys=False))
-    assert [t.name for t in autoscale.node_types(clusterconfig.snapshot_from_config(path)).values()] == [
+    assert [t.name for t in node_types.node_types(clusterconfig.snapshot_from_config(path)).values()] == [
         "head", "cpu", "a100", "a10g"]
 
 
@@ -85,16 +85,16 @@ def test_only_configs_an_autoscaler_grows_have_a_max_scale_snapshot():
 
 def test_live_nodes_are_matched_by_ray_node_group_label_else_by_shape():
     max_scale = aws()
-    types = autoscale.node_types(max_scale)
-    assert autoscale.type_of(joined(max_scale, "a10g-0", "x", group="a10g"), types) == "a10g"
-    assert autoscale.type_of(joined(max_scale, "cpu-0", "x", group="headgroup"), types) == "head"  # KubeRay
-    assert autoscale.type_of(joined(max_scale, "a100-0", "x"), types) == "a100"  # no label: by shape
-    assert autoscale.type_of(live().nodes[0], types) == "head"  # CPU 0, as declared
+    types = node_types.node_types(max_scale)
+    assert node_types.type_of(joined(max_scale, "a10g-0", "x", group="a10g"), types) == "a10g"
+    assert node_types.type_of(joined(max_scale, "cpu-0", "x", group="headgroup"), types) == "head"  # KubeRay
+    assert node_types.type_of(joined(max_scale, "a100-0", "x"), types) == "a100"  # no label: by shape
+    assert node_types.type_of(live().nodes[0], types) == "head"  # CPU 0, as declared
     odd = Node("x", {"CPU": 12.0, "memory": GIB}, {}, {})  # a CPU node of no configured size
-    assert autoscale.type_of(odd, types) == "cpu"  # the head is never a guess
+    assert node_types.type_of(odd, types) == "cpu"  # the head is never a guess
     h100 = Node("x", {"CPU": 8.0, "GPU": 8.0, "memory": GIB}, {}, {"ray.io/accelerator-type": "H100"})
-    assert autoscale.type_of(h100, types) is None
-    assert autoscale.type_of(Node("a100/new-0", {}, {}), types) == "a100"
+    assert node_types.type_of(h100, types) is None
+    assert node_types.type_of(Node("a100/new-0", {}, {}), types) == "a100"
 
 
 # ---- assess: fits now / needs new nodes / never ----------------------------------------------

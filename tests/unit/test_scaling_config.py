@@ -4,7 +4,8 @@ from __future__ import annotations
 
 import pytest
 
-from orchestrator.core.allocator import plan, scaling_config_kwargs
+from orchestrator.core.allocator import plan
+from orchestrator.core.scaling import scaling_config_kwargs
 from orchestrator.core.spec import JobSpec
 from orchestrator.load.cluster import ClusterFile, snapshot_from_cluster
 

@@ -224,3 +224,17 @@ def test_duplicate_node_names_are_rejected():
     node = Node("n", {"CPU": 1}, {"CPU": 1})
     with pytest.raises(ValueError, match="unique"):
         ClusterSnapshot("c", (node, node)).index
+
+
+def test_cluster_files_are_read_by_the_hardened_reader(tmp_path):
+    """Line and column for YAML errors, and a duplicate key is an error, not a silent win."""
+    path = tmp_path / "c.yaml"
+    path.write_text("name: c\nnodes:\n  - {name: n, cpus: 1, memory: 1GiB}\nname: d\n")
+    with pytest.raises(SpecError, match=r"c.yaml:4:1: name: duplicate key 'name' \(first at line 1\)"):
+        load_cluster_file(path)
+    path.write_text("name: c\nnodes: [\n")
+    with pytest.raises(SpecError, match=r"c.yaml:3:1: not valid YAML"):
+        load_cluster_file(path)
+    path.write_text("name: !!python/object:os.system c\n")
+    with pytest.raises(SpecError, match="YAML tags such as '!!python/object:os.system' are not allowed"):
+        load_cluster_file(path)

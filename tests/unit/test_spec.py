@@ -9,8 +9,10 @@ from pathlib import Path
 import pytest
 
 from orchestrator.core.errors import SpecError
-from orchestrator.core.spec import JobSpec, WorkerRange, json_schema
-from orchestrator.load.spec import MAX_BYTES, load_spec, validate_text
+from orchestrator.core.forms import WorkerRange
+from orchestrator.core.spec import JobSpec, json_schema
+from orchestrator.load.reader import MAX_BYTES
+from orchestrator.load.spec import load_spec, validate_text
 
 DATA = Path(__file__).resolve().parents[1] / "data"
 BASE = "name: demo\nentrypoint: train.py:train_loop\n"

@@ -130,11 +130,9 @@ class Pending:
     def get(self, job_id: str) -> QueuedJob:
         return self._jobs[job_id]
 
-    def groups(self, skip: Iterable[str] = ()) -> list[tuple[int, list[QueuedJob]]]:
-        """(shape id, jobs in submit order) per group, less the groups of queues in ``skip``;
-        equal shape ids plan alike."""
-        return [(key[2], jobs) for queue, groups in self._queues.items() if queue not in skip
-                for key, jobs in groups.items()]
+    def groups(self) -> list[tuple[int, list[QueuedJob]]]:
+        """(shape id, jobs in submit order) per group; equal shape ids plan alike."""
+        return [(key[2], jobs) for groups in self._queues.values() for key, jobs in groups.items()]
 
     def in_arrival_order(self) -> Iterator[QueuedJob]:
         return iter(self._arrival)

@@ -1,0 +1,49 @@
+"""Reservations within one step: a job that does not fit the free resources holds the share of
+the least busy nodes it would run on, so later jobs backfill only around it."""
+
+from __future__ import annotations
+
+from orchestrator.core.allocator import Plan
+from orchestrator.core.policy.books import Books
+from orchestrator.core.policy.devices import DeviceGuard
+from orchestrator.core.policy.quota import busy
+from orchestrator.core.policy.reasons import device_kind
+from orchestrator.core.policy.state import QueuedJob
+
+# How many waiting jobs of one step hold a reservation (see decide.py's docstring).
+RESERVATIONS = 4
+
+
+class Reservations:
+    """The reservations of one step, at most ``RESERVATIONS``."""
+
+    def __init__(self, books: Books, devices: DeviceGuard):
+        self.books, self.devices = books, devices
+        self.count = 0
+
+    def place(self, job: QueuedJob, queued: Plan) -> Plan | None:
+        """Where ``job`` would run on the least busy nodes of its node classes, were they empty;
+        None once the step holds ``RESERVATIONS`` or when emptying them all does not make it fit."""
+        if self.count >= RESERVATIONS:
+            return None
+        self.count += 1
+        books = self.books
+        view, index = books.view, books.view.index
+        kind = device_kind(queued.per_worker)
+        classes = {index.class_of[index.position[name]] for name in queued.nodes}
+        members = sorted((p for c in classes for p in index.classes[c].members),
+                         key=lambda p: busy(view.nodes[p], kind))
+        count = 1
+        while True:
+            emptied = {view.nodes[p].name: dict(view.nodes[p].total) for p in members[:count]}
+            fit = self.devices.fits_on(job.spec, books.free.with_free(emptied))
+            if fit:
+                return fit
+            if count >= len(members):
+                return None
+            count = min(2 * count, len(members))
+
+    def holder(self, on_free: Plan) -> tuple[QueuedJob, list[str]]:
+        """The first job holding a reservation on ``on_free``'s nodes, and those reserved nodes."""
+        nodes = sorted({n for n in on_free.nodes if n in self.books.holder})
+        return self.books.holder[nodes[0]], nodes
