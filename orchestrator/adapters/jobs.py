@@ -1,8 +1,7 @@
 """Ray's Jobs API of one cluster: submit, read, stop Ray Jobs and see their workers.
 
-Reads are plain HTTP (no Ray import), so `orch list` and `orch status` stay
-fast. Ray's own code does the real work: its packaging turns ``working_dir``
-into a package (``packages.py``), its ``JobSubmissionClient`` submits Ray Jobs.
+Reads are plain HTTP (no Ray import), so a user's `orch` needs no Ray. Only the
+control plane submits, through Ray's own ``JobSubmissionClient``.
 """
 
 from __future__ import annotations

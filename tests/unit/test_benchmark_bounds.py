@@ -33,3 +33,13 @@ def test_pooled_merges_only_the_cpu_nodes():
              {"name": "small", "count": 2, "cpus": 4, "memory": "16GiB"},
              {"name": "a100", "count": 4, "cpus": 32, "memory": "256GiB", "accelerator": "A100:4"}]
     assert pooled(nodes) == [{"name": "cpu-pool", "count": 1, "cpus": 104, "memory": "416GiB"}, nodes[2]]
+
+
+def test_submit_latency_counts_a_lost_or_doubled_submission():
+    from benchmarks.submit_latency import accounted, percentile
+
+    assert accounted(["a", "b"], ["b", "a"]) == (0, 0)
+    assert accounted(["a", "b"], ["a"]) == (1, 0)  # b was answered but never kept
+    assert accounted(["a", "a"], ["a"]) == (0, 1)  # two clients were given one id
+    assert accounted(["a"], ["a", "a"]) == (0, 1)  # one submission kept twice
+    assert percentile([3.0, 1.0, 2.0], 0.5) == 2.0 and percentile([float(n) for n in range(101)], 0.99) == 99.0

@@ -52,34 +52,30 @@ def test_unused_packages_are_dropped_after_a_while_used_ones_never(tmp_path):
     assert sorted(p.name for p in tmp_path.iterdir()) == sorted([fresh, used])
 
 
-def test_a_folder_is_packaged_as_rays_sdk_names_it_and_sent_once(tmp_path):
-    from ray._private.runtime_env.packaging import get_uri_for_directory
-    from ray._private.ray_constants import get_runtime_env_default_excludes
-
-    code = tmp_path / "code"
-    code.mkdir()
-    (code / "train.py").write_text("def loop(config): pass\n")
-    (code / ".gitignore").write_text("*.log\n")
-    (code / "debug.log").write_text("not shipped\n")
+def test_a_folder_is_named_by_its_content_and_sent_once(tmp_path):
     sent: dict[str, bytes] = {}
-    uri = packages.package_working_dir(str(code), sent.__contains__, sent.__setitem__)
-    assert uri == get_uri_for_directory(str(code), True, excludes=get_runtime_env_default_excludes())
-    name = packages.name_of(uri)
-    assert list(sent) == [name]
-    with zipfile.ZipFile(io.BytesIO(sent[name])) as archive:
+    for copy in ("code", "elsewhere/same"):  # the same files in another place, written in another order
+        code = tmp_path / copy
+        code.mkdir(parents=True)
+        for name, text in sorted({"train.py": "def loop(config): pass\n", ".gitignore": "*.log\n",
+                                  "debug.log": "not shipped\n"}.items(), reverse=copy != "code"):
+            (code / name).write_text(text)
+        uri = packages.package_working_dir(str(code), sent.__contains__, sent.__setitem__)
+        assert packages.name_of(uri) and list(sent) == [packages.name_of(uri)]
+    with zipfile.ZipFile(io.BytesIO(sent[packages.name_of(uri)])) as archive:
         assert "train.py" in archive.namelist() and "debug.log" not in archive.namelist()
     # The receiver has it: nothing is sent again.
     assert packages.package_working_dir(str(code), lambda _: True, lambda *_: pytest.fail("sent twice")) == uri
+    (code / "train.py").write_text("def loop(config): return 1\n")
+    assert packages.package_working_dir(str(code), lambda _: True, lambda *_: None) != uri
 
 
 def test_an_empty_or_oversized_upload_is_refused(tmp_path, monkeypatch):
-    from ray._private.runtime_env import packaging
-
     store = PackageStore(tmp_path)
     for length in (0, -1):
         with pytest.raises(ValueError, match="a package holds 1 to"):
             store.keep(NAME, io.BytesIO(b""), length)
-    monkeypatch.setattr(packaging, "GCS_STORAGE_MAX_SIZE", 4)
+    monkeypatch.setenv(packages.GRPC_MAX_BYTES_ENV, "4")  # Ray's GCS limit, as a cluster may lower it
     with pytest.raises(ValueError, match="a package holds 1 to 3"):
         store.keep(NAME, io.BytesIO(b"zips"), 4)
     assert list(tmp_path.iterdir()) == []
@@ -102,15 +98,16 @@ def test_uploads_a_crash_left_half_written_are_dropped_with_unused_packages(tmp_
 
 
 def test_a_working_dir_too_big_for_rays_gcs_is_a_spec_error_before_sending(tmp_path, monkeypatch):
-    from ray._private.runtime_env import packaging
-
     from orchestrator.core.errors import SpecError
 
     code = tmp_path / "code"
     code.mkdir()
     (code / "data.bin").write_bytes(os.urandom(4096))
-    monkeypatch.setattr(packaging, "GCS_STORAGE_MAX_SIZE", 1024)
+    monkeypatch.setenv(packages.GRPC_MAX_BYTES_ENV, "1024")
     with pytest.raises(SpecError, match=r"working_dir: .*code: its package is .* \.gitignore or \.rayignore"):
+        packages.package_working_dir(str(code), lambda _: False, lambda *_: pytest.fail("sent"))
+    (code / "data.bin").write_bytes(os.urandom(980))  # its bytes fit, with the zip's directory they do not
+    with pytest.raises(SpecError, match="its package is over Ray's"):
         packages.package_working_dir(str(code), lambda _: False, lambda *_: pytest.fail("sent"))
 
 
@@ -152,21 +149,24 @@ def test_working_dir_may_not_be_orchs_home_itself(tmp_path, monkeypatch):
             api.orch_folders_in(str(inside))
 
 
-def test_the_name_a_job_gets_is_the_name_its_package_is_sent_under_while_the_folder_changes(tmp_path, monkeypatch):
-    """Ray's packaging hashes a folder once for the URI; orch once hashed it again for the
-    upload, and a folder that changed in between gave the job a package nobody sent."""
-    from ray._private.runtime_env import packaging
-
+def test_the_name_a_job_gets_is_the_name_of_the_package_sent_while_the_folder_changes(tmp_path, monkeypatch):
+    """Ray's packaging hashed a folder once for the URI and orch once hashed it again for the
+    upload: a folder that changed in between gave the job a package nobody sent. The name is
+    now taken from the files as zipped: the package's own files give it again."""
     code = tmp_path / "code"
     code.mkdir()
     (code / "train.py").write_text("def loop(config): pass\n")
-    hash_directory = packaging.get_uri_for_directory
+    add = packages._add
 
-    def changing(*args, **kwargs):  # a running job writes into the folder at each hash
+    def changing(archive, root, item, *rest):  # a running job writes into the folder as it is zipped
         (code / f"out-{len(list(code.iterdir()))}.txt").write_text("written while packaging")
-        return hash_directory(*args, **kwargs)
+        return add(archive, root, item, *rest)
 
-    monkeypatch.setattr(packaging, "get_uri_for_directory", changing)
+    monkeypatch.setattr(packages, "_add", changing)
     sent: dict[str, bytes] = {}
     uri = packages.package_working_dir(str(code), sent.__contains__, sent.__setitem__)
     assert list(sent) == [packages.name_of(uri)]
+    monkeypatch.setattr(packages, "_add", add)
+    with zipfile.ZipFile(io.BytesIO(sent[packages.name_of(uri)])) as archive:
+        archive.extractall(tmp_path / "as-sent")
+    assert packages.package_working_dir(str(tmp_path / "as-sent"), lambda _: True, lambda *_: None) == uri

@@ -93,10 +93,10 @@ def test_an_older_control_plane_without_a_route_is_named_as_such(control, monkey
 
 
 def test_a_refused_upload_is_read_before_the_answer_so_the_client_sees_it(control, monkeypatch):
-    from ray._private.runtime_env import packaging
+    from orchestrator.adapters import packages
 
     client, fake = control
-    monkeypatch.setattr(packaging, "GCS_STORAGE_MAX_SIZE", 1 << 20)
+    monkeypatch.setenv(packages.GRPC_MAX_BYTES_ENV, str(1 << 20))
     with pytest.raises(SpecError, match="a package holds 1 to"):  # not a reset connection
         client._put_package(NAME, b"z" * (8 << 20))
     put = urllib.request.Request(f"{client.base}/packages/{NAME}", b"z" * (8 << 20), {}, method="PUT")

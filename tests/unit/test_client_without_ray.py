@@ -1,0 +1,113 @@
+"""A user's `orch` needs no Ray: submit (packaging the working_dir), list, status, logs, cancel
+and wait, run as the CLI runs them against a control plane and a Ray Jobs API over HTTP, import
+neither Ray nor a framework. The control plane (this test's process) stands in for the head's,
+with Ray's Jobs API faked behind it and in front of the client."""
+
+from __future__ import annotations
+
+import json
+import subprocess
+import sys
+import threading
+from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
+
+import pytest
+
+from orchestrator.control import service
+from orchestrator.control.loop import Control
+from orchestrator.control.store import Store
+from tests.conftest import REPO
+from tests.unit.test_control import Clock, FakeJobs, _snapshot
+
+TOKEN = "stand-in-token"
+HEAVY = ("ray", "torch", "tensorflow", "numpy", "pandas", "pyarrow", "grpc")
+CLIENT = """
+import json, sys, time
+from typer.testing import CliRunner
+from orchestrator.cli.commands import app
+from orchestrator.client import api
+
+def orch(*args):
+    done = CliRunner().invoke(app, list(args))
+    assert done.exit_code == 0, (args, done.output, done.exception)
+    return done.output
+
+job = json.loads(orch("submit", sys.argv[1], "--json"))["job"]
+while not api.status(job).ray_job_id:  # launched: status and logs read Ray's Jobs API too
+    time.sleep(0.05)
+orch("list")
+orch("status", job)
+orch("logs", job)
+orch("cancel", job)
+assert api.wait(job, poll_s=0.1).state == "CANCELLED"
+print(json.dumps(sorted(m for m in sys.modules if m.split(".")[0] in sys.argv[2].split(","))))
+"""
+
+
+def _ray_jobs_api(fake: FakeJobs, asked: list[str]) -> ThreadingHTTPServer:
+    """Ray's Jobs API as the client reads it: token auth on, the fake's jobs and logs."""
+
+    class Handler(BaseHTTPRequestHandler):
+        def do_GET(self):
+            asked.append(self.path)
+            parts = self.path.strip("/").split("/")
+            if self.headers.get("Authorization") != f"Bearer {TOKEN}":
+                return self._answer(401, {"error": "token"})
+            if parts[:2] == ["api", "jobs"] and len(parts) == 4 and parts[3] == "logs" and parts[2] in fake.jobs:
+                return self._answer(200, {"logs": fake.log.get(parts[2], "")})
+            if parts[:2] == ["api", "jobs"] and len(parts) == 3 and parts[2] in fake.jobs:
+                return self._answer(200, {**fake.jobs[parts[2]], "job_id": None})
+            self._answer(404, {"error": "not found"})
+
+        def _answer(self, code, body):
+            data = json.dumps(body).encode()
+            self.send_response(code)
+            self.send_header("Content-Length", str(len(data)))
+            self.end_headers()
+            self.wfile.write(data)
+
+        def log_message(self, *args):
+            pass
+
+    return ThreadingHTTPServer(("127.0.0.1", 0), Handler)
+
+
+@pytest.fixture
+def head(tmp_path, monkeypatch):
+    """A control plane stepping in the background as on the head, and Ray's Jobs API; their URLs."""
+    monkeypatch.setenv("RAY_AUTH_TOKEN", TOKEN)
+    fake = FakeJobs()
+    control = Control(Store(tmp_path / "control.db"), fake, _snapshot, str(tmp_path / "storage"), clock=Clock())
+    asked: list[str] = []
+    servers = [service.serve(control, 0), _ray_jobs_api(fake, asked)]
+    for server in servers:
+        threading.Thread(target=server.serve_forever, daemon=True).start()
+    stop = threading.Event()
+
+    def loop():
+        while not stop.wait(0.05):
+            control.step()
+
+    threading.Thread(target=loop, daemon=True).start()
+    yield *(f"http://127.0.0.1:{server.server_address[1]}" for server in servers), asked
+    stop.set()
+    for server in servers:
+        server.shutdown()
+        server.server_close()
+
+
+def test_submit_list_status_logs_cancel_and_wait_import_no_ray(head, tmp_path):
+    control_url, ray_url, asked = head
+    code = tmp_path / "code"
+    code.mkdir()
+    (code / "train.py").write_text("def loop(config):\n    pass\n")
+    spec = tmp_path / "job.yaml"
+    spec.write_text(f"name: lean\nentrypoint: train.py:loop\nworking_dir: {code}\n"
+                    "resources: {workers: 1, cpus: 1, memory: 1GiB}\n")
+    env = {"PATH": "/usr/bin:/bin", "HOME": str(tmp_path), "ORCH_HOME": str(tmp_path / "home"),
+           "ORCH_ADDRESS": ray_url, "ORCH_CONTROL_ADDRESS": control_url, "RAY_AUTH_TOKEN": TOKEN}
+    done = subprocess.run([sys.executable, "-c", CLIENT, str(spec), ",".join(HEAVY)], cwd=REPO, env=env,
+                          capture_output=True, text=True, timeout=120)
+    assert done.returncode == 0, done.stdout + done.stderr
+    assert json.loads(done.stdout.strip().splitlines()[-1]) == []
+    assert any(path.endswith("/logs") for path in asked)  # the job's log was read from Ray's Jobs API
