@@ -12,7 +12,6 @@ import os
 import signal
 import socket
 import subprocess
-import sys
 import threading
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 
@@ -20,7 +19,7 @@ import pytest
 
 from orchestrator.client import api
 from orchestrator.core.errors import SpecError
-from tests.conftest import REPO
+from tests.conftest import ORCH, REPO
 
 TOKEN = "s3cret-token"
 JOBS = [{"submission_id": "digits-mlp-1a2b3c", "status": "RUNNING", "metadata": {"job_name": "digits-mlp"}}]
@@ -195,7 +194,8 @@ def test_a_port_in_use_is_refused_with_what_to_do(home, upstream):
 
 
 def _orch(*args, env):
-    return [sys.executable, "-m", "orchestrator.cli.commands", *args], {**os.environ, **env, "PYTHONPATH": str(REPO)}
+    """The `orch` command line and its environment: this checkout's orch, as a user runs it."""
+    return [ORCH, *args], {**os.environ, **env, "PYTHONPATH": str(REPO)}
 
 
 @pytest.mark.parametrize("token, reason", [(None, "orch found none"), ("not-the-token", "not this cluster's token")])
