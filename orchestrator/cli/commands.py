@@ -113,7 +113,8 @@ def up(cluster: Optional[str] = ClusterFile, json_out: bool = Json, debug: bool 
     info = api.up(cluster, progress=lambda m: _console(err=True).print(m))
     if json_out:
         return _print_json({"dashboard": info.dashboard_url, "name": info.name})
-    _console().print(f"cluster [bold]{escape(info.name)}[/] is up; dashboard {info.dashboard_url}", markup=True)
+    _console().print(f"cluster [bold]{escape(info.name)}[/] is up; dashboard {info.dashboard_url} (token required: "
+                     "`orch dashboard` opens it without one)", markup=True)
 
 
 @command()
@@ -123,6 +124,27 @@ def down(debug: bool = Debug):
 
     if not api.down(progress=lambda m: _console().print(m)):
         _console().print("no cluster started by orch is running")
+
+
+@command()
+def dashboard(address: Optional[str] = Address, insecure: bool = Insecure,
+              port: Optional[int] = typer.Option(None, "--port", help="Loopback port to serve on "
+                                                 "(default: a free one)."),
+              print_token: bool = typer.Option(False, "--print-token", help="Print the cluster token to paste "
+                                               "into the dashboard's prompt instead; serve nothing."),
+              debug: bool = Debug):
+    """The cluster's Ray dashboard on 127.0.0.1 through a proxy that adds the cluster token; Ctrl-C stops it."""
+    from orchestrator.client import api
+
+    if print_token:
+        return typer.echo(api.dashboard_token(address))
+    served = api.dashboard(address, port or 0)
+    try:
+        _console().print(f"dashboard {served.url} (Ray dashboard {served.upstream_url} with the cluster token; "
+                         f"jobs: {served.url}#/jobs; Ctrl-C stops it)")
+        served.serve_forever()
+    finally:
+        served.server_close()
 
 
 @command("cluster")

@@ -18,7 +18,7 @@ from dataclasses import asdict, dataclass, field
 from pathlib import Path
 from typing import Any, Callable, Iterator
 
-from orchestrator.adapters import cluster, packages
+from orchestrator.adapters import cluster, dashboard as proxy, packages
 from orchestrator.adapters.jobs import JobsClient
 from orchestrator.client.control_plane import ControlClient
 from orchestrator.core import allocator, events
@@ -168,6 +168,24 @@ def up(cluster_file: str | None = None, progress=print) -> cluster.ClusterInfo:
 def down(progress=print) -> bool:
     """Stop what orch started on this machine; False when nothing was running."""
     return cluster.down(progress)
+
+
+def dashboard(address: str | None = None, port: int = 0) -> proxy.DashboardProxy:
+    """The cluster's Ray dashboard on 127.0.0.1:``port`` (0: a free port) through a proxy that adds
+    the cluster token; run it with ``serve_forever()``. ClusterUnavailable (exit 3) when orch has
+    no token the cluster takes: the proxy would only show the dashboard's token prompt."""
+    info = cluster.require(address)
+    return proxy.DashboardProxy(info.dashboard_url, proxy.checked_token(info.dashboard_url), port)
+
+
+def dashboard_token(address: str | None = None) -> str:
+    """The token the cluster's dashboard asks for, once the cluster has taken it."""
+    info = cluster.require(address)
+    token = proxy.checked_token(info.dashboard_url)
+    if token is None:
+        raise ClusterUnavailable(f"the Ray dashboard at {info.dashboard_url} has no token auth (reached with "
+                                 "--insecure): it asks for no token, and orch holds none")
+    return token
 
 
 def _start_local(address: str | None, progress) -> cluster.ClusterInfo:

@@ -7,6 +7,7 @@ One function builds it for both the control plane (at admission) and
 from __future__ import annotations
 
 import json
+import re
 from typing import Any
 
 from orchestrator.core import allocator, hardware, scaling
@@ -15,6 +16,9 @@ from orchestrator.core.snapshot import ClusterSnapshot
 from orchestrator.core.spec import JobSpec
 
 TRIAL_KEYS = ("accelerator", "workers", "per_worker", "nodes", "scaling")  # a stored sweep trial slot
+RAY_JOB_NAME = "job_name"  # the metadata key the Ray dashboard's Jobs page shows (and filters) as Name
+_SHELL_PLAIN = re.compile(r"[A-Za-z0-9_.:/@%+=-]+")  # a word sh reads as itself
+_NOT_COMMENT_SAFE = re.compile(r"[^A-Za-z0-9_.:/@%+= -]")  # a newline would end the comment and start a command
 
 
 def plan_record(plan: allocator.Plan, snapshot: ClusterSnapshot) -> dict[str, Any]:
@@ -56,4 +60,30 @@ def launch_request(job_id: str, spec_json: dict, runtime_env: dict, plan: dict, 
     }
     if spec.sweep:  # its slots are in the payload; the dashboard shows how many
         metadata[f"{META}trial_slots"] = str(1 + len(plan.get("trials", ())))
-    return {"entrypoint": ENTRYPOINT, "runtime_env": {**runtime_env, "env_vars": env}, "metadata": metadata}
+    metadata[RAY_JOB_NAME] = ray_job_name(spec.name, attempt)
+    return {"entrypoint": readable_entrypoint(job_id, spec), "runtime_env": {**runtime_env, "env_vars": env},
+            "metadata": metadata}
+
+
+def ray_job_name(name: str, attempt: int) -> str:
+    """The Name the Ray dashboard shows for an attempt: a requeued job's attempts are separate
+    Ray jobs (``<id>-attemptN``), and the attempt on the row says they are one orch job."""
+    return name if attempt <= 1 else f"{name} (attempt {attempt})"
+
+
+def readable_entrypoint(job_id: str, spec: JobSpec) -> str:
+    """The driver's command line as the dashboard shows it: which job, and what it runs.
+
+    The driver reads everything from its payload (``PAYLOAD_ENV``) and ignores its argv;
+    the id and the comment are there for a person reading the Jobs page. Ray runs the
+    line with ``sh``, so the id is quoted unless plain and the comment keeps to plain
+    characters (the spec's fields are validated, a job id sent to the control plane is not).
+    """
+    kind = " sweep" if spec.sweep else " predict" if spec.predict else ""
+    note = _NOT_COMMENT_SAFE.sub("?", f"{spec.framework}{kind} {spec.entrypoint}")
+    return f"{ENTRYPOINT} {_shell_word(job_id)}  # {note}"
+
+
+def _shell_word(text: str) -> str:
+    """``text`` as one word for sh (single quotes, as shlex.quote, which the pure core does not import)."""
+    return text if _SHELL_PLAIN.fullmatch(text) else "'" + text.replace("'", "'\"'\"'") + "'"

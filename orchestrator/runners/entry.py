@@ -1,7 +1,8 @@
 """The driver of one orch job inside its Ray Job: ``python -m orchestrator.runners.entry``.
 
 The submitting side puts the validated spec and the plan's Ray Train settings
-into ``ORCH_JOB``; this process only builds the runner and runs it.
+into ``ORCH_JOB``; this process only builds the runner and runs it. Its argv
+(the job id, after the module, for people reading the Ray dashboard) is never read.
 """
 
 from __future__ import annotations

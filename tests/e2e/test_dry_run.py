@@ -17,8 +17,11 @@ def test_without_a_cluster_it_plans_on_this_machine_and_starts_nothing(tmp_path)
     assert done.returncode == 0, done.stdout + done.stderr
     shown = json.loads(done.stdout)
     assert shown["state"] == "QUEUED" and shown["plan"]["nodes"] == ["local-0", "local-0"]
-    assert shown["ray_job"]["entrypoint"] == "python -m orchestrator.runners.entry"
+    # What the Ray dashboard's Jobs page shows: the id and what runs, and the orch name as Name.
+    readable = f"python -m orchestrator.runners.entry {shown['job']}  # torch train_torch.py:train_loop"
+    assert shown["ray_job"]["entrypoint"] == readable
     assert shown["ray_job"]["metadata"]["orch_job"] == shown["job"]
+    assert shown["ray_job"]["metadata"]["job_name"] == "digits-mlp"
     assert not (home / "cluster.json").exists()  # no cluster was started for it
 
 

@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import io
 import json
+import shlex
 import stat
 import threading
 from pathlib import Path
@@ -118,7 +119,7 @@ def test_launch_is_a_ray_job_with_orch_metadata(control):
     _submit(control, "one")
     control.step()
     request = control.jobs.requests["one"]
-    assert request["entrypoint"] == "python -m orchestrator.runners.entry"
+    assert request["entrypoint"] == "python -m orchestrator.runners.entry one  # torch train.py:loop"
     assert request["metadata"]["orch_job"] == "one" and request["metadata"]["orch_workers"] == "2"
     assert json.loads(request["runtime_env"]["env_vars"]["ORCH_JOB"])["scaling"]["num_workers"] == 2
 
@@ -655,3 +656,37 @@ def test_orch_list_shows_an_ended_jobs_restarts_and_metrics_without_reading_logs
     monkeypatch.setattr(api, "_clients", lambda address: (type("C", (), {"list": lambda self: rows})(), None))
     [view] = api.list_jobs()
     assert (view.state, view.restarts, view.metrics) == ("SUCCEEDED", 1, {"epoch": 2, "acc": 0.9})
+
+
+def _preempt_and_relaunch(control: Control, job: str) -> None:
+    """``job`` (preemptible, running) preempted by a higher job that then ends: it runs again."""
+    _submit(control, "high", priority=200)
+    control.step()
+    at = control.clock() + 1
+    control.jobs.log[job] = f"{events.MARK} {json.dumps({'event': 'report', 'checkpoint': '/c', 'at': at})}\n"
+    control.step()
+    control.step()
+    control.jobs.end("high")
+    control.step()
+
+
+def test_the_dashboard_shows_the_orch_name_each_attempt_and_what_the_job_runs(control):
+    control.submit({"job": "digits-1a2b3c", "spec": _spec("digits", priority=10, preemptible=True),
+                    "request": {"runtime_env": {"env_vars": {}}}, "secrets": None})
+    control.step()
+    first = control.jobs.requests["digits-1a2b3c"]
+    assert first["metadata"]["job_name"] == "digits" and first["metadata"]["orch_name"] == "digits"
+    assert first["entrypoint"] == "python -m orchestrator.runners.entry digits-1a2b3c  # torch train.py:loop"
+    _preempt_and_relaunch(control, "digits-1a2b3c")
+    second = control.jobs.requests["digits-1a2b3c-attempt2"]
+    assert second["metadata"]["job_name"] == "digits (attempt 2)" and second["metadata"]["orch_attempt"] == "2"
+    assert second["entrypoint"] == first["entrypoint"]
+
+
+def test_a_job_id_that_is_not_a_plain_word_reaches_the_drivers_shell_as_one_quoted_word(control):
+    control.submit({"job": "x'; touch owned #", "spec": _spec("x"), "request": {"runtime_env": {"env_vars": {}}},
+                    "secrets": None})
+    control.step()
+    entrypoint = control.jobs.requests["x'; touch owned #"]["entrypoint"]
+    argv = ["python", "-m", "orchestrator.runners.entry", "x'; touch owned #"]
+    assert shlex.split(entrypoint, comments=True) == argv and entrypoint.endswith("  # torch train.py:loop")
