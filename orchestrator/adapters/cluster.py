@@ -41,6 +41,7 @@ SIM_OBJECT_STORE_BYTES = 256 * 1024**2
 CONTROL_LOCK = "control.lock"  # held by the live control plane for as long as it runs
 CONTROL_PORT = 8266  # `orch serve`'s port, where `--address` looks for the control plane (beside 8265)
 CONTROL_ADDRESS_ENV = "ORCH_CONTROL_ADDRESS"  # the control plane's URL, when it is not there
+NOT_RUNNING = "no cluster is running; start one with `orch up` (or pass --address)"
 
 
 def orch_home() -> Path:
@@ -171,7 +172,7 @@ def _control_alive() -> bool:
 def require(address: str | None) -> ClusterInfo:
     info = resolve(address)
     if info is None:
-        raise ClusterUnavailable("no cluster is running; start one with `orch up` (or pass --address)")
+        raise ClusterUnavailable(NOT_RUNNING)
     return info
 
 

@@ -16,7 +16,7 @@ from typing import Any, Callable, List, Optional
 
 import typer
 
-app = typer.Typer(add_completion=False, no_args_is_help=True, pretty_exceptions_enable=False,
+app = typer.Typer(no_args_is_help=True, pretty_exceptions_enable=False,
                   help="orch: run training jobs on a Ray cluster of CPUs, GPUs and TPUs.")
 
 Address = typer.Option(None, "--address", help="Ray dashboard URL (default: $ORCH_ADDRESS, else the local cluster); "
@@ -166,13 +166,27 @@ def cluster_status(address: Optional[str] = Address, insecure: bool = Insecure, 
 @command()
 def validate(spec: str = typer.Argument(..., help="JOB.yaml"),
              set_: List[str] = typer.Option([], "--set", help="KEY=VALUE override (repeatable)."),
+             json_out: bool = typer.Option(False, "--json", help="Print JSON for scripts: {ok, job, ...}, or "
+                                           "{ok: false, errors: [{file, line, column, field, message}]}."),
              debug: bool = Debug):
     """Check a job spec and print every error; creates nothing."""
     from orchestrator.client import api
+    from orchestrator.core.errors import SpecError
+    from orchestrator.load.messages import problem_objects
     from orchestrator.load.spec import load_spec
 
-    job = load_spec(spec, set_)
-    own = api.orch_folders_in(job.working_dir)
+    try:
+        job = load_spec(spec, set_)
+        own = api.orch_folders_in(job.working_dir)
+    except SpecError as error:
+        if not json_out:
+            raise
+        _print_json({"ok": False, "errors": problem_objects(error)})
+        raise typer.Exit(error.exit_code) from None
+    if json_out:
+        resources = job.model_dump(mode="json")["resources"]
+        return _print_json({"ok": True, "job": job.name, "framework": job.framework, "workers": resources["workers"],
+                            "accelerator": resources["accelerator"], "notes": [api.left_out_note(own)] if own else []})
     _console().print(f"[green]ok[/] {escape(spec)}: job {job.name} ({job.framework}, "
                      f"{job.resources.workers} x {job.resources.accelerator})", markup=True)
     if own:
@@ -238,13 +252,41 @@ def submit(spec: str = typer.Argument(..., help="JOB.yaml"),
     raise typer.Exit(0 if view.state == "SUCCEEDED" else 1)
 
 
+def _note(message: str) -> None:
+    """A line on stderr beside what a command prints (JSON on stdout keeps its shape)."""
+    _console(err=True).print(message)
+
+
+@command()
+def wait(jobs: List[str] = typer.Argument(..., help="Job ids or names (the latest job of that name)."),
+         address: Optional[str] = Address, insecure: bool = Insecure, json_out: bool = Json, debug: bool = Debug):
+    """Follow jobs until they end, as `submit --wait` does; exit 0 if every one SUCCEEDED, else 1."""
+    from orchestrator.cli import render
+
+    views = []
+    for job in jobs:
+        try:
+            views.append(render.follow(job, address, quiet=json_out))
+        except KeyboardInterrupt:  # the jobs go on: only the following stops
+            _console(err=True).print(f"stopped following {job}; it goes on (`orch cancel {job}` stops it)")
+            raise typer.Exit(130) from None
+    if json_out:
+        _print_json([view.to_json() for view in views])
+    raise typer.Exit(0 if all(view.state == "SUCCEEDED" for view in views) else 1)
+
+
 @command("list")
-def list_jobs(address: Optional[str] = Address, insecure: bool = Insecure, json_out: bool = Json, debug: bool = Debug):
-    """Jobs with state, priority, hardware and age."""
+def list_jobs(state: List[str] = typer.Option([], "--state", help="Only jobs in this state, any case "
+                                              "(repeatable: QUEUED, RUNNING, ...)."),
+              queue: Optional[str] = typer.Option(None, "--queue", help="Only jobs of this queue."),
+              name: Optional[str] = typer.Option(None, "--name", help="Only jobs of this name (a glob: 'digits-*')."),
+              limit: Optional[int] = typer.Option(None, "--limit", min=0, help="At most this many, newest first."),
+              address: Optional[str] = Address, insecure: bool = Insecure, json_out: bool = Json, debug: bool = Debug):
+    """Jobs with state, priority, hardware and age, newest first."""
     from orchestrator.cli import render
     from orchestrator.client import api
 
-    views = api.list_jobs(address)
+    views = api.list_jobs(address, states=state, queue=queue, name=name, limit=limit, note=_note)
     if json_out:
         return _print_json([v.to_json() for v in views])
     _console().print(render.jobs_table(views))
@@ -257,7 +299,7 @@ def status(job: str = typer.Argument(..., help="Job id or name (latest job of th
     from orchestrator.cli import render
     from orchestrator.client import api
 
-    view = api.status(job, address, usage=True)
+    view = api.status(job, address, usage=True, note=_note)
     if json_out:
         return _print_json(view.to_json())
     _console().print(render.status_panel(view))
@@ -265,28 +307,39 @@ def status(job: str = typer.Argument(..., help="Job id or name (latest job of th
 
 @command()
 def logs(job: str = typer.Argument(...), follow: bool = typer.Option(False, "--follow", "-f"),
+         tail: Optional[int] = typer.Option(None, "--tail", "-n", min=0, help="Only the last N lines "
+                                            "(with --follow: of what is written already)."),
          address: Optional[str] = Address, insecure: bool = Insecure, debug: bool = Debug):
     """Driver and worker logs."""
     from orchestrator.client import api
 
-    output = api.logs(job, address, follow=follow)
+    output = api.logs(job, address, follow=follow, tail=tail, note=_note)
     for chunk in ([output] if isinstance(output, str) else output):
         sys.stdout.write(chunk)
         sys.stdout.flush()
 
 
 @command()
-def cancel(job: str = typer.Argument(...), address: Optional[str] = Address, insecure: bool = Insecure,
-           json_out: bool = Json, debug: bool = Debug):
-    """Stop a queued or running job."""
+def cancel(jobs: List[str] = typer.Argument(..., help="Job ids or names (a name: its latest job not ended)."),
+           address: Optional[str] = Address, insecure: bool = Insecure, json_out: bool = Json, debug: bool = Debug):
+    """Stop queued or running jobs; every one is tried, and the exit code is 2 if any was not found."""
     from orchestrator.client import api
+    from orchestrator.core.errors import JobNotFound, SpecError
 
-    done = api.cancel(job, address)
-    if json_out:
-        return _print_json(done)
-    if done["cancelled"]:
-        return _console().print(f"cancelled {done['job']}")
-    _console().print(f"{done['job']} had already ended ({done['state']}): nothing to cancel")
+    found, missing = [], []
+    for job in jobs:
+        try:
+            found.append(api.cancel(job, address))
+        except JobNotFound as error:  # the others are still cancelled; the exit code tells
+            _report(error, SpecError)
+            missing.append(error)
+    if json_out and (found or len(jobs) > 1):
+        _print_json(found[0] if len(jobs) == 1 else found)  # one job: the object, as before
+    for done in [] if json_out else found:
+        _console().print(f"cancelled {done['job']}" if done["cancelled"] else
+                         f"{done['job']} had already ended ({done['state']}): nothing to cancel")
+    if missing:
+        raise typer.Exit(missing[0].exit_code)
 
 
 @command()
@@ -296,7 +349,7 @@ def results(job: str = typer.Argument(...), address: Optional[str] = Address, in
     from orchestrator.cli import render
     from orchestrator.client import api
 
-    data = api.results(job, address)
+    data = api.results(job, address, note=_note)
     if json_out:
         return _print_json(data)
     _console().print(render.results_panel(data))

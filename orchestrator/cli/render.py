@@ -93,13 +93,22 @@ def _age(since: float | None) -> str:
     return f"{seconds // 3600}h{seconds % 3600 // 60:02d}m" if seconds >= 3600 else f"{seconds // 60}m{seconds % 60:02d}s"
 
 
+def accelerator_text(accelerator: Any) -> str:
+    """A job's accelerator as the spec would write it: ``A100:1``, ``[H100:1, A100:1]``, ``any_of [...]``."""
+    if isinstance(accelerator, dict):
+        return " ".join(f"{key} {accelerator_text(value)}" for key, value in accelerator.items())
+    if isinstance(accelerator, list):
+        return f"[{', '.join(map(str, accelerator))}]"
+    return str(accelerator)
+
+
 def jobs_table(views: list[api.JobView]) -> Table:
     # ids are copied into other commands: never cut; the reason takes what width is left.
     table = Table(*(Column(name, no_wrap=True) for name in ("job", "state", "priority", "queue", "hardware", "age")),
                   Column("reason", ratio=1, overflow="fold"))
     for v in views:
         table.add_row(v.job, Text(v.state, style=STATE_STYLE.get(v.state, "")), str(v.priority), v.queue,
-                      f"{v.accelerator} x {v.workers}", _age(v.submitted_at), _first_line(v.reason))
+                      f"{accelerator_text(v.accelerator)} x {v.workers}", _age(v.submitted_at), _first_line(v.reason))
     return table
 
 
@@ -125,7 +134,7 @@ def _metrics_text(metrics: dict[str, Any] | None) -> str:
 def status_panel(view: api.JobView) -> Panel:
     grid = Table.grid(padding=(0, 2))
     grid.add_row("state", Text(view.state, style=STATE_STYLE.get(view.state, "")))
-    grid.add_row("hardware", f"{view.accelerator} x {_workers(view.workers)} ({view.framework})")
+    grid.add_row("hardware", f"{accelerator_text(view.accelerator)} x {_workers(view.workers)} ({view.framework})")
     trials = (view.plan or {}).get("trials") if view.state in (_S.STARTING, _S.RUNNING) else None
     if trials:  # a sweep holds a slot per trial it runs at once
         slots = ", ".join(f"{slot['accelerator']} x {slot['workers']}" for slot in (view.plan, *trials))

@@ -10,6 +10,7 @@ Jobs; metrics and results are read back from the Ray Jobs' logs.
 
 from __future__ import annotations
 
+import fnmatch
 import math
 import os
 import secrets
@@ -19,15 +20,17 @@ from pathlib import Path
 from typing import Any, Callable, Iterator
 
 from orchestrator.adapters import cluster, dashboard as proxy, packages
+from orchestrator.adapters.job_table import KeptJobs
 from orchestrator.adapters.jobs import JobsClient
 from orchestrator.client.control_plane import ControlClient
 from orchestrator.core import allocator, events
 from orchestrator.core.errors import ClusterUnavailable, InfeasibleError, JobNotFound, SpecError
 from orchestrator.core.launch import launch_request, plan_record
-from orchestrator.core.lifecycle import TERMINAL, driver_losses
+from orchestrator.core.lifecycle import TERMINAL, JobState, driver_losses
 from orchestrator.core.masking import redact, redact_stream, resolve_env, split_env
 from orchestrator.core.protocol import INIT_FROM_ENV, worker_env
 from orchestrator.core.spec import JOB_SOURCE, JobSpec
+from orchestrator.core.suggest import did_you_mean
 from orchestrator.load.cluster import read_cluster
 from orchestrator.load.spec import load_spec
 
@@ -41,7 +44,7 @@ class JobView:
     state: str
     priority: int
     queue: str
-    accelerator: str
+    accelerator: Any  # the plan's type once planned; before, the request as the spec wrote it (str, list, any_of)
     workers: int | str  # a count; a range ("2..8") for an elastic job not yet planned
     reason: str | None
     restarts: int
@@ -224,9 +227,24 @@ def _dry_run(spec: JobSpec, job_id: str, runtime_env: dict, address: str | None)
 # ---- reading jobs ----------------------------------------------------------------
 
 
-def _clients(address: str | None) -> tuple[ControlClient, JobsClient]:
-    info = cluster.require(address)
+Note = Callable[[str], None]  # where a read says it shows what orch kept (the CLI: a line on stderr)
+
+
+def _clients(address: str | None) -> tuple[ControlClient | KeptJobs, JobsClient | None]:
+    """The control plane and Ray's Jobs API; with no cluster running here, the job table orch
+    kept under its home (read only) and no Ray: ended attempts' events and logs are in it."""
+    info = cluster.resolve(address)
+    if info is None:
+        kept = KeptJobs.open(cluster.orch_home())
+        if kept is None:
+            raise ClusterUnavailable(cluster.NOT_RUNNING)
+        return kept, None
     return ControlClient(info), JobsClient(info)
+
+
+def _say_kept(control: ControlClient | KeptJobs, note: Note) -> None:
+    if isinstance(control, KeptJobs):
+        note(f"note: no orch cluster is running (`orch up` starts one); showing what orch kept in {control.path}")
 
 
 def _attempt_ids(row: dict) -> list[str]:
@@ -240,7 +258,7 @@ def _events(jobs: JobsClient, row: dict) -> list[dict]:
     kept = {int(attempt): found for attempt, found in (row.get("kept_events") or {}).items()}
     found: dict[int, list[dict]] = {}
     for attempt, submission_id in enumerate(_attempt_ids(row), start=1):
-        live = attempt not in kept or (attempt == row["attempt"] and row.get("state") == "CANCELLED")
+        live = jobs is not None and (attempt not in kept or (attempt == row["attempt"] and row.get("state") == "CANCELLED"))
         text = jobs.logs(submission_id) if live else ""
         found[attempt] = events.parse(text) if text else kept.get(attempt, [])
     return redact(events.tagged(found), _known_secrets(row))
@@ -256,7 +274,7 @@ def _view(row: dict, log_events: list[dict] | None = None) -> JobView:
                 for e in log_events or [] if e.get("event") == "worker_failure"]
     return JobView(
         job=row["id"], name=row["name"], state=row["state"], priority=row["priority"], queue=row["queue"],
-        accelerator=chosen.get("accelerator") or str(spec["resources"]["accelerator"]),
+        accelerator=chosen.get("accelerator") or spec["resources"]["accelerator"],
         workers=chosen.get("workers") or spec["resources"]["workers"], reason=row["reason"],
         restarts=figures["worker_restarts"] + driver_losses(row["history"]),
         failures=failures,
@@ -266,38 +284,72 @@ def _view(row: dict, log_events: list[dict] | None = None) -> JobView:
     )
 
 
-def list_jobs(address: str | None = None) -> list[JobView]:
-    """Every orch job, newest first (from the job table and kept summaries; no log reads)."""
+def list_jobs(address: str | None = None, *, states=(), queue: str | None = None, name: str | None = None,
+              limit: int | None = None, note: Note = lambda _: None) -> list[JobView]:
+    """Orch's jobs, newest first (from the job table and kept summaries; no log reads): those in
+    any of ``states`` (any case), of ``queue``, whose name matches ``name`` (a glob), at most ``limit``."""
+    wanted = {_state_name(state) for state in states}
     control, _ = _clients(address)
-    return [_view(row) for row in reversed(control.list())]
+    _say_kept(control, note)
+    views = [_view(row) for row in reversed(control.list())
+             if (not wanted or row["state"] in wanted) and (queue is None or row["queue"] == queue)
+             and (name is None or fnmatch.fnmatchcase(row["name"], name))]
+    return views if limit is None else views[:max(limit, 0)]
 
 
-def status(job: str, address: str | None = None, usage: bool = False) -> JobView:
+def _state_name(state: str) -> str:
+    names = [s.value for s in JobState]
+    if state.upper() not in names:
+        raise SpecError(f"--state: no state {state!r}{did_you_mean(state.upper(), names)} "
+                        f"(states: {', '.join(names)})")
+    return state.upper()
+
+
+def status(job: str, address: str | None = None, usage: bool = False, note: Note = lambda _: None) -> JobView:
     """One job by id or name (the latest of that name), with its latest metrics; with
     ``usage``, its running workers' CPU, memory and GPU use."""
     control, jobs = _clients(address)
+    _say_kept(control, note)
     row = control.get(job)
     view = _view(row, _events(jobs, row))
-    if usage and row["state"] == "RUNNING":
+    if usage and jobs and row["state"] == "RUNNING":
         view.workers_usage = jobs.worker_usage(row["ray_submission_id"])
     return view
 
 
-def logs(job: str, address: str | None = None, follow: bool = False, poll_s: float = 1.0):
+def logs(job: str, address: str | None = None, follow: bool = False, poll_s: float = 1.0,
+         tail: int | None = None, note: Note = lambda _: None):
     """The current attempt's driver and worker logs: a string, or chunks with follow (which
-    waits for a queued job to start)."""
+    waits for a queued job to start); ``tail``: only the last lines (of what is written already)."""
     control, jobs = _clients(address)
+    _say_kept(control, note)
     row = control.get(job)
     waiting = f"{row['id']} is {row['state']}: no logs yet ({row['reason'] or 'waiting to start'})\n"
-    if follow and row["state"] not in TERMINAL:
-        return redact_stream(_follow(control, jobs, row, waiting, poll_s), _known_secrets(row))
+    if follow and jobs and row["state"] not in TERMINAL:
+        chunks = redact_stream(_follow(control, jobs, row, waiting, poll_s), _known_secrets(row))
+        return chunks if tail is None else _tail_first(chunks, tail)
     if not row["ray_submission_id"]:
         return waiting
     # An ended job's log as the control plane kept it: masked with the job's secrets (whoever
-    # asks), and there after a restart. Ray's copy for the rest, masked as far as this shell knows.
-    kept = control.kept_log(row["id"]) if row["state"] in TERMINAL else None
+    # asks), and there after a restart. Ray's copy for the rest, masked as far as this shell knows;
+    # with the cluster down, only what was kept.
+    kept = control.kept_log(row["id"]) if row["state"] in TERMINAL or jobs is None else None
+    if kept is None and jobs is None:
+        return f"{row['id']} was {row['state']} when the cluster went down: orch kept no log of attempt {row['attempt']}\n"
     text = kept if kept is not None else jobs.logs(row["ray_submission_id"])
-    return redact(text, _known_secrets(row))
+    return _tail(redact(text, _known_secrets(row)), tail)
+
+
+def _tail(text: str, lines: int | None) -> str:
+    if lines is None:
+        return text
+    return "".join(text.splitlines(keepends=True)[-lines:]) if lines > 0 else ""
+
+
+def _tail_first(chunks: Iterator[str], lines: int) -> Iterator[str]:
+    """The first chunk (what was written before following began) cut to its last ``lines``."""
+    for number, chunk in enumerate(chunks):
+        yield _tail(chunk, lines) if number == 0 else chunk
 
 
 def _follow(control: ControlClient, jobs: JobsClient, row: dict, waiting: str, poll_s: float) -> Iterator[str]:
@@ -343,14 +395,14 @@ def cluster_view(address: str | None = None) -> dict[str, Any]:
 def cancel(job: str, address: str | None = None) -> dict[str, Any]:
     """Cancel a job (a name: its latest job that has not ended); ``{"job", "state", "cancelled"}``,
     where ``cancelled`` says whether this call ended it (False: it had ended already, as ``state``)."""
-    control, _ = _clients(address)
-    row = control.cancel(job)
+    row = ControlClient(cluster.require(address)).cancel(job)
     return {"job": row["id"], "state": row["state"], "cancelled": bool(row.get("cancelled"))}
 
 
-def results(job: str, address: str | None = None) -> dict[str, Any]:
+def results(job: str, address: str | None = None, note: Note = lambda _: None) -> dict[str, Any]:
     """Final and best metrics and checkpoints, and every epoch's report across attempts."""
     control, jobs = _clients(address)
+    _say_kept(control, note)
     row = control.get(job)
     found = _events(jobs, row)
     view = _view(row, found)
@@ -384,10 +436,15 @@ def _comparable(value: Any) -> bool:
 
 def wait(job: str, address: str | None = None, on_update: Callable[[JobView], None] = lambda _: None,
          poll_s: float = 1.0) -> JobView:
-    """Block until the job ends, calling ``on_update`` with each new view."""
+    """Block until the job ends, calling ``on_update`` with each new view. A job that had not
+    ended when the cluster went down cannot end now: ClusterUnavailable (exit 3) says so."""
     while True:
-        view = status(job, address)
+        kept: list[str] = []
+        view = status(job, address, note=kept.append)
         on_update(view)
         if view.state in TERMINAL:
             return view
+        if kept:
+            raise ClusterUnavailable(f"{view.job} was {view.state} when the cluster went down and cannot end "
+                                     "while it is down; start it with `orch up` (the job goes on), then wait again")
         time.sleep(poll_s)

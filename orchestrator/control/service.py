@@ -20,32 +20,24 @@ import sys
 import threading
 import traceback
 import urllib.parse
-from dataclasses import asdict
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from pathlib import Path
 from typing import Any, Callable, Iterable
 from urllib.parse import unquote
 
 from orchestrator.adapters import auth
-from orchestrator.control.store import JobRow, Store
+from orchestrator.adapters.job_table import DB_NAME, row_json
+from orchestrator.control.store import Store
 from orchestrator.core.errors import ClusterUnavailable, JobNotFound, OrchError, message_lines
 
-DB_NAME = "control.db"
 LOOPBACK = ("127.0.0.1", "localhost", "::1")
 DEFAULT_DASHBOARD = "http://127.0.0.1:8265"  # `ray start --head`'s dashboard, as seen on the head
 DRAIN_BYTES = 128 << 20  # a refused upload up to this size is read whole before the answer
 
 
-def row_json(row: JobRow) -> dict[str, Any]:
-    data = asdict(row)
-    data["request"] = {"runtime_env": {"working_dir": row.request.get("runtime_env", {}).get("working_dir")}}
-    return data
-
-
 def jobs_json(store: Store) -> list[dict[str, Any]]:
     """GET /jobs: every job with the summary kept of its ended attempts (what `orch list` shows)."""
-    summaries = store.summaries()
-    return [{**row_json(row), "summary": summaries.get(row.id)} for row in store.all()]
+    return store.jobs_json()
 
 
 class Handler(BaseHTTPRequestHandler):
@@ -115,10 +107,10 @@ class Handler(BaseHTTPRequestHandler):
             return 200, jobs_json(control.store)
         if method == "GET" and len(parts) == 2 and parts[0] == "jobs":
             row = control._find(parts[1])
-            return 200, {**row_json(row), "kept_events": control.store.kept_events(row.id)}
+            return 200, control.store.job_json(row)
         if method == "GET" and len(parts) == 3 and parts[0] == "jobs" and parts[2] == "log":
             row = control._find(parts[1])
-            return 200, {"attempt": row.attempt, "log": control.store.kept_log(row.id, row.attempt)}
+            return 200, control.store.log_json(row)
         if method == "POST" and parts == ["jobs"]:
             row, created = control.submit(self._body())
             return (201 if created else 200), row_json(row)

@@ -1,9 +1,11 @@
-"""The control plane's durable job table: SQLite in WAL mode on the head node.
+"""The control plane's durable job table: SQLite in WAL mode on the head node; its writes.
 
 Every fact about a job lives here, written before it is acted on, so killing
 the control plane (or `orch down` then `orch up`) loses nothing: on restart
 it reads the table and reconciles with Ray. Inserts are idempotent by job id,
-so a client that retries a submit never creates a job twice.
+so a client that retries a submit never creates a job twice. The table's
+layout and its reads are ``adapters/job_table.py``'s: the client reads the
+same file there when the cluster is down, and the client may not import this room.
 """
 
 from __future__ import annotations
@@ -13,54 +15,14 @@ import json
 import logging
 import os
 import sqlite3
-import threading
 import time
-from dataclasses import dataclass
 from pathlib import Path
-from typing import Any, Iterable
+from typing import Any
 
+from orchestrator.adapters.job_table import JSON_COLUMNS, SCHEMA, JobRow, JobTable
 from orchestrator.core.lifecycle import TERMINAL, check_transition
 
-SCHEMA = """
-CREATE TABLE IF NOT EXISTS jobs (
-    seq INTEGER PRIMARY KEY AUTOINCREMENT,
-    id TEXT NOT NULL UNIQUE,
-    name TEXT NOT NULL,
-    state TEXT NOT NULL,
-    priority INTEGER NOT NULL,
-    queue TEXT NOT NULL,
-    preemptible INTEGER NOT NULL,
-    spec TEXT NOT NULL,
-    request TEXT NOT NULL,
-    plan TEXT,
-    reason TEXT,
-    attempt INTEGER NOT NULL DEFAULT 0,
-    ray_submission_id TEXT,
-    preempt_requested_at REAL,
-    history TEXT NOT NULL DEFAULT '[]',
-    submitted_at REAL NOT NULL,
-    started_at REAL,
-    ended_at REAL,
-    updated_at REAL NOT NULL
-);
-CREATE INDEX IF NOT EXISTS jobs_state ON jobs(state);
-CREATE INDEX IF NOT EXISTS jobs_name ON jobs(name);
-CREATE TABLE IF NOT EXISTS secrets (
-    id TEXT PRIMARY KEY REFERENCES jobs(id),
-    env TEXT NOT NULL
-);
-CREATE TABLE IF NOT EXISTS attempts (
-    id TEXT NOT NULL REFERENCES jobs(id),
-    attempt INTEGER NOT NULL,
-    events TEXT NOT NULL,
-    log_tail TEXT NOT NULL,
-    PRIMARY KEY (id, attempt)
-);
-CREATE TABLE IF NOT EXISTS summaries (
-    id TEXT PRIMARY KEY REFERENCES jobs(id),
-    summary TEXT NOT NULL
-);
-"""
+__all__ = ["JobRow", "Store"]  # JobRow: the control plane's modules name rows from here
 
 
 def _private(path: Path) -> None:
@@ -73,44 +35,17 @@ def _private(path: Path) -> None:
 
 
 log = logging.getLogger(__name__)
-_JSON_COLUMNS = ("spec", "request", "plan", "history")
 
 
-@dataclass
-class JobRow:
-    """One job as stored; ``spec``, ``request`` and ``plan`` are parsed JSON."""
-
-    seq: int
-    id: str
-    name: str
-    state: str
-    priority: int
-    queue: str
-    preemptible: bool
-    spec: dict[str, Any]
-    request: dict[str, Any]
-    plan: dict[str, Any] | None
-    reason: str | None
-    attempt: int
-    ray_submission_id: str | None
-    preempt_requested_at: float | None
-    history: list[dict[str, Any]]
-    submitted_at: float
-    started_at: float | None
-    ended_at: float | None
-    updated_at: float
-
-
-class Store:
-    """Thread-safe access to the job table (one connection, one lock)."""
+class Store(JobTable):
+    """Thread-safe access to the job table (one connection, one lock): the reads are
+    ``JobTable``'s (the client reads the file with them too when the cluster is down)."""
 
     def __init__(self, path: Path):
         path.parent.mkdir(parents=True, exist_ok=True)
         self.folder = path.parent  # the head-node folder of orch's state (job packages live there too)
-        self._lock = threading.RLock()  # transition() nests update()
         _private(path)
-        self._db = sqlite3.connect(str(path), check_same_thread=False, isolation_level=None)
-        self._db.row_factory = sqlite3.Row
+        super().__init__(sqlite3.connect(str(path), check_same_thread=False, isolation_level=None))
         self._db.execute("PRAGMA secure_delete=ON")  # a deleted secret's bytes are overwritten, not left free
         self._db.execute("PRAGMA journal_mode=WAL")
         self._db.execute("PRAGMA synchronous=NORMAL")  # WAL + NORMAL survives process crashes
@@ -154,24 +89,6 @@ class Store:
             self._db.execute("INSERT OR REPLACE INTO summaries (id, summary) VALUES (?, ?)",
                              (job_id, json.dumps(summary)))
 
-    def summaries(self) -> dict[str, dict]:
-        with self._lock:
-            rows = self._db.execute("SELECT id, summary FROM summaries").fetchall()
-        return {row["id"]: json.loads(row["summary"]) for row in rows}
-
-    def kept_events(self, job_id: str) -> dict[int, list[dict]]:
-        """The events of a job's ended attempts, by attempt."""
-        with self._lock:
-            rows = self._db.execute("SELECT attempt, events FROM attempts WHERE id = ?", (job_id,)).fetchall()
-        return {row["attempt"]: json.loads(row["events"]) for row in rows}
-
-    def kept_log(self, job_id: str, attempt: int) -> str | None:
-        """The end of an ended attempt's log; None when none was kept."""
-        with self._lock:
-            row = self._db.execute("SELECT log_tail FROM attempts WHERE id = ? AND attempt = ?",
-                                   (job_id, attempt)).fetchone()
-        return row["log_tail"] if row else None
-
     @contextlib.contextmanager
     def _transaction(self):
         self._db.execute("BEGIN IMMEDIATE")
@@ -182,38 +99,10 @@ class Store:
             raise
         self._db.execute("COMMIT")
 
-    def get(self, job_id: str) -> JobRow | None:
-        with self._lock:
-            row = self._db.execute("SELECT * FROM jobs WHERE id = ?", (job_id,)).fetchone()
-        return _row(row) if row else None
-
-    def find(self, job_or_name: str, unfinished_first: bool = False) -> JobRow | None:
-        """A job by id, else the latest job of that name (with ``unfinished_first``, the latest
-        one that has not ended, if any: what `orch cancel NAME` means)."""
-        found = self.get(job_or_name)
-        if found:
-            return found
-        ended = ",".join("?" * len(TERMINAL))
-        order = f"state IN ({ended}), seq DESC" if unfinished_first else "seq DESC"
-        with self._lock:
-            row = self._db.execute(f"SELECT * FROM jobs WHERE name = ? ORDER BY {order} LIMIT 1",
-                                   (job_or_name, *(TERMINAL if unfinished_first else ()))).fetchone()
-        return _row(row) if row else None
-
-    def all(self, states: Iterable[str] | None = None) -> list[JobRow]:
-        query, args = "SELECT * FROM jobs", ()
-        if states is not None:
-            states = tuple(states)
-            query += f" WHERE state IN ({','.join('?' * len(states))})"
-            args = states
-        with self._lock:
-            rows = self._db.execute(query + " ORDER BY seq", args).fetchall()
-        return [_row(r) for r in rows]
-
     def update(self, job_id: str, **fields: Any) -> None:
         """Set columns of one job (JSON columns take Python values)."""
         fields["updated_at"] = time.time()
-        for key in _JSON_COLUMNS:
+        for key in JSON_COLUMNS:
             if key in fields and fields[key] is not None:
                 fields[key] = json.dumps(fields[key])
         columns = ", ".join(f"{key} = ?" for key in fields)
@@ -246,10 +135,3 @@ class Store:
         with self._lock:
             self._db.close()
 
-
-def _row(row: sqlite3.Row) -> JobRow:
-    data = dict(row)
-    for key in _JSON_COLUMNS:
-        data[key] = json.loads(data[key]) if data[key] else None
-    data["preemptible"] = bool(data["preemptible"])
-    return JobRow(**data)

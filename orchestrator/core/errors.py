@@ -21,14 +21,18 @@ class SpecError(OrchError):
     """The job spec (or a command's arguments) is invalid: exit 2.
 
     ``problems`` holds one line per error, each naming the file position,
-    the field path and what to write instead.
+    the field path and what to write instead; ``details``, where the loader
+    knew them apart, the same problems as ``{file, line, column, field,
+    message}`` (for `orch validate --json`).
     """
 
     exit_code = 2
 
-    def __init__(self, problems: list[str] | str, source: str | None = None):
+    def __init__(self, problems: list[str] | str, source: str | None = None,
+                 details: list[dict] | None = None):
         self.problems = [problems] if isinstance(problems, str) else list(problems)
         self.source = source
+        self.details = details
         located = self.problems[0].startswith(f"{source}:") if source else True
         head = f"{source}: " if len(self.problems) == 1 and not located else ""
         super().__init__(head + "\n".join(self.problems))

@@ -53,12 +53,46 @@ def printable(error: SpecError) -> SpecError:
     problem in two.
     """
     problems = [_escape(problem) for problem in error.problems]
+    details = [{k: _escape(v) if isinstance(v, str) else v for k, v in found.items()}
+               for found in error.details or ()][:MAX_PROBLEMS] or None
     if len(problems) > MAX_PROBLEMS:
         hidden = len(problems) - MAX_PROBLEMS
         problems = problems[:MAX_PROBLEMS] + [f"... and {hidden} more problems; fix the ones above first"]
-    if problems == error.problems:
+    if problems == error.problems and details == error.details:
         return error
-    return SpecError(problems, error.source and _escape(error.source))
+    return SpecError(problems, error.source and _escape(error.source), details)
+
+
+def problem_objects(error: SpecError) -> list[dict[str, Any]]:
+    """``error``'s problems as ``{file, line, column, field, message}``: as the loader told them
+    apart, else read back from the lines (a position and a message, no field)."""
+    if error.details:
+        return error.details
+    return [_located(problem, error.source) for problem in error.problems]
+
+
+def _located(problem: str, source: str | None) -> dict[str, Any]:
+    rest = problem[len(source) + 1:] if source and problem.startswith(f"{source}:") else None
+    if rest is None:
+        return {"file": source, "line": None, "column": None, "field": None, "message": problem}
+    match = re.match(r"(\d+):(\d+): (.*)", rest, re.S)
+    if match:
+        return {"file": source, "line": int(match.group(1)), "column": int(match.group(2)), "field": None,
+                "message": match.group(3)}
+    return {"file": source, "line": None, "column": None, "field": None, "message": rest.removeprefix(" ")}
+
+
+def _place(where: str) -> dict[str, Any]:
+    """``FILE:LINE:COL`` (or a bare ``FILE``, or ``--set KEY=VALUE``) as file, line and column."""
+    match = re.fullmatch(r"(.*):(\d+):(\d+)", where, re.S)
+    if match and not where.startswith(OPTION):
+        return {"file": match.group(1), "line": int(match.group(2)), "column": int(match.group(3))}
+    return {"file": where, "line": None, "column": None}
+
+
+def field_name(path: FieldPath) -> str:
+    """A field path as problems write it: ``resources.workers``, ``env[0]``."""
+    return "".join(f"[{part}]" if isinstance(part, int) else f".{part}" for part in path).lstrip(".")
 
 
 def _escape(text: str) -> str:
@@ -78,7 +112,7 @@ def position(source: str, mark: yaml.Mark) -> str:
 
 
 def field_line(where: str, path: FieldPath, message: str) -> str:
-    dotted = "".join(f"[{part}]" if isinstance(part, int) else f".{part}" for part in path).lstrip(".")
+    dotted = field_name(path)
     return f"{where}: {dotted}: {message}" if dotted else f"{where}: {message}"
 
 
@@ -88,11 +122,12 @@ class Report:
     def __init__(self) -> None:
         # path -> (key's place, value's): "FILE:LINE:COL" or (source, yaml mark) to format later
         self.positions: dict[FieldPath, tuple[Any, Any]] = {}
-        self.found: list[tuple[str, str]] = []
+        self.found: list[tuple[str, str, dict[str, Any]]] = []  # (where, line, the line's parts)
         self.paths: set[FieldPath] = set()
 
     def add(self, where: str, path: FieldPath, message: str, covers: bool = True) -> None:
-        self.found.append((where, field_line(where, path, message)))
+        parts = {**_place(where), "field": field_name(path) or None, "message": message}
+        self.found.append((where, field_line(where, path, message), parts))
         if covers and path:  # a problem with the whole document hides nothing else
             self.paths.add(path)
 
@@ -110,7 +145,15 @@ class Report:
     @property
     def problems(self) -> list[str]:
         """In file order, then those of ``--set`` options."""
-        return [line for _, line in sorted(self.found, key=lambda found: _file_order(found[0]))]
+        return [line for _, line, _ in self._ordered()]
+
+    @property
+    def details(self) -> list[dict[str, Any]]:
+        """``problems`` as ``{file, line, column, field, message}``, in the same order."""
+        return [parts for _, _, parts in self._ordered()]
+
+    def _ordered(self) -> list[tuple[str, str, dict[str, Any]]]:
+        return sorted(self.found, key=lambda found: _file_order(found[0]))
 
     def covers(self, path: FieldPath) -> bool:
         return any(path[: len(done)] == done for done in self.paths)

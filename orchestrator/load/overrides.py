@@ -22,7 +22,7 @@ def apply_override(data: dict[str, Any], positions: dict, item: str) -> None:
         measure(node, where)
     value = None if node is None else Builder(where, report).build(node, parts)
     if report.problems:
-        raise SpecError(report.problems)
+        raise SpecError(report.problems, details=report.details)
     target = data
     for depth, part in enumerate(parts[:-1]):
         target = target.setdefault(part, {})

@@ -90,7 +90,7 @@ def _validate(text: str, source: str, overrides: Sequence[str], base_dir, enviro
     if environ is not None:
         check_environ(data, environ, report)
     if report.problems:
-        raise SpecError(report.problems, source)
+        raise SpecError(report.problems, source, report.details)
     return spec.model_copy(update={"working_dir": str(folder)}) if folder else spec
 
 
