@@ -27,6 +27,7 @@ from typing import Any, Callable, Iterable
 from urllib.parse import unquote
 
 from orchestrator.adapters import auth
+from orchestrator.control import durations
 from orchestrator.control.store import JobRow, Store
 from orchestrator.core.errors import ClusterUnavailable, JobNotFound, OrchError, message_lines
 
@@ -43,9 +44,18 @@ def row_json(row: JobRow) -> dict[str, Any]:
 
 
 def jobs_json(store: Store) -> list[dict[str, Any]]:
-    """GET /jobs: every job with the summary kept of its ended attempts (what `orch list` shows)."""
-    summaries = store.summaries()
-    return [{**row_json(row), "summary": summaries.get(row.id)} for row in store.all()]
+    """GET /jobs: every job with the summary kept of its ended attempts and its runtime estimate
+    (what `orch list` shows)."""
+    summaries, rows = store.summaries(), store.all()
+    runs = durations.past_runs(rows)
+    return [{**row_json(row), "summary": summaries.get(row.id), "estimate": durations.row_estimate(row, runs)}
+            for row in rows]
+
+
+def job_json(store: Store, row: JobRow) -> dict[str, Any]:
+    """GET /jobs/X: one job with its attempts' kept events and its runtime estimate (`orch status`)."""
+    runs = durations.past_runs(store.all(["SUCCEEDED"], name=row.name))
+    return {**row_json(row), "kept_events": store.kept_events(row.id), "estimate": durations.row_estimate(row, runs)}
 
 
 class Handler(BaseHTTPRequestHandler):
@@ -115,7 +125,7 @@ class Handler(BaseHTTPRequestHandler):
             return 200, jobs_json(control.store)
         if method == "GET" and len(parts) == 2 and parts[0] == "jobs":
             row = control._find(parts[1])
-            return 200, {**row_json(row), "kept_events": control.store.kept_events(row.id)}
+            return 200, job_json(control.store, row)
         if method == "GET" and len(parts) == 3 and parts[0] == "jobs" and parts[2] == "log":
             row = control._find(parts[1])
             return 200, {"attempt": row.attempt, "log": control.store.kept_log(row.id, row.attempt)}

@@ -200,12 +200,17 @@ class Store:
                                    (job_or_name, *(TERMINAL if unfinished_first else ()))).fetchone()
         return _row(row) if row else None
 
-    def all(self, states: Iterable[str] | None = None) -> list[JobRow]:
-        query, args = "SELECT * FROM jobs", ()
+    def all(self, states: Iterable[str] | None = None, name: str | None = None) -> list[JobRow]:
+        """The jobs in ``states`` (None: any), of ``name`` only when given, oldest first."""
+        where, args = [], ()
         if states is not None:
             states = tuple(states)
-            query += f" WHERE state IN ({','.join('?' * len(states))})"
+            where.append(f"state IN ({','.join('?' * len(states))})")
             args = states
+        if name is not None:
+            where.append("name = ?")
+            args = (*args, name)
+        query = "SELECT * FROM jobs" + (f" WHERE {' AND '.join(where)}" if where else "")
         with self._lock:
             rows = self._db.execute(query + " ORDER BY seq", args).fetchall()
         return [_row(r) for r in rows]
@@ -220,8 +225,10 @@ class Store:
         with self._lock:
             self._db.execute(f"UPDATE jobs SET {columns} WHERE id = ?", (*fields.values(), job_id))
 
-    def transition(self, job_id: str, state: str, reason: str | None = None, **fields: Any) -> bool:
-        """Move a job to ``state``, recording it in the job's history. A move its current state
+    def transition(self, job_id: str, state: str, reason: str | None = None, at: float | None = None,
+                   **fields: Any) -> bool:
+        """Move a job to ``state``, recording it in the job's history at ``at`` (default: now; the
+        control plane passes its clock, which time limits are measured by). A move its current state
         does not allow (``lifecycle.TRANSITIONS``) changes nothing and returns False: a poll that
         saw a job end after it was cancelled, say, leaves it CANCELLED."""
         with self._lock:
@@ -234,7 +241,7 @@ class Store:
                 log.warning("job %s: %s; left %s", job_id, refused, row["state"])
                 return False
             history = json.loads(row["history"])
-            history.append({"state": state, "at": time.time(), "reason": reason})
+            history.append({"state": state, "at": time.time() if at is None else at, "reason": reason})
             self.update(job_id, state=state, reason=reason, history=history, **fields)
             if state in TERMINAL:  # an ended job runs no more: its secrets go
                 if self._db.execute("DELETE FROM secrets WHERE id = ?", (job_id,)).rowcount:
