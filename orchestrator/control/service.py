@@ -47,15 +47,14 @@ def jobs_json(store: Store) -> list[dict[str, Any]]:
     """GET /jobs: every job with the summary kept of its ended attempts and its runtime estimate
     (what `orch list` shows)."""
     summaries, rows = store.summaries(), store.all()
-    runs = durations.past_runs(rows)
-    return [{**row_json(row), "summary": summaries.get(row.id), "estimate": durations.row_estimate(row, runs)}
-            for row in rows]
+    estimates = durations.estimates(rows, durations.past_runs(rows))
+    return [{**row_json(row), "summary": summaries.get(row.id), "estimate": estimates[row.id]} for row in rows]
 
 
 def job_json(store: Store, row: JobRow) -> dict[str, Any]:
     """GET /jobs/X: one job with its attempts' kept events and its runtime estimate (`orch status`)."""
-    runs = durations.past_runs(store.all(["SUCCEEDED"], name=row.name))
-    return {**row_json(row), "kept_events": store.kept_events(row.id), "estimate": durations.row_estimate(row, runs)}
+    [found] = durations.estimates([row], durations.past_runs(store.all(["SUCCEEDED"], name=row.name))).values()
+    return {**row_json(row), "kept_events": store.kept_events(row.id), "estimate": found}
 
 
 class Handler(BaseHTTPRequestHandler):

@@ -13,6 +13,7 @@ so the rules are table-testable. In order of trust:
 
 from __future__ import annotations
 
+import functools
 from dataclasses import dataclass
 from typing import Any, Iterable
 
@@ -126,6 +127,7 @@ def _ratio(run: PastRun, job: Target, target: tuple[str, float] | None) -> float
     return past[1] / target[1]
 
 
+@functools.lru_cache(maxsize=256)
 def _throughput(accelerator: str, precision: str, workers: int, data_parallel: bool) -> tuple[str, float] | None:
     """(what the figure is measured in, relative speed of a configuration): catalog accelerators
     in peak TFLOP/s for the precision; CPU runs only against CPU runs, by workers."""
@@ -148,6 +150,7 @@ def _config(item: PastRun | Target) -> tuple[str, int]:
     return _canonical(item.accelerator), item.workers
 
 
+@functools.lru_cache(maxsize=256)  # a job's history repeats a few strings many times
 def _canonical(accelerator: str) -> str:
     """``a100:1`` and ``A100:1`` name the same configuration."""
     try:

@@ -5,7 +5,7 @@ from __future__ import annotations
 
 import pytest
 
-from orchestrator.control.durations import past_runs, row_estimate
+from orchestrator.control.durations import estimates, past_runs
 from orchestrator.control.store import JobRow
 from orchestrator.core.estimate import LAST_RUNS, Estimate, PastRun, Target, estimate, estimate_json, median, target_of
 from orchestrator.core.spec import JobSpec
@@ -115,5 +115,7 @@ def test_a_stored_jobs_past_runs_are_its_running_time_over_attempts():
     runs = past_runs(rows)
     assert [run.runtime_s for run in runs["train"]] == [80.0, 100.0]  # in the order they ended; FAILED left out
     queued = _row(5, "QUEUED", [], None, None)
-    assert row_estimate(queued, runs) == {"runtime_s": 90.0, "basis": "history: 2 runs on A100:1 x2",
-                                          "start_in_s": None, "end_in_s": None}
+    alike = _row(6, "QUEUED", [], None, None)
+    assert estimates([queued, alike], runs) == {
+        row.id: {"runtime_s": 90.0, "basis": "history: 2 runs on A100:1 x2", "start_in_s": None, "end_in_s": None}
+        for row in (queued, alike)}
