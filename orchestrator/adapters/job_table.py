@@ -15,8 +15,9 @@ import threading
 import urllib.parse
 from dataclasses import asdict, dataclass
 from pathlib import Path
-from typing import Any
+from typing import Any, Iterable
 
+from orchestrator.adapters import durations
 from orchestrator.core.errors import JobNotFound
 from orchestrator.core.lifecycle import TERMINAL
 
@@ -148,12 +149,17 @@ class JobTable:
                                    (job_or_name, *(TERMINAL if unfinished_first else ()))).fetchone()
         return parse_row(row) if row else None
 
-    def all(self, states=None) -> list[JobRow]:
-        query, args = "SELECT * FROM jobs", ()
+    def all(self, states: Iterable[str] | None = None, name: str | None = None) -> list[JobRow]:
+        """The jobs in ``states`` (None: any), of ``name`` only when given, oldest first."""
+        where, args = [], ()
         if states is not None:
             states = tuple(states)
-            query += f" WHERE state IN ({','.join('?' * len(states))})"
+            where.append(f"state IN ({','.join('?' * len(states))})")
             args = states
+        if name is not None:
+            where.append("name = ?")
+            args = (*args, name)
+        query = "SELECT * FROM jobs" + (f" WHERE {' AND '.join(where)}" if where else "")
         with self._lock:
             rows = self._db.execute(query + " ORDER BY seq", args).fetchall()
         return [parse_row(r) for r in rows]
@@ -161,12 +167,16 @@ class JobTable:
     # ---- the shapes the control plane serves (GET /jobs, /jobs/ID, /jobs/ID/log) -------------
 
     def jobs_json(self) -> list[dict[str, Any]]:
-        """Every job with the summary kept of its ended attempts (what `orch list` shows)."""
-        summaries = self.summaries()
-        return [{**row_json(row), "summary": summaries.get(row.id)} for row in self.all()]
+        """Every job with the summary kept of its ended attempts and its runtime estimate (what
+        `orch list` shows)."""
+        summaries, rows = self.summaries(), self.all()
+        estimates = durations.estimates(rows, durations.past_runs(rows))
+        return [{**row_json(row), "summary": summaries.get(row.id), "estimate": estimates[row.id]} for row in rows]
 
     def job_json(self, row: JobRow) -> dict[str, Any]:
-        return {**row_json(row), "kept_events": self.kept_events(row.id)}
+        """One job with its attempts' kept events and its runtime estimate (`orch status`)."""
+        [found] = durations.estimates([row], durations.past_runs(self.all(["SUCCEEDED"], name=row.name))).values()
+        return {**row_json(row), "kept_events": self.kept_events(row.id), "estimate": found}
 
     def log_json(self, row: JobRow) -> dict[str, Any]:
         return {"attempt": row.attempt, "log": self.kept_log(row.id, row.attempt)}

@@ -69,6 +69,8 @@ def plan_table(plan: dict[str, Any]) -> Group:
         head.add_row("why", plan["why"])
     if plan.get("queue_position") is not None:
         head.add_row("queue", f"{plan['queue_position']} job(s) ahead")
+    if (plan.get("estimate") or {}).get("basis"):
+        head.add_row("runtime", estimate_text(plan["estimate"]))
     parts: list[Any] = [head]
     if plan["rejected"]:
         rejected = Table("rejected option", "reason", title="other options")
@@ -89,7 +91,10 @@ def dry_run_json(submitted: dict[str, Any]) -> dict[str, Any]:
 def _age(since: float | None) -> str:
     if not since:
         return "-"
-    seconds = int(time.time() - since)
+    return _span(int(time.time() - since))
+
+
+def _span(seconds: int) -> str:
     return f"{seconds // 3600}h{seconds % 3600 // 60:02d}m" if seconds >= 3600 else f"{seconds // 60}m{seconds % 60:02d}s"
 
 
@@ -110,6 +115,11 @@ def jobs_table(views: list[api.JobView]) -> Table:
         table.add_row(v.job, Text(v.state, style=STATE_STYLE.get(v.state, "")), str(v.priority), v.queue,
                       f"{accelerator_text(v.accelerator)} x {v.workers}", _age(v.submitted_at), _first_line(v.reason))
     return table
+
+
+def estimate_text(estimate: dict[str, Any]) -> str:
+    """``about 45m (hint)``: the estimated running time and what it rests on."""
+    return f"about {_span(int(estimate['runtime_s']))} ({estimate['basis']})"
 
 
 def _workers(count: int | str) -> str:
@@ -141,6 +151,8 @@ def status_panel(view: api.JobView) -> Panel:
         grid.add_row("trials", f"{1 + len(trials)} at once ({slots})")
     grid.add_row("priority", f"{view.priority} (queue {view.queue})")
     grid.add_row("restarts", f"{view.restarts} (attempt {view.attempt})")
+    if (view.estimate or {}).get("basis"):
+        grid.add_row("runtime", estimate_text(view.estimate))
     grid.add_row("metrics", _metrics_text(view.metrics))
     grid.add_row("ray job", view.ray_job_id)
     if view.reason:

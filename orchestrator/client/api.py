@@ -23,7 +23,7 @@ from orchestrator.adapters import cluster, dashboard as proxy, packages
 from orchestrator.adapters.job_table import KeptJobs
 from orchestrator.adapters.jobs import JobsClient
 from orchestrator.client.control_plane import ControlClient
-from orchestrator.core import allocator, events
+from orchestrator.core import allocator, estimate, events
 from orchestrator.core.errors import ClusterUnavailable, InfeasibleError, JobNotFound, SpecError
 from orchestrator.core.launch import launch_request, plan_record
 from orchestrator.core.lifecycle import TERMINAL, JobState, driver_losses
@@ -59,6 +59,7 @@ class JobView:
     plan: dict[str, Any] | None = None
     workers_usage: list[dict[str, Any]] = field(default_factory=list)
     failures: list[dict[str, Any]] = field(default_factory=list)  # worker-group restarts and their causes
+    estimate: dict[str, Any] | None = None  # runtime_s, basis, start_in_s, end_in_s: the control plane's
 
     def to_json(self) -> dict[str, Any]:
         return asdict(self)
@@ -84,11 +85,16 @@ def plan(spec: JobSpec | str | Path, *, address: str | None = None, cluster_file
     """
     spec = _spec(spec)
     if cluster_file:
-        return allocator.to_json(allocator.plan(spec, read_cluster(cluster_file)))
+        return _estimated(spec, allocator.to_json(allocator.plan(spec, read_cluster(cluster_file))))
     info = cluster.resolve(address)
     if info is None:
-        return allocator.to_json(allocator.plan(spec, cluster.local_snapshot()))
+        return _estimated(spec, allocator.to_json(allocator.plan(spec, cluster.local_snapshot())))
     return ControlClient(info).plan({"spec": spec.model_dump(mode="json")})
+
+
+def _estimated(spec: JobSpec, body: dict) -> dict:
+    """A plan made here, where no job history is at hand: its estimate rests on the spec alone."""
+    return {**body, "estimate": estimate.estimate_json(spec, body, [])}
 
 
 def submit(spec: JobSpec | str | Path, *, address: str | None = None, overrides=(),
@@ -281,6 +287,7 @@ def _view(row: dict, log_events: list[dict] | None = None) -> JobView:
         metrics=figures["metrics"], ray_job_id=row["ray_submission_id"],
         framework=spec["framework"], attempt=row["attempt"], submitted_at=row["submitted_at"],
         started_at=row["started_at"], ended_at=row["ended_at"], history=row["history"], plan=row["plan"],
+        estimate=row.get("estimate"),
     )
 
 

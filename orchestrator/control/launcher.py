@@ -34,8 +34,8 @@ class Launcher:
         submission_id = row.id if attempt == 1 else f"{row.id}-attempt{attempt}"
         # Write ahead: a crash after this line relaunches, never loses the job. A job that may not
         # move to STARTING (it ended meanwhile) is not launched.
-        if not resubmit and not self.store.transition(row.id, "STARTING", None, attempt=attempt, plan=plan,
-                                                      ray_submission_id=submission_id):
+        if not resubmit and not self.store.transition(row.id, "STARTING", None, self.clock(), attempt=attempt,
+                                                      plan=plan, ray_submission_id=submission_id):
             return
         try:
             self._restore_code(row.request["runtime_env"].get("working_dir"),
@@ -52,7 +52,8 @@ class Launcher:
                 traceback.print_exc()  # Ray out of reach a moment: the next step's reconcile launches again
                 return
             # Ray refused it (a bad working_dir package, ...): the job failed
-            self.store.transition(row.id, "FAILED", f"Ray refused the job: {error}", ended_at=self.clock())
+            now = self.clock()
+            self.store.transition(row.id, "FAILED", f"Ray refused the job: {error}", now, ended_at=now)
 
     # ---- the jobs' code ---------------------------------------------------------------
 

@@ -1,7 +1,8 @@
 """The control plane's loop: it applies the queue policy's decisions to Ray.
 
-`Control.step()` is one round: reconcile job states with Ray, finish
-preemptions whose grace has run out or whose checkpoint arrived, then ask the
+`Control.step()` is one round: reconcile job states with Ray, ask jobs at their
+time limit to stop, stop those asked (a preemption, a time limit) whose grace has
+run out or whose checkpoint arrived (`stops`), then ask the
 pure policy (`core.policy.decide`) what to admit and preempt and act on it. Every
 change is written to the store before Ray is called, so a control plane
 killed at any point resumes from the table. Ray and the cluster are injected
@@ -24,10 +25,11 @@ from typing import Any, Callable
 
 from orchestrator.adapters import packages
 from orchestrator.adapters.jobs import ENDED_IN_RAY, JobsClient
-from orchestrator.control import reconcile
+from orchestrator.adapters import durations
+from orchestrator.control import reconcile, stops
 from orchestrator.control.launcher import Launcher
 from orchestrator.control.store import JobRow, Store
-from orchestrator.core import allocator, autoscale, events
+from orchestrator.core import allocator, autoscale, estimate, events
 from orchestrator.core.errors import ClusterUnavailable, InfeasibleError, JobNotFound
 from orchestrator.core.launch import launch_request, plan_record, record_demand
 from orchestrator.core.masking import redact
@@ -101,13 +103,14 @@ class Control:
                                       [(row.id, _demand(row)) for row in running])
             body = _assessed(spec, autoscale.assess(spec, books.snapshot, max_scale))
         ahead = [r for r in self.store.all(["QUEUED"]) if r.priority >= spec.schedule.priority]
-        return {**body, "queue_position": len(ahead)}
+        runs = durations.past_runs(self.store.all(["SUCCEEDED"], name=spec.name)).get(spec.name, [])
+        return {**body, "queue_position": len(ahead), "estimate": estimate.estimate_json(spec, body, runs)}
 
     def dry_run(self, submission: dict[str, Any]) -> dict[str, Any]:
         """The plan and the Ray Job request admission would send for ``submission`` now; queues nothing."""
         self._refuse_infeasible(JobSpec.model_validate(submission["spec"]))
         planned = self.plan(submission["spec"])
-        record = {key: value for key, value in planned.items() if key != "queue_position"}
+        record = {key: value for key, value in planned.items() if key not in ("queue_position", "estimate")}
         request = launch_request(submission["job"], submission["spec"], submission["request"]["runtime_env"],
                                  record, 1, self.storage)
         return {"plan": planned, "ray_job": request}
@@ -143,9 +146,9 @@ class Control:
         row = self.store.find(job, unfinished_first=True)
         if row is None:
             raise JobNotFound(job)
-        ended = False
+        ended, now = False, self.clock()
         if row.state == "QUEUED":
-            ended = self.store.transition(row.id, "CANCELLED", "cancelled while queued", ended_at=self.clock())
+            ended = self.store.transition(row.id, "CANCELLED", "cancelled while queued", now, ended_at=now)
         elif row.state in ACTIVE:
             self.store.update(row.id, preempt_requested_at=None, reason="cancel requested")
             try:
@@ -154,7 +157,7 @@ class Control:
             except JobNotFound:
                 pass  # written ahead, never handed to Ray (the control plane died between): nothing runs
             self.launcher.forget_secrets(row.ray_submission_id)
-            ended = self.store.transition(row.id, "CANCELLED", "cancelled", ended_at=self.clock())
+            ended = self.store.transition(row.id, "CANCELLED", "cancelled", self.clock(), ended_at=self.clock())
         return self.store.get(row.id), ended
 
     def _find(self, job: str) -> JobRow:
@@ -179,10 +182,11 @@ class Control:
             self._wake.clear()
 
     def step(self) -> Decision:
-        """One round of reconcile, preempt and admit; returns the policy's decision."""
+        """One round of reconcile, stop and admit; returns the policy's decision."""
         with self._step_lock:
             self._reconcile()
-            self._finish_preemptions()
+            stops.ask_at_time_limits(self.store, self.store.all(ACTIVE), self.clock())
+            stops.finish(self.store.all(ACTIVE), self.jobs, self.clock(), self.grace_s)
             return self._schedule()
 
     def _reconcile(self) -> None:
@@ -200,6 +204,7 @@ class Control:
     def _apply_ray_status(self, row: JobRow, info: dict) -> None:
         status = info["status"]
         found: list[dict] = []
+        spec: JobSpec | None = None  # what only an ended attempt's rules read: not worth a validation each step
         if status in ENDED_IN_RAY:
             text = self._ended_log(row)
             if text is None and self._log_misses.get(row.ray_submission_id, 0) < LOG_READ_TRIES:
@@ -208,15 +213,17 @@ class Control:
             found = events.parse(text or "")
             self._keep_attempt(row, text or "", found)
             self.launcher.forget_secrets(row.ray_submission_id)
-        # What only a failed attempt's rules read: not worth a spec validation and a disk check each step.
-        failed = status == "FAILED"
+            spec = JobSpec.model_validate(row.spec)
+        failed = status == "FAILED"  # only a failed attempt's rules check the disk for its code
         attempt = reconcile.Attempt(
             row.state, row.reason, row.history, bool(row.preempt_requested_at),
-            max_failures=JobSpec.model_validate(row.spec).failure.max_failures if failed else 0,
-            code_kept=failed and self.launcher.code_kept(row))
-        for move in reconcile.moves(attempt, info, found, self.clock()):
+            max_failures=spec.failure.max_failures if failed else 0,
+            code_kept=failed and self.launcher.code_kept(row),
+            time_limit=spec.schedule.time_limit if spec else None)
+        now = self.clock()
+        for move in reconcile.moves(attempt, info, found, now):
             reason = self._masked(row, move.reason) if move.reason else None
-            self.store.transition(row.id, move.state, reason or None, **move.fields)
+            self.store.transition(row.id, move.state, reason or None, now, **move.fields)
 
     def _ended_log(self, row: JobRow) -> str | None:
         """An ended attempt's log, read once, with the job's secret values masked (the kept copy
@@ -238,19 +245,6 @@ class Control:
             self.store.keep_attempt(row.id, row.attempt, events.parse(text) if found is None else found,
                                     text[-LOG_TAIL_CHARS:])
             self.store.keep_summary(row.id, events.summary(events.tagged(self.store.kept_events(row.id))))
-
-    def _finish_preemptions(self) -> None:
-        """Stop preempted jobs once they checkpointed after the request, or the grace ran out."""
-        for row in self.store.all(ACTIVE):
-            if not row.preempt_requested_at:
-                continue
-            grace_over = self.clock() - row.preempt_requested_at >= self.grace_s
-            if grace_over or self._checkpointed_since(row, row.preempt_requested_at):
-                self.jobs.stop(row.ray_submission_id)
-
-    def _checkpointed_since(self, row: JobRow, since: float) -> bool:
-        found = events.parse(self.jobs.logs(row.ray_submission_id))
-        return any(e.get("event") == "report" and e.get("checkpoint") and e.get("at", 0) >= since for e in found)
 
     def _schedule(self) -> Decision:
         queued = self.store.all(["QUEUED"])

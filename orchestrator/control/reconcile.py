@@ -12,7 +12,8 @@ from dataclasses import dataclass, field
 from typing import Any
 
 from orchestrator.core import events
-from orchestrator.core.lifecycle import CODE_NOT_SET_UP, DRIVER_LOST, driver_losses, requeues
+from orchestrator.core.forms import Duration
+from orchestrator.core.lifecycle import CODE_NOT_SET_UP, DRIVER_LOST, driver_losses, requeues, running_s
 from orchestrator.core.protocol import TEMPFAIL
 
 RAY_TO_STATE = {"PENDING": "STARTING", "RUNNING": "RUNNING", "SUCCEEDED": "SUCCEEDED", "FAILED": "FAILED"}
@@ -39,13 +40,27 @@ class Attempt:
     preempt_requested: bool
     max_failures: int  # failure.max_failures; -1 = unlimited
     code_kept: bool  # orch holds the job's code package and can put it back into Ray
+    time_limit: Duration | None = None  # schedule.time_limit
+
+
+def limit_reached(history: list[dict], now: float, limit: Duration | None) -> bool:
+    """Whether a job has run for its whole time limit: its RUNNING time summed over attempts."""
+    return limit is not None and running_s(history, now) >= limit.seconds
+
+
+def limit_reason(limit: Duration) -> str:
+    """The reason of a job ended by its time limit, with the limit as the spec wrote it."""
+    return f"time limit {limit} reached"
 
 
 def moves(job: Attempt, info: dict, found: list[dict], now: float) -> list[Move]:
     """The transitions Ray's record ``info`` of the job's attempt calls for (none: nothing new);
     ``found``: the events of the attempt's log once it ended."""
     status = info["status"]
+    ended_by_limit = status in ("STOPPED", "FAILED") and limit_reached(job.history, now, job.time_limit)
     if status == "STOPPED":
+        if job.preempt_requested and ended_by_limit:  # orch stopped it at its limit: never requeued
+            return [Move("FAILED", limit_reason(job.time_limit), {"ended_at": now, "preempt_requested_at": None})]
         if job.preempt_requested:
             return [Move("PREEMPTED", job.reason, {"preempt_requested_at": None}),
                     Move("QUEUED", "preempted; resumes from its last checkpoint")]
@@ -58,6 +73,8 @@ def moves(job: Attempt, info: dict, found: list[dict], now: float) -> list[Move]
     if state == "FAILED":
         requeue = _code_not_set_up(job, info) if info.get("error_type") == RUNTIME_ENV_FAILED \
             else _driver_lost(job, info, found)
+        if requeue and ended_by_limit:  # a retry would only be stopped again at once
+            return [Move("FAILED", limit_reason(job.time_limit), {"ended_at": now})]
         if requeue:
             return [Move("QUEUED", requeue)]
         return [Move("FAILED", _failure_reason(job, info, found), {"ended_at": now})]

@@ -26,7 +26,7 @@ from typing import Any, Callable, Iterable
 from urllib.parse import unquote
 
 from orchestrator.adapters import auth
-from orchestrator.adapters.job_table import DB_NAME, row_json
+from orchestrator.adapters.job_table import DB_NAME, JobRow, row_json
 from orchestrator.control.store import Store
 from orchestrator.core.errors import ClusterUnavailable, JobNotFound, OrchError, message_lines
 
@@ -36,8 +36,14 @@ DRAIN_BYTES = 128 << 20  # a refused upload up to this size is read whole before
 
 
 def jobs_json(store: Store) -> list[dict[str, Any]]:
-    """GET /jobs: every job with the summary kept of its ended attempts (what `orch list` shows)."""
+    """GET /jobs: every job with the summary kept of its ended attempts and its runtime estimate
+    (what `orch list` shows)."""
     return store.jobs_json()
+
+
+def job_json(store: Store, row: JobRow) -> dict[str, Any]:
+    """GET /jobs/X: one job with its attempts' kept events and its runtime estimate (`orch status`)."""
+    return store.job_json(row)
 
 
 class Handler(BaseHTTPRequestHandler):
@@ -107,7 +113,7 @@ class Handler(BaseHTTPRequestHandler):
             return 200, jobs_json(control.store)
         if method == "GET" and len(parts) == 2 and parts[0] == "jobs":
             row = control._find(parts[1])
-            return 200, control.store.job_json(row)
+            return 200, job_json(control.store, row)
         if method == "GET" and len(parts) == 3 and parts[0] == "jobs" and parts[2] == "log":
             row = control._find(parts[1])
             return 200, control.store.log_json(row)

@@ -109,8 +109,10 @@ class Store(JobTable):
         with self._lock:
             self._db.execute(f"UPDATE jobs SET {columns} WHERE id = ?", (*fields.values(), job_id))
 
-    def transition(self, job_id: str, state: str, reason: str | None = None, **fields: Any) -> bool:
-        """Move a job to ``state``, recording it in the job's history. A move its current state
+    def transition(self, job_id: str, state: str, reason: str | None = None, at: float | None = None,
+                   **fields: Any) -> bool:
+        """Move a job to ``state``, recording it in the job's history at ``at`` (default: now; the
+        control plane passes its clock, which time limits are measured by). A move its current state
         does not allow (``lifecycle.TRANSITIONS``) changes nothing and returns False: a poll that
         saw a job end after it was cancelled, say, leaves it CANCELLED."""
         with self._lock:
@@ -123,7 +125,7 @@ class Store(JobTable):
                 log.warning("job %s: %s; left %s", job_id, refused, row["state"])
                 return False
             history = json.loads(row["history"])
-            history.append({"state": state, "at": time.time(), "reason": reason})
+            history.append({"state": state, "at": time.time() if at is None else at, "reason": reason})
             self.update(job_id, state=state, reason=reason, history=history, **fields)
             if state in TERMINAL:  # an ended job runs no more: its secrets go
                 if self._db.execute("DELETE FROM secrets WHERE id = ?", (job_id,)).rowcount:

@@ -1,6 +1,6 @@
 """The string forms the job spec allows, parsed once into typed values: sizes (``2GiB``),
-parameter counts (``350M``), worker ranges (``"2..8"``) and accelerator choices (``A100:1``,
-``[A100:1, GPU:1]``, ``{any_of: [...]}``). ``spec.py`` uses them as field types.
+parameter counts (``350M``), durations (``45m``), worker ranges (``"2..8"``) and accelerator
+choices (``A100:1``, ``[A100:1, GPU:1]``, ``{any_of: [...]}``). ``spec.py`` uses them as field types.
 """
 
 from __future__ import annotations
@@ -59,6 +59,37 @@ def parse_count(value: Any) -> int:
     if count <= 0:
         raise ValueError(f"{value!r}: the parameter count must be positive")
     return count
+
+
+_DURATION_UNITS = {"s": 1, "m": 60, "h": 3600, "d": 86400}
+_DURATION = re.compile(r"^\s*(\d+(?:\.\d+)?)\s*([smhd])\s*$")
+_DURATION_FORM = "write a number with s, m, h or d, such as 90s, 45m, 2h or 1.5d"
+
+
+class Duration(BaseModel):
+    """A span of time as the spec wrote it (``2h``), and in seconds: reasons quote the text."""
+
+    model_config = ConfigDict(frozen=True)
+    seconds: float
+    text: str
+
+    def __str__(self) -> str:
+        return self.text
+
+
+def parse_duration(value: Any) -> Duration:
+    """``45m`` -> 2700 s; ``2h``; ``1.5d``. A bare number is refused: its unit would be a guess."""
+    if isinstance(value, Duration):
+        return value
+    if isinstance(value, (int, float)) and not isinstance(value, bool):
+        raise ValueError(f"{value!r} has no unit; {_DURATION_FORM}")
+    match = _DURATION.match(value) if isinstance(value, str) else None
+    if not match:
+        raise ValueError(f"{value!r} is not a duration; {_DURATION_FORM}")
+    seconds = float(match.group(1)) * _DURATION_UNITS[match.group(2)]
+    if seconds <= 0:
+        raise ValueError(f"{value!r}: a duration must be positive")
+    return Duration(seconds=seconds, text=f"{match.group(1)}{match.group(2)}")
 
 
 class WorkerRange(BaseModel):
@@ -163,6 +194,12 @@ Count = Annotated[
     int,
     BeforeValidator(parse_count),
     WithJsonSchema({"anyOf": [{"type": "string", "examples": ["350M"]}, {"type": "integer"}]}),
+]
+TimeSpan = Annotated[
+    Duration,
+    BeforeValidator(parse_duration),
+    PlainSerializer(str),
+    WithJsonSchema({"type": "string", "pattern": r"^\s*\d+(\.\d+)?\s*[smhd]\s*$", "examples": ["45m", "2h"]}),
 ]
 Workers = Annotated[
     WorkerRange,

@@ -65,3 +65,14 @@ def requeues(history: list[dict], prefix: str) -> int:
 def driver_losses(history: list[dict]) -> int:
     """How often a job was requeued because its driver was lost (each one is a restart)."""
     return requeues(history, DRIVER_LOST)
+
+
+def running_s(history: list[dict], now: float) -> float:
+    """Seconds a job has spent RUNNING, summed over its attempts: each RUNNING entry of its
+    history up to the entry after it (up to ``now`` while it runs)."""
+    total, since = 0.0, None
+    for entry in history:
+        if since is not None:
+            total += entry["at"] - since
+        since = entry["at"] if entry["state"] == JobState.RUNNING.value else None
+    return total + (now - since if since is not None else 0.0)

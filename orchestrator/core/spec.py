@@ -3,7 +3,7 @@
 Every default of the job spec lives here and nowhere else. Models forbid
 unknown fields and coerce nothing: a string where a number belongs is an
 error, not a guess. The few string forms the spec allows (``2GiB``,
-``"2..8"``, ``A100:1``, ``350M``) are parsed once, in ``forms.py``, into typed values.
+``"2..8"``, ``A100:1``, ``350M``, ``45m``) are parsed once, in ``forms.py``, into typed values.
 Loading YAML with positions and turning errors into ``SpecError`` lives in
 ``load/spec.py``.
 """
@@ -19,7 +19,7 @@ from typing import Annotated, Any, Literal, Union
 
 from pydantic import AfterValidator, BaseModel, ConfigDict, Discriminator, Field, Tag, model_validator
 
-from orchestrator.core.forms import Accelerators, AcceleratorChoice, Bytes, Count, WorkerRange, Workers
+from orchestrator.core.forms import Accelerators, AcceleratorChoice, Bytes, Count, TimeSpan, WorkerRange, Workers
 from orchestrator.core.hardware import AcceleratorRequest
 
 NAME_PATTERN = r"^[a-z0-9][a-z0-9-]{0,62}$"
@@ -179,12 +179,14 @@ class Resources(Strict):
 
 class Hints(Strict):
     params: Count | None = None
+    runtime: TimeSpan | None = None  # the user's estimate: first accelerator option, the spec's workers
 
 
 class Schedule(Strict):
     priority: int = Field(100, ge=0, le=1000)
     preemptible: bool = False
     queue: Annotated[str, Field(pattern=NAME_PATTERN)] = "default"
+    time_limit: TimeSpan | None = None  # running time over all attempts; the control plane enforces it
 
 
 class Failure(Strict):

@@ -16,7 +16,7 @@ from orchestrator.client import api
 from orchestrator.control.store import Store
 from orchestrator.core.errors import ClusterUnavailable, JobNotFound, SpecError
 
-SPEC = {"name": "digits", "framework": "torch", "env": {"TOKEN": {"from_env": "TOKEN", "secret": True}},
+SPEC = {"name": "digits", "framework": "torch", "entrypoint": "train.py:loop", "env": {"TOKEN": {"from_env": "TOKEN", "secret": True}},
         "resources": {"accelerator": ["H100:1", "A100:1"], "workers": 1},
         "checkpoint": {"metric": "acc", "mode": "max"}}
 

@@ -690,3 +690,89 @@ def test_a_job_id_that_is_not_a_plain_word_reaches_the_drivers_shell_as_one_quot
     entrypoint = control.jobs.requests["x'; touch owned #"]["entrypoint"]
     argv = ["python", "-m", "orchestrator.runners.entry", "x'; touch owned #"]
     assert shlex.split(entrypoint, comments=True) == argv and entrypoint.endswith("  # torch train.py:loop")
+
+
+# ---- time limits and estimates (issue 20) ------------------------------------------------
+
+
+def _submit_limited(control: Control, job: str, limit: str = "2h", **spec) -> None:
+    limited = _spec(job, **spec)
+    limited["schedule"]["time_limit"] = limit
+    control.submit({"job": job, "spec": limited, "request": {"runtime_env": {"env_vars": {}}}, "secrets": None})
+
+
+def _checkpoint_now(control: Control, submission: str) -> None:
+    at = control.clock() + 1
+    control.jobs.log[submission] = f"{events.MARK} {json.dumps({'event': 'report', 'checkpoint': '/c', 'at': at})}\n"
+
+
+def test_a_job_at_its_time_limit_is_stopped_after_a_checkpoint_and_fails_unretried(control):
+    _submit_limited(control, "limited")
+    control.step()
+    control.step()  # Ray says RUNNING: its running time counts from here
+    control.clock.now += 7199
+    control.step()
+    assert control.store.get("limited").preempt_requested_at is None
+    control.clock.now += 1
+    control.step()  # at the limit: asked to stop; it runs on until its next checkpoint
+    row = control.store.get("limited")
+    assert row.preempt_requested_at == control.clock() and row.reason.startswith("time limit 2h reached")
+    assert control.jobs.jobs["limited"]["status"] == "RUNNING"
+    _checkpoint_now(control, "limited")
+    control.step()  # checkpoint seen: stopped
+    assert control.jobs.jobs["limited"]["status"] == "STOPPED"
+    control.step()  # Ray says STOPPED: FAILED at the limit, not requeued
+    control.step()
+    row = control.store.get("limited")
+    assert (row.state, row.reason, row.ended_at) == ("FAILED", "time limit 2h reached", control.clock())
+    assert "PREEMPTED" not in [h["state"] for h in row.history] and list(control.jobs.jobs) == ["limited"]
+
+
+def test_a_time_limit_counts_running_time_over_attempts_and_stops_after_the_grace(control):
+    _submit_limited(control, "low", "1h", priority=10, preemptible=True)
+    control.step()
+    control.step()
+    control.clock.now += 1800  # half its hour, then preempted for high
+    _submit(control, "high", priority=200)
+    control.step()
+    _checkpoint_now(control, "low")
+    control.step()
+    control.step()
+    assert _state(control, "low") == "QUEUED"
+    control.clock.now += 5000  # queued time does not count
+    control.jobs.end("high")
+    control.step()
+    control.step()
+    assert control.store.get("low").ray_submission_id == "low-attempt2" and _state(control, "low") == "RUNNING"
+    control.clock.now += 1799
+    control.step()
+    assert control.store.get("low").preempt_requested_at is None
+    control.clock.now += 2
+    control.step()  # 30 min + 30 min: asked to stop; it never checkpoints, so the grace ends it
+    control.clock.now += 60
+    control.step()
+    control.step()
+    row = control.store.get("low")
+    assert (row.state, row.reason) == ("FAILED", "time limit 1h reached")
+    assert "low-attempt3" not in control.jobs.jobs
+
+
+def test_plan_and_job_json_carry_the_estimate_from_the_stores_history(control):
+    from orchestrator.control.service import job_json, jobs_json
+
+    first = {"runtime_env": {"env_vars": {}}}
+    control.submit({"job": "digits-0", "spec": _spec("digits", workers=1), "request": first, "secrets": None})
+    control.step()
+    control.step()
+    control.clock.now += 120
+    control.jobs.end("digits-0")
+    control.step()
+    spec = {**_spec("digits", workers=1), "hints": {"runtime": "45m", "params": None}}
+    planned = control.plan(spec)
+    assert planned["estimate"] == {"runtime_s": 120.0, "basis": "history: 1 run on CPU x1",
+                                   "start_in_s": None, "end_in_s": None}
+    control.submit({"job": "digits-1", "spec": spec, "request": {"runtime_env": {"env_vars": {}}}, "secrets": None})
+    assert job_json(control.store, control.store.get("digits-1"))["estimate"]["basis"] == "history: 1 run on CPU x1"
+    listed = {row["id"]: row["estimate"] for row in jobs_json(control.store)}
+    assert listed["digits-1"]["runtime_s"] == 120.0
+    assert control.plan(_spec("fresh", workers=1))["estimate"]["basis"] is None
