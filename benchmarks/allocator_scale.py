@@ -23,7 +23,7 @@ from orchestrator.core import hardware  # noqa: E402
 from orchestrator.core.allocator import plan  # noqa: E402
 from orchestrator.core.snapshot import ClusterSnapshot, Node  # noqa: E402
 from orchestrator.core.spec import JobSpec  # noqa: E402
-from tests.unit.synthetic import synthetic_cluster, synthetic_jobs  # noqa: E402
+from benchmarks.synthetic import synthetic_cluster, synthetic_jobs  # noqa: E402
 
 NODES = 1000
 BATCHES = (1_000, 10_000, 100_000)

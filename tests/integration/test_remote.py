@@ -4,7 +4,7 @@ A second local Ray cluster, started by orch under its own ORCH_HOME, plays the
 remote one; the CLI runs as a subprocess with another ORCH_HOME that has no
 cluster.json, so all it knows is the dashboard URL (and, where the control
 plane is not on the default port 8266, ORCH_CONTROL_ADDRESS). A cluster without
-token auth is played by a stand-in in tests/unit/test_remote_address.py.
+token auth is played by a stand-in in tests/integration/test_remote_address.py.
 """
 
 from __future__ import annotations

@@ -11,7 +11,7 @@ from orchestrator.core.snapshot import ClusterSnapshot
 from orchestrator.core.spec import JobSpec
 from orchestrator.load.cluster import ClusterFile, load_cluster_file, snapshot_from_cluster
 from tests.conftest import REPO
-from tests.unit.synthetic import synthetic_cluster, synthetic_jobs
+from benchmarks.synthetic import synthetic_cluster, synthetic_jobs
 
 GIB = 1024**3
 

@@ -309,7 +309,7 @@ def test_kubernetes_quantities_round_up_like_rays_autoscaler(text, amount):
 
 
 def test_reading_configs_never_imports_ray():
-    code = ("import sys; from orchestrator import clusterconfig as c; "
+    code = ("import sys; from orchestrator.load import launcher as c; "
             "[c.snapshot_from_config(f'cluster/{n}.yaml') for n in ('gcp', 'aws', 'kuberay')]; "
             "print(sorted(m for m in sys.modules if m == 'ray' or m.startswith('ray.')))")
     out = subprocess.run([sys.executable, "-c", code], cwd=REPO, capture_output=True, text=True, check=True)

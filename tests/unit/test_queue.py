@@ -13,7 +13,7 @@ from orchestrator.core.policy.state import QueuedJob, QueueState, RunningJob
 from orchestrator.core.snapshot import ClusterSnapshot
 from orchestrator.core.spec import JobSpec
 from orchestrator.load.cluster import ClusterFile, snapshot_from_cluster
-from tests.unit.synthetic import synthetic_cluster, synthetic_jobs
+from benchmarks.synthetic import synthetic_cluster, synthetic_jobs
 
 LAB = {"a": {"quota": {"GPU": 4}, "cohort": "lab", "borrow": {"GPU": 4}},
        "b": {"quota": {"GPU": 4}, "cohort": "lab"}}

@@ -10,7 +10,7 @@ from orchestrator.core.errors import SpecError
 from orchestrator.core.snapshot import ClusterSnapshot, Node, QueueConfig
 from orchestrator.load.cluster import ClusterFile, load_cluster_file, snapshot_from_cluster
 from tests.conftest import REPO
-from tests.unit.synthetic import synthetic_cluster
+from benchmarks.synthetic import synthetic_cluster
 
 GIB = 1024**3
 
