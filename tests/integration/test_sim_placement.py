@@ -110,46 +110,6 @@ def test_sweep_with_fallback_runs_trials_on_both_kinds_at_once(sim_home, tmp_pat
     assert overlapping == 3  # every slot busy at once, never more than the slots
 
 
-@pytest.mark.soak  # ~90 s; `make soak`
-def test_job_survives_the_loss_of_a_worker_node(sim_home, tmp_path):
-    # Last in this module: it kills one of the cluster's nodes.
-    import signal
-
-    from orchestrator.adapters import cluster
-    from orchestrator.adapters.http import http
-    from orchestrator.adapters.jobs import JobsClient
-
-    done = run_orch("submit", "jobs/digits/torch-mlp.yaml", "--json", "--set", "name=node-loss",
-                    "--set", "config.epochs=10", "--set", "failure.max_failures=2",
-                    "--set", "resources.placement=spread")
-    assert done.returncode == 0, done.stderr
-    job = json.loads(done.stdout)["job"]
-    info = cluster.require(None)
-    deadline = time.monotonic() + 300
-    while True:
-        assert time.monotonic() < deadline, run_orch("status", job).stdout
-        time.sleep(1)
-        history = json.loads(run_orch("results", job, "--json").stdout)["history"]
-        if not history or history[-1]["epoch"] < 1:
-            continue
-        ray_job = JobsClient(info).get(job)
-        query = ("/api/v0/actors?detail=1&limit=1000&filter_keys=class_name&filter_predicates=%3D"
-                 "&filter_values=RayTrainWorker")
-        actors = [a for a in http(info.dashboard_url, query)["data"]["result"]["result"]
-                  if a["state"] == "ALIVE" and a["job_id"] == ray_job["job_id"]]
-        if actors:
-            break
-    names = {n.node_id: n.name for n in cluster.live_snapshot(info).nodes}
-    order = [n.name for n in cluster._nodes_to_start(str(REPO / "cluster" / "mixed-sim.yaml"))[0]]
-    victim = next(names[a["node_id"]] for a in actors if names[a["node_id"]] != "head-0")
-    os.killpg(info.process_groups[order.index(victim)], signal.SIGKILL)
-
-    view = wait_until_ended(job)
-    assert view["state"] == "SUCCEEDED", view["reason"]
-    assert view["restarts"] >= 1
-    assert victim not in {n.name for n in cluster.live_snapshot(info).nodes}
-
-
 def test_drivers_on_two_nodes_sharing_a_package_keep_their_folders(sim_home, tmp_path):
     """Each simulated node unpacks job packages into a folder of its own, as separate machines
     do (issue 24): a second node setting up the same package, uploaded again meanwhile, leaves
@@ -179,6 +139,47 @@ def test_drivers_on_two_nodes_sharing_a_package_keep_their_folders(sim_home, tmp
         _until(lambda: jobs.get(driver)["status"] not in ("PENDING", "RUNNING"), lambda: jobs.get(driver))
         assert jobs.get(driver)["status"] == "SUCCEEDED", (jobs.get(driver), report.read_text())
         assert report.read_text().endswith("read the job's own file\n")
+
+
+@pytest.mark.soak  # ~90 s; `make soak`
+def test_job_survives_the_loss_of_a_worker_node(sim_home, tmp_path):
+    # Last in this module: it kills one of the cluster's nodes.
+    import signal
+
+    from orchestrator.adapters import cluster
+    from orchestrator.adapters.http import http
+    from orchestrator.adapters.jobs import JobsClient
+    from orchestrator.load.cluster import read_cluster
+
+    done = run_orch("submit", "jobs/digits/torch-mlp.yaml", "--json", "--set", "name=node-loss",
+                    "--set", "config.epochs=10", "--set", "failure.max_failures=2",
+                    "--set", "resources.placement=spread")
+    assert done.returncode == 0, done.stderr
+    job = json.loads(done.stdout)["job"]
+    info = cluster.require(None)
+    deadline = time.monotonic() + 300
+    while True:
+        assert time.monotonic() < deadline, run_orch("status", job).stdout
+        time.sleep(1)
+        history = json.loads(run_orch("results", job, "--json").stdout)["history"]
+        if not history or history[-1]["epoch"] < 1:
+            continue
+        ray_job = JobsClient(info).get(job)
+        query = ("/api/v0/actors?detail=1&limit=1000&filter_keys=class_name&filter_predicates=%3D"
+                 "&filter_values=RayTrainWorker")
+        actors = [a for a in http(info.dashboard_url, query)["data"]["result"]["result"]
+                  if a["state"] == "ALIVE" and a["job_id"] == ray_job["job_id"]]
+        if actors:
+            break
+    names = {n.node_id: n.name for n in cluster.live_snapshot(info).nodes}
+    order = [n.name for n in cluster._nodes_to_start(str(REPO / "cluster" / "mixed-sim.yaml"), read_cluster)[0]]
+    victim = next(names[a["node_id"]] for a in actors if names[a["node_id"]] != "head-0")
+    os.killpg(info.process_groups[order.index(victim)], signal.SIGKILL)
+
+    view = wait_until_ended(job)
+    assert view["state"] == "SUCCEEDED", view["reason"]
+    assert view["restarts"] >= 1
+    assert victim not in {n.name for n in cluster.live_snapshot(info).nodes}
 
 
 def _until(done, shown, timeout: float = 120) -> None:
