@@ -68,6 +68,7 @@ def test_the_jobs_api_through_orch_dashboard_names_each_job(local_cluster):
     assert row["entrypoint"] == READABLE.format(job=job)
 
 
+@pytest.mark.soak  # a preemption, ~1.5 min: `make soak` (test_queue_control preempts in make test)
 def test_a_requeued_jobs_attempts_are_named_with_their_attempt(local_cluster):
     low = _submit("name=dash-low", "schedule.priority=10", "schedule.preemptible=true", "config.epochs=10")
     deadline = time.monotonic() + 300
