@@ -11,8 +11,7 @@ from __future__ import annotations
 from typing import TYPE_CHECKING, Any, Iterable
 
 from orchestrator.core import estimate
-from orchestrator.core.lifecycle import running_s
-from orchestrator.core.spec import JobSpec
+from orchestrator.core.lifecycle import JobState, running_s
 
 if TYPE_CHECKING:  # job_table, which reads the rows, asks this module for their estimates
     from orchestrator.adapters.job_table import JobRow
@@ -22,10 +21,11 @@ Runs = dict[str, list[estimate.PastRun]]  # by job name, oldest first
 
 def past_runs(rows: Iterable[JobRow]) -> Runs:
     """The SUCCEEDED jobs among ``rows`` as past runs, by name, in the order they ended."""
-    done = sorted((r for r in rows if r.state == "SUCCEEDED" and r.plan and r.ended_at), key=lambda r: r.ended_at)
+    done = sorted((r for r in rows if r.state == JobState.SUCCEEDED and r.plan and r.ended_at),
+                  key=lambda r: r.ended_at)
     runs: Runs = {}
     for row in done:
-        run = estimate.past_run(JobSpec.model_validate(row.spec), row.plan, running_s(row.history, row.ended_at))
+        run = estimate.past_run(row.spec, row.plan.record, running_s(row.history, row.ended_at))
         runs.setdefault(row.name, []).append(run)
     return runs
 
@@ -37,7 +37,7 @@ def estimates(rows: Iterable[JobRow], runs: Runs) -> dict[str, dict[str, Any]]:
     known: dict[estimate.Target, dict[str, Any]] = {}
     found = {}
     for row in rows:
-        target = estimate.target_of(JobSpec.model_validate(row.spec), row.plan)
+        target = estimate.target_of(row.spec, row.plan.record if row.plan else None)
         if target not in known:
             known[target] = estimate.to_json(estimate.estimate(target, runs.get(target.name, [])))
         found[row.id] = dict(known[target])

@@ -13,13 +13,15 @@ import json
 import sqlite3
 import threading
 import urllib.parse
-from dataclasses import asdict, dataclass
+from dataclasses import dataclass
 from pathlib import Path
 from typing import Any, Iterable
 
 from orchestrator.adapters import durations
 from orchestrator.core.errors import JobNotFound
-from orchestrator.core.lifecycle import TERMINAL
+from orchestrator.core.launch import PlanRecord
+from orchestrator.core.lifecycle import TERMINAL, JobState
+from orchestrator.core.spec import JobSpec
 
 DB_NAME = "control.db"
 SCHEMA = """
@@ -65,20 +67,26 @@ CREATE TABLE IF NOT EXISTS summaries (
 JSON_COLUMNS = ("spec", "request", "plan", "history")
 
 
+COLUMNS = ("seq", "id", "name", "state", "priority", "queue", "preemptible", "spec", "request", "plan", "reason",
+           "attempt", "ray_submission_id", "preempt_requested_at", "history", "submitted_at", "started_at",
+           "ended_at", "updated_at")  # the jobs table's, in the order clients get them
+
+
 @dataclass
 class JobRow:
-    """One job as stored; ``spec``, ``request`` and ``plan`` are parsed JSON."""
+    """One job as stored, read once: ``spec`` validated (``spec_json`` as submitted, what clients
+    and the driver get), ``plan`` typed, ``request`` and ``history`` parsed JSON."""
 
     seq: int
     id: str
     name: str
-    state: str
+    state: JobState
     priority: int
     queue: str
     preemptible: bool
-    spec: dict[str, Any]
+    spec: JobSpec
     request: dict[str, Any]
-    plan: dict[str, Any] | None
+    plan: PlanRecord | None
     reason: str | None
     attempt: int
     ray_submission_id: str | None
@@ -88,20 +96,14 @@ class JobRow:
     started_at: float | None
     ended_at: float | None
     updated_at: float
-
-
-def parse_row(row: sqlite3.Row) -> JobRow:
-    data = dict(row)
-    for key in JSON_COLUMNS:
-        data[key] = json.loads(data[key]) if data[key] else None
-    data["preemptible"] = bool(data["preemptible"])
-    return JobRow(**data)
+    spec_json: dict[str, Any]
 
 
 def row_json(row: JobRow) -> dict[str, Any]:
     """A job as clients get it: the request only by its code's package (its env stays on the head)."""
-    data = asdict(row)
-    data["request"] = {"runtime_env": {"working_dir": row.request.get("runtime_env", {}).get("working_dir")}}
+    data = {column: getattr(row, column) for column in COLUMNS}
+    data.update(state=row.state.value, spec=row.spec_json, plan=row.plan.record if row.plan else None,
+                request={"runtime_env": {"working_dir": row.request.get("runtime_env", {}).get("working_dir")}})
     return data
 
 
@@ -112,6 +114,25 @@ class JobTable:
         self._db = db
         self._db.row_factory = sqlite3.Row
         self._lock = threading.RLock()
+        # The validated specs of the jobs that have not ended, by id: a spec never changes once
+        # stored, and the control loop reads every queued and running job each step.
+        self._specs: dict[str, JobSpec] = {}
+
+    def _parse(self, row: sqlite3.Row) -> JobRow:
+        """A stored row as a ``JobRow``, its spec validated once while the job lives."""
+        data = dict(row)
+        for key in JSON_COLUMNS:
+            data[key] = json.loads(data[key]) if data[key] else None
+        state, spec = JobState(data["state"]), self._specs.get(data["id"])
+        if spec is None:
+            spec = JobSpec.model_validate(data["spec"])
+            if not state.is_terminal:
+                self._specs[data["id"]] = spec
+        elif state.is_terminal:  # ended since: the control loop reads it no more
+            self._specs.pop(data["id"], None)
+        plan = PlanRecord.read(data["plan"]) if data["plan"] is not None else None
+        return JobRow(**{**data, "state": state, "preemptible": bool(data["preemptible"]), "spec": spec,
+                         "plan": plan, "spec_json": data["spec"]})
 
     def summaries(self) -> dict[str, dict]:
         with self._lock:
@@ -134,7 +155,7 @@ class JobTable:
     def get(self, job_id: str) -> JobRow | None:
         with self._lock:
             row = self._db.execute("SELECT * FROM jobs WHERE id = ?", (job_id,)).fetchone()
-        return parse_row(row) if row else None
+        return self._parse(row) if row else None
 
     def find(self, job_or_name: str, unfinished_first: bool = False) -> JobRow | None:
         """A job by id, else the latest job of that name (with ``unfinished_first``, the latest
@@ -147,7 +168,7 @@ class JobTable:
         with self._lock:
             row = self._db.execute(f"SELECT * FROM jobs WHERE name = ? ORDER BY {order} LIMIT 1",
                                    (job_or_name, *(TERMINAL if unfinished_first else ()))).fetchone()
-        return parse_row(row) if row else None
+        return self._parse(row) if row else None
 
     def all(self, states: Iterable[str] | None = None, name: str | None = None) -> list[JobRow]:
         """The jobs in ``states`` (None: any), of ``name`` only when given, oldest first."""
@@ -162,7 +183,7 @@ class JobTable:
         query = "SELECT * FROM jobs" + (f" WHERE {' AND '.join(where)}" if where else "")
         with self._lock:
             rows = self._db.execute(query + " ORDER BY seq", args).fetchall()
-        return [parse_row(r) for r in rows]
+        return [self._parse(r) for r in rows]
 
     # ---- the shapes the control plane serves (GET /jobs, /jobs/ID, /jobs/ID/log) -------------
 
@@ -175,7 +196,8 @@ class JobTable:
 
     def job_json(self, row: JobRow) -> dict[str, Any]:
         """One job with its attempts' kept events and its runtime estimate (`orch status`)."""
-        [found] = durations.estimates([row], durations.past_runs(self.all(["SUCCEEDED"], name=row.name))).values()
+        runs = durations.past_runs(self.all([JobState.SUCCEEDED], name=row.name))
+        [found] = durations.estimates([row], runs).values()
         return {**row_json(row), "kept_events": self.kept_events(row.id), "estimate": found}
 
     def log_json(self, row: JobRow) -> dict[str, Any]:

@@ -9,6 +9,7 @@ from __future__ import annotations
 import contextlib
 import logging
 import time
+from enum import Enum
 from pathlib import Path
 from typing import Any, Callable, Iterator
 
@@ -17,7 +18,20 @@ from orchestrator.adapters.cluster import ClusterInfo
 from orchestrator.adapters.http import http
 from orchestrator.core.errors import ClusterUnavailable, JobNotFound
 
-ENDED_IN_RAY = ("SUCCEEDED", "FAILED", "STOPPED")  # Ray job statuses that end an attempt
+
+
+class RayStatus(str, Enum):
+    """A Ray Job's status as Ray's Jobs API reports it (Ray's ``JobStatus`` values, spelled here so
+    that reads need no Ray import): Ray's words for an attempt, not orch's job states."""
+
+    PENDING = "PENDING"
+    RUNNING = "RUNNING"
+    STOPPED = "STOPPED"
+    SUCCEEDED = "SUCCEEDED"
+    FAILED = "FAILED"
+
+
+ENDED_IN_RAY = (RayStatus.SUCCEEDED, RayStatus.FAILED, RayStatus.STOPPED)  # Ray statuses that end an attempt
 
 
 @contextlib.contextmanager

@@ -16,6 +16,8 @@ from typing import Any, Callable, List, Optional
 
 import typer
 
+from orchestrator.core.lifecycle import JobState
+
 app = typer.Typer(no_args_is_help=True, pretty_exceptions_enable=False,
                   help="orch: run training jobs on a Ray cluster of CPUs, GPUs and TPUs.")
 
@@ -249,7 +251,7 @@ def submit(spec: str = typer.Argument(..., help="JOB.yaml"),
         raise typer.Exit(130) from None
     if json_out:
         _print_json(view.to_json())
-    raise typer.Exit(0 if view.state == "SUCCEEDED" else 1)
+    raise typer.Exit(0 if view.state == JobState.SUCCEEDED else 1)
 
 
 def _note(message: str) -> None:
@@ -272,7 +274,7 @@ def wait(jobs: List[str] = typer.Argument(..., help="Job ids or names (the lates
             raise typer.Exit(130) from None
     if json_out:
         _print_json([view.to_json() for view in views])
-    raise typer.Exit(0 if all(view.state == "SUCCEEDED" for view in views) else 1)
+    raise typer.Exit(0 if all(view.state == JobState.SUCCEEDED for view in views) else 1)
 
 
 @command("list")

@@ -159,7 +159,7 @@ def checkpoint_of(source: str, field: str = "init_from", address: str | None = N
         found = results(source[len(JOB_SOURCE):], address)
     except JobNotFound:
         raise SpecError(f"{field}: {source}: no such job; `orch list` shows the jobs") from None
-    if found["state"] != "SUCCEEDED" or not found["checkpoint"]:
+    if found["state"] != JobState.SUCCEEDED or not found["checkpoint"]:
         raise SpecError(f"{field}: {source}: job {found['job']} is {found['state']} and has "
                         f"{'a' if found['checkpoint'] else 'no'} checkpoint; name a job that SUCCEEDED")
     metric, mode = found["checkpoint_policy"]["metric"], found["checkpoint_policy"]["mode"]
@@ -219,7 +219,7 @@ def _dry_run(spec: JobSpec, job_id: str, runtime_env: dict, address: str | None)
         _resolve_checkpoint(spec, runtime_env, address)  # as submit would: `job:NAME` must have one
         found = ControlClient(info).dry_run({"job": job_id, "spec": spec.model_dump(mode="json"),
                                              "request": {"runtime_env": runtime_env}})
-        return {"job": job_id, "state": "QUEUED", **found}
+        return {"job": job_id, "state": JobState.QUEUED.value, **found}
     snapshot = cluster.local_snapshot()
     decision = allocator.plan(spec, snapshot)
     if isinstance(decision, allocator.Infeasible):
@@ -227,7 +227,7 @@ def _dry_run(spec: JobSpec, job_id: str, runtime_env: dict, address: str | None)
     record = plan_record(decision, snapshot)
     storage = str(cluster.orch_home() / "storage")
     request = launch_request(job_id, spec.model_dump(mode="json"), runtime_env, record, 1, storage)
-    return {"job": job_id, "state": "QUEUED", "plan": record, "ray_job": request}
+    return {"job": job_id, "state": JobState.QUEUED.value, "plan": record, "ray_job": request}
 
 
 # ---- reading jobs ----------------------------------------------------------------
@@ -264,7 +264,8 @@ def _events(jobs: JobsClient, row: dict) -> list[dict]:
     kept = {int(attempt): found for attempt, found in (row.get("kept_events") or {}).items()}
     found: dict[int, list[dict]] = {}
     for attempt, submission_id in enumerate(_attempt_ids(row), start=1):
-        live = jobs is not None and (attempt not in kept or (attempt == row["attempt"] and row.get("state") == "CANCELLED"))
+        cancelled_now = attempt == row["attempt"] and row.get("state") == JobState.CANCELLED
+        live = jobs is not None and (attempt not in kept or cancelled_now)
         text = jobs.logs(submission_id) if live else ""
         found[attempt] = events.parse(text) if text else kept.get(attempt, [])
     return redact(events.tagged(found), _known_secrets(row))
@@ -319,7 +320,7 @@ def status(job: str, address: str | None = None, usage: bool = False, note: Note
     _say_kept(control, note)
     row = control.get(job)
     view = _view(row, _events(jobs, row))
-    if usage and jobs and row["state"] == "RUNNING":
+    if usage and jobs and row["state"] == JobState.RUNNING:
         view.workers_usage = jobs.worker_usage(row["ray_submission_id"])
     return view
 

@@ -15,7 +15,7 @@ from orchestrator.adapters.jobs import JobsClient
 from orchestrator.control.store import JobRow, Store
 from orchestrator.core.errors import ClusterUnavailable, SpecError
 from orchestrator.core.launch import launch_request
-from orchestrator.core.lifecycle import CODE_NOT_SET_UP
+from orchestrator.core.lifecycle import CODE_NOT_SET_UP, JobState
 
 SECRETS_DIR = ".orch-secrets"
 
@@ -34,13 +34,13 @@ class Launcher:
         submission_id = row.id if attempt == 1 else f"{row.id}-attempt{attempt}"
         # Write ahead: a crash after this line relaunches, never loses the job. A job that may not
         # move to STARTING (it ended meanwhile) is not launched.
-        if not resubmit and not self.store.transition(row.id, "STARTING", None, self.clock(), attempt=attempt,
-                                                      plan=plan, ray_submission_id=submission_id):
+        if not resubmit and not self.store.transition(row.id, JobState.STARTING, None, self.clock(),
+                                                      attempt=attempt, plan=plan, ray_submission_id=submission_id):
             return
         try:
             self._restore_code(row.request["runtime_env"].get("working_dir"),
                                anew=(row.reason or "").startswith(CODE_NOT_SET_UP))
-            request = launch_request(row.id, row.spec, row.request["runtime_env"], plan, attempt, self.storage,
+            request = launch_request(row.id, row.spec_json, row.request["runtime_env"], plan, attempt, self.storage,
                                      secrets_file=self._write_secrets(row.id, submission_id))
             self.jobs.submit(entrypoint=request["entrypoint"], submission_id=submission_id,
                              runtime_env=request["runtime_env"], metadata=request["metadata"])
@@ -53,7 +53,7 @@ class Launcher:
                 return
             # Ray refused it (a bad working_dir package, ...): the job failed
             now = self.clock()
-            self.store.transition(row.id, "FAILED", f"Ray refused the job: {error}", now, ended_at=now)
+            self.store.transition(row.id, JobState.FAILED, f"Ray refused the job: {error}", now, ended_at=now)
 
     # ---- the jobs' code ---------------------------------------------------------------
 

@@ -21,24 +21,25 @@ import threading
 import time
 import traceback
 from dataclasses import asdict
-from typing import Any, Callable
+from typing import Any, Callable, Mapping
 
 from orchestrator.adapters import packages
-from orchestrator.adapters.jobs import ENDED_IN_RAY, JobsClient
+from orchestrator.adapters.jobs import ENDED_IN_RAY, JobsClient, RayStatus
 from orchestrator.adapters import durations
 from orchestrator.control import reconcile, stops
 from orchestrator.control.launcher import Launcher
 from orchestrator.control.store import JobRow, Store
 from orchestrator.core import allocator, autoscale, estimate, events
 from orchestrator.core.errors import ClusterUnavailable, InfeasibleError, JobNotFound
-from orchestrator.core.launch import launch_request, plan_record, record_demand
+from orchestrator.core.launch import launch_request, plan_record
+from orchestrator.core.lifecycle import JobState
 from orchestrator.core.masking import redact
 from orchestrator.core.policy.decide import decide
 from orchestrator.core.policy.state import Decision, QueueState, QueuedJob, RunningJob
 from orchestrator.core.snapshot import ClusterSnapshot
 from orchestrator.core.spec import JobSpec
 
-ACTIVE = ("STARTING", "RUNNING")
+ACTIVE = (JobState.STARTING, JobState.RUNNING)
 PREEMPT_GRACE_S = 60.0
 LOG_TAIL_CHARS = 256 * 1024  # how much of an ended attempt's log the store keeps for `orch logs`
 PACKAGE_SWEEP_S = 600.0  # how often kept job packages no job uses are looked for
@@ -71,10 +72,8 @@ class Control:
         spec = JobSpec.model_validate(submission["spec"])
         self._refuse_infeasible(spec)
         self.launcher.require_code(submission["request"]["runtime_env"].get("working_dir"))
-        row, created = self.store.insert(
-            submission["job"], spec.name, spec.schedule.priority, spec.schedule.queue,
-            spec.schedule.preemptible, spec=submission["spec"], request=submission["request"], plan=None,
-            secrets=submission.get("secrets"))
+        row, created = self.store.insert(submission["job"], spec, submission["spec"], submission["request"],
+                                         secrets=submission.get("secrets"))
         self._wake.set()
         return row, created
 
@@ -102,8 +101,8 @@ class Control:
             books = autoscale.account(_all_free(self._recent_snapshot()), max_scale,
                                       [(row.id, _demand(row)) for row in running])
             body = _assessed(spec, autoscale.assess(spec, books.snapshot, max_scale))
-        ahead = [r for r in self.store.all(["QUEUED"]) if r.priority >= spec.schedule.priority]
-        runs = durations.past_runs(self.store.all(["SUCCEEDED"], name=spec.name)).get(spec.name, [])
+        ahead = [r for r in self.store.all([JobState.QUEUED]) if r.priority >= spec.schedule.priority]
+        runs = durations.past_runs(self.store.all([JobState.SUCCEEDED], name=spec.name)).get(spec.name, [])
         return {**body, "queue_position": len(ahead), "estimate": estimate.estimate_json(spec, body, runs)}
 
     def dry_run(self, submission: dict[str, Any]) -> dict[str, Any]:
@@ -147,8 +146,8 @@ class Control:
         if row is None:
             raise JobNotFound(job)
         ended, now = False, self.clock()
-        if row.state == "QUEUED":
-            ended = self.store.transition(row.id, "CANCELLED", "cancelled while queued", now, ended_at=now)
+        if row.state == JobState.QUEUED:
+            ended = self.store.transition(row.id, JobState.CANCELLED, "cancelled while queued", now, ended_at=now)
         elif row.state in ACTIVE:
             self.store.update(row.id, preempt_requested_at=None, reason="cancel requested")
             try:
@@ -157,7 +156,8 @@ class Control:
             except JobNotFound:
                 pass  # written ahead, never handed to Ray (the control plane died between): nothing runs
             self.launcher.forget_secrets(row.ray_submission_id)
-            ended = self.store.transition(row.id, "CANCELLED", "cancelled", self.clock(), ended_at=self.clock())
+            ended = self.store.transition(row.id, JobState.CANCELLED, "cancelled", self.clock(),
+                                          ended_at=self.clock())
         return self.store.get(row.id), ended
 
     def _find(self, job: str) -> JobRow:
@@ -197,14 +197,13 @@ class Control:
         for row in rows:
             info = ray_jobs.get(row.ray_submission_id)
             if info is None:  # crashed between our write and Ray's accept: launch again
-                self.launcher.launch(row, row.plan, resubmit=True)
+                self.launcher.launch(row, row.plan.record, resubmit=True)
                 continue
             self._apply_ray_status(row, info)
 
     def _apply_ray_status(self, row: JobRow, info: dict) -> None:
         status = info["status"]
         found: list[dict] = []
-        spec: JobSpec | None = None  # what only an ended attempt's rules read: not worth a validation each step
         if status in ENDED_IN_RAY:
             text = self._ended_log(row)
             if text is None and self._log_misses.get(row.ray_submission_id, 0) < LOG_READ_TRIES:
@@ -213,13 +212,11 @@ class Control:
             found = events.parse(text or "")
             self._keep_attempt(row, text or "", found)
             self.launcher.forget_secrets(row.ray_submission_id)
-            spec = JobSpec.model_validate(row.spec)
-        failed = status == "FAILED"  # only a failed attempt's rules check the disk for its code
+        failed = status == RayStatus.FAILED  # only a failed attempt's rules check the disk for its code
         attempt = reconcile.Attempt(
             row.state, row.reason, row.history, bool(row.preempt_requested_at),
-            max_failures=spec.failure.max_failures if failed else 0,
-            code_kept=failed and self.launcher.code_kept(row),
-            time_limit=spec.schedule.time_limit if spec else None)
+            max_failures=row.spec.failure.max_failures, code_kept=failed and self.launcher.code_kept(row),
+            time_limit=row.spec.schedule.time_limit)
         now = self.clock()
         for move in reconcile.moves(attempt, info, found, now):
             reason = self._masked(row, move.reason) if move.reason else None
@@ -247,7 +244,7 @@ class Control:
             self.store.keep_summary(row.id, events.summary(events.tagged(self.store.kept_events(row.id))))
 
     def _schedule(self) -> Decision:
-        queued = self.store.all(["QUEUED"])
+        queued = self.store.all([JobState.QUEUED])
         running = self.store.all(ACTIVE)
         notes: dict[str, str] = {}
         if self.max_scale_source is None:
@@ -258,12 +255,12 @@ class Control:
             books = autoscale.account(_all_free(self.snapshot_source()), max_scale,
                                       [(row.id, _demand(row)) for row in running])
             snapshot = books.snapshot
-            state = autoscaling_queue_state(queued, running, books)
+            state = queue_state(queued, running, snapshot, books.demands)
             decision, notes = autoscale.extend(state, decide(state), max_scale)
             self._note_nodes_coming(running, books)
         for job_id, plan in decision.admit:
             self.launcher.launch(self.store.get(job_id), plan_record(plan, snapshot))
-            if job_id in notes and self.store.get(job_id).state == "STARTING":
+            if job_id in notes and self.store.get(job_id).state == JobState.STARTING:
                 self.store.update(job_id, reason=notes[job_id])
         for victim, reason in decision.preempt:
             self.store.update(victim, preempt_requested_at=self.clock(), reason=reason)
@@ -283,7 +280,7 @@ class Control:
 
     def forget_packages(self) -> list[str]:
         """Drop kept packages that no queued or active job uses and nothing used for a while."""
-        return self.launcher.forget_code(self.store.all(["QUEUED", *ACTIVE]))
+        return self.launcher.forget_code(self.store.all([JobState.QUEUED, *ACTIVE]))
 
 
 def cluster_report(snapshot: ClusterSnapshot, running: list[JobRow]) -> dict[str, Any]:
@@ -343,22 +340,17 @@ def _held(snapshot: ClusterSnapshot, running: list[JobRow]) -> ClusterSnapshot:
 
 def _demand(row: JobRow) -> dict[str, dict[str, float]]:
     """node -> resources a stored plan holds (as ``Plan.demand()`` for a live plan)."""
-    return record_demand(row.plan or {})
+    return row.plan.demand if row.plan else {}
 
 
-def queue_state(queued: list[JobRow], running: list[JobRow], snapshot: ClusterSnapshot) -> QueueState:
-    """The policy's input, built from stored rows; ``snapshot`` already excludes what ``running`` holds."""
-    waiting = [QueuedJob(r.id, JobSpec.model_validate(r.spec), r.seq) for r in queued]
-    holding = [RunningJob(r.id, r.queue, r.priority, r.preemptible, _demand(r), r.started_at or 0.0,
-                                stopping=r.preempt_requested_at is not None) for r in running]
+def queue_state(queued: list[JobRow], running: list[JobRow], snapshot: ClusterSnapshot,
+                demands: Mapping[str, dict[str, dict[str, float]]] | None = None) -> QueueState:
+    """The policy's input, built from stored rows; ``snapshot`` already excludes what ``running``
+    holds. What a running job holds is its stored plan's demand, or ``demands[job]`` when given:
+    with an autoscaler, as ``autoscale.account`` counted it (its demand on new nodes moved to the
+    nodes that joined, or on the virtual nodes still coming)."""
+    waiting = [QueuedJob(r.id, r.spec, r.seq) for r in queued]
+    holding = [RunningJob(r.id, r.queue, r.priority, r.preemptible,
+                          _demand(r) if demands is None else demands.get(r.id, {}), r.started_at or 0.0,
+                          stopping=r.preempt_requested_at is not None) for r in running]
     return QueueState.build(snapshot, waiting, holding)
-
-
-def autoscaling_queue_state(queued: list[JobRow], running: list[JobRow], books: autoscale.Books) -> QueueState:
-    """As ``queue_state``, with what running jobs hold as ``autoscale.account`` counted it (their
-    demand on new nodes moved to the nodes that joined, or on the virtual nodes still coming)."""
-    waiting = [QueuedJob(r.id, JobSpec.model_validate(r.spec), r.seq) for r in queued]
-    holding = [RunningJob(r.id, r.queue, r.priority, r.preemptible, books.demands.get(r.id, {}),
-                                r.started_at or 0.0, stopping=r.preempt_requested_at is not None)
-               for r in running]
-    return QueueState.build(books.snapshot, waiting, holding)

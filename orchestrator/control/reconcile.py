@@ -11,12 +11,15 @@ from __future__ import annotations
 from dataclasses import dataclass, field
 from typing import Any
 
+from orchestrator.adapters.jobs import RayStatus
 from orchestrator.core import events
 from orchestrator.core.forms import Duration
-from orchestrator.core.lifecycle import CODE_NOT_SET_UP, DRIVER_LOST, driver_losses, requeues, running_s
+from orchestrator.core.lifecycle import (CODE_NOT_SET_UP, DRIVER_LOST, JobState, driver_losses, requeues,
+                                         running_s)
 from orchestrator.core.protocol import TEMPFAIL
 
-RAY_TO_STATE = {"PENDING": "STARTING", "RUNNING": "RUNNING", "SUCCEEDED": "SUCCEEDED", "FAILED": "FAILED"}
+RAY_TO_STATE = {RayStatus.PENDING: JobState.STARTING, RayStatus.RUNNING: JobState.RUNNING,
+                RayStatus.SUCCEEDED: JobState.SUCCEEDED, RayStatus.FAILED: JobState.FAILED}
 RUNTIME_ENV_FAILED = "RUNTIME_ENV_SETUP_FAILURE"  # Ray's error_type: the attempt never ran its driver
 CODE_SETUP_TRIES = 3  # launches of a job whose runtime env Ray could not set up, its package put back each time
 
@@ -25,7 +28,7 @@ CODE_SETUP_TRIES = 3  # launches of a job whose runtime env Ray could not set up
 class Move:
     """One transition of the job: its new state, the reason, and the fields that change with it."""
 
-    state: str
+    state: JobState
     reason: str | None = None
     fields: dict[str, Any] = field(default_factory=dict)
 
@@ -34,7 +37,7 @@ class Move:
 class Attempt:
     """What the rules read of the job whose attempt Ray reports."""
 
-    state: str
+    state: JobState
     reason: str | None
     history: list[dict]
     preempt_requested: bool
@@ -56,29 +59,32 @@ def limit_reason(limit: Duration) -> str:
 def moves(job: Attempt, info: dict, found: list[dict], now: float) -> list[Move]:
     """The transitions Ray's record ``info`` of the job's attempt calls for (none: nothing new);
     ``found``: the events of the attempt's log once it ended."""
-    status = info["status"]
-    ended_by_limit = status in ("STOPPED", "FAILED") and limit_reached(job.history, now, job.time_limit)
-    if status == "STOPPED":
+    status = RayStatus(info["status"])
+    limit = job.time_limit
+    ended_by_limit = status in (RayStatus.STOPPED, RayStatus.FAILED) and limit_reached(job.history, now, limit)
+    if status is RayStatus.STOPPED:
         if job.preempt_requested and ended_by_limit:  # orch stopped it at its limit: never requeued
-            return [Move("FAILED", limit_reason(job.time_limit), {"ended_at": now, "preempt_requested_at": None})]
+            return [Move(JobState.FAILED, limit_reason(limit), {"ended_at": now, "preempt_requested_at": None})]
         if job.preempt_requested:
-            return [Move("PREEMPTED", job.reason, {"preempt_requested_at": None}),
-                    Move("QUEUED", "preempted; resumes from its last checkpoint")]
-        return [] if job.state == "CANCELLED" else [Move("CANCELLED", "stopped through Ray", {"ended_at": now})]
+            return [Move(JobState.PREEMPTED, job.reason, {"preempt_requested_at": None}),
+                    Move(JobState.QUEUED, "preempted; resumes from its last checkpoint")]
+        if job.state == JobState.CANCELLED:
+            return []
+        return [Move(JobState.CANCELLED, "stopped through Ray", {"ended_at": now})]
     state = RAY_TO_STATE[status]
     if state == job.state:
         return []
-    if state == "RUNNING":
-        return [Move("RUNNING", None, {"started_at": now})]
-    if state == "FAILED":
+    if state is JobState.RUNNING:
+        return [Move(JobState.RUNNING, None, {"started_at": now})]
+    if state is JobState.FAILED:
         requeue = _code_not_set_up(job, info) if info.get("error_type") == RUNTIME_ENV_FAILED \
             else _driver_lost(job, info, found)
         if requeue and ended_by_limit:  # a retry would only be stopped again at once
-            return [Move("FAILED", limit_reason(job.time_limit), {"ended_at": now})]
+            return [Move(JobState.FAILED, limit_reason(limit), {"ended_at": now})]
         if requeue:
-            return [Move("QUEUED", requeue)]
-        return [Move("FAILED", _failure_reason(job, info, found), {"ended_at": now})]
-    return [Move(state, None, {"ended_at": now} if state == "SUCCEEDED" else {})]
+            return [Move(JobState.QUEUED, requeue)]
+        return [Move(JobState.FAILED, _failure_reason(job, info, found), {"ended_at": now})]
+    return [Move(state, None, {"ended_at": now} if state is JobState.SUCCEEDED else {})]
 
 
 def _driver_lost(job: Attempt, info: dict, found: list[dict]) -> str | None:

@@ -13,7 +13,6 @@ from orchestrator.adapters.jobs import JobsClient
 from orchestrator.control import reconcile
 from orchestrator.control.store import JobRow, Store
 from orchestrator.core import events
-from orchestrator.core.spec import JobSpec
 
 
 def ask_at_time_limits(store: Store, active: list[JobRow], now: float) -> None:
@@ -22,7 +21,7 @@ def ask_at_time_limits(store: Store, active: list[JobRow], now: float) -> None:
     for row in active:
         if row.preempt_requested_at:
             continue
-        limit = JobSpec.model_validate(row.spec).schedule.time_limit
+        limit = row.spec.schedule.time_limit
         if reconcile.limit_reached(row.history, now, limit):
             store.update(row.id, preempt_requested_at=now,
                          reason=f"{reconcile.limit_reason(limit)}: stopping after its next checkpoint")

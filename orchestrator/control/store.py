@@ -20,7 +20,8 @@ from pathlib import Path
 from typing import Any
 
 from orchestrator.adapters.job_table import JSON_COLUMNS, SCHEMA, JobRow, JobTable
-from orchestrator.core.lifecycle import TERMINAL, check_transition
+from orchestrator.core.lifecycle import JobState, check_transition
+from orchestrator.core.spec import JobSpec
 
 __all__ = ["JobRow", "Store"]  # JobRow: the control plane's modules name rows from here
 
@@ -51,23 +52,24 @@ class Store(JobTable):
         self._db.execute("PRAGMA synchronous=NORMAL")  # WAL + NORMAL survives process crashes
         self._db.executescript(SCHEMA)
 
-    def insert(self, job_id: str, name: str, priority: int, queue: str, preemptible: bool,
-               spec: dict, request: dict, plan: dict | None,
+    def insert(self, job_id: str, spec: JobSpec, spec_json: dict, request: dict,
                secrets: dict[str, str] | None = None) -> tuple[JobRow, bool]:
-        """Add a QUEUED job (and its secrets, in the same transaction); returns (row, created).
-        A repeated id returns the existing row."""
-        now = time.time()
+        """Add a QUEUED job (and its secrets, in the same transaction): ``spec`` validated,
+        ``spec_json`` as submitted; returns (row, created). A repeated id returns the existing row."""
+        now, queued = time.time(), JobState.QUEUED.value
         with self._lock, self._transaction():
             cursor = self._db.execute(
                 "INSERT OR IGNORE INTO jobs (id, name, state, priority, queue, preemptible, spec, request,"
-                " plan, history, submitted_at, updated_at) VALUES (?, ?, 'QUEUED', ?, ?, ?, ?, ?, ?, ?, ?, ?)",
-                (job_id, name, priority, queue, int(preemptible), json.dumps(spec), json.dumps(request),
-                 json.dumps(plan) if plan is not None else None,
-                 json.dumps([{"state": "QUEUED", "at": now, "reason": None}]), now, now),
+                " plan, history, submitted_at, updated_at) VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)",
+                (job_id, spec.name, queued, spec.schedule.priority, spec.schedule.queue,
+                 int(spec.schedule.preemptible), json.dumps(spec_json), json.dumps(request), None,
+                 json.dumps([{"state": queued, "at": now, "reason": None}]), now, now),
             )
             created = cursor.rowcount == 1
-            if created and secrets:
-                self._db.execute("INSERT INTO secrets (id, env) VALUES (?, ?)", (job_id, json.dumps(secrets)))
+            if created:
+                self._specs[job_id] = spec  # validated by the caller: not again when the row is read
+                if secrets:
+                    self._db.execute("INSERT INTO secrets (id, env) VALUES (?, ?)", (job_id, json.dumps(secrets)))
         return self.get(job_id), created
 
     def secrets(self, job_id: str) -> dict[str, str]:
@@ -109,7 +111,7 @@ class Store(JobTable):
         with self._lock:
             self._db.execute(f"UPDATE jobs SET {columns} WHERE id = ?", (*fields.values(), job_id))
 
-    def transition(self, job_id: str, state: str, reason: str | None = None, at: float | None = None,
+    def transition(self, job_id: str, state: JobState, reason: str | None = None, at: float | None = None,
                    **fields: Any) -> bool:
         """Move a job to ``state``, recording it in the job's history at ``at`` (default: now; the
         control plane passes its clock, which time limits are measured by). A move its current state
@@ -120,14 +122,15 @@ class Store(JobTable):
             if row is None:
                 return False
             try:
-                check_transition(row["state"], state)
+                state = check_transition(row["state"], state)
             except ValueError as refused:
                 log.warning("job %s: %s; left %s", job_id, refused, row["state"])
                 return False
             history = json.loads(row["history"])
-            history.append({"state": state, "at": time.time() if at is None else at, "reason": reason})
-            self.update(job_id, state=state, reason=reason, history=history, **fields)
-            if state in TERMINAL:  # an ended job runs no more: its secrets go
+            history.append({"state": state.value, "at": time.time() if at is None else at, "reason": reason})
+            self.update(job_id, state=state.value, reason=reason, history=history, **fields)
+            if state.is_terminal:  # an ended job runs no more: its secrets go
+                self._specs.pop(job_id, None)
                 if self._db.execute("DELETE FROM secrets WHERE id = ?", (job_id,)).rowcount:
                     # The write-ahead log still holds the pages that held them: fold it in and empty it.
                     self._db.execute("PRAGMA wal_checkpoint(TRUNCATE)")

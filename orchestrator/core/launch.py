@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import json
 import re
+from dataclasses import dataclass
 from typing import Any
 
 from orchestrator.core import allocator, hardware, scaling
@@ -36,6 +37,19 @@ def record_demand(record: dict[str, Any]) -> dict[str, dict[str, float]]:
     """node -> resources a stored plan holds, its sweep's trial slots included (``Plan.demand()``)."""
     return allocator.demand_of((part.get("nodes", ()), part.get("per_worker", {}))
                                for part in (record, *record.get("trials", ())))
+
+
+@dataclass(frozen=True)
+class PlanRecord:
+    """A job's stored plan, read once: ``record`` as ``plan_record`` wrote it (what clients are
+    served and the driver is sent) and ``demand``, what the books count it as holding."""
+
+    record: dict[str, Any]
+    demand: dict[str, dict[str, float]]  # node -> resources, its sweep's trial slots included
+
+    @classmethod
+    def read(cls, record: dict[str, Any]) -> PlanRecord:
+        return cls(record, record_demand(record))
 
 
 def launch_request(job_id: str, spec_json: dict, runtime_env: dict, plan: dict, attempt: int,

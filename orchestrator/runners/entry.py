@@ -55,7 +55,11 @@ def _stopped_while_starting() -> bool:
     STOPPED, the driver trained on for 17 minutes, holding what orch gave the next job)."""
     config = json.loads(os.environ.get(RAY_JOB_CONFIG_ENV) or "{}")
     submission_id = (config.get("metadata") or {}).get("job_submission_id")
-    return bool(submission_id) and _status_in_ray(submission_id) == "STOPPED"
+    if not submission_id:
+        return False
+    from ray.job_submission import JobStatus
+
+    return _status_in_ray(submission_id) == JobStatus.STOPPED
 
 
 def _status_in_ray(submission_id: str) -> str | None:

@@ -40,6 +40,7 @@ from typing import Any, Callable
 
 import ray
 from ray import tune
+from ray.tune.experiment import Trial
 from ray.tune.integration.ray_train import CHECKPOINT_PATH_KEY
 from ray.tune.result import AUTO_RESULT_KEYS
 from ray.util.queue import Queue
@@ -292,7 +293,7 @@ class _TrialEvents(tune.Callback):
         self._job = job  # the slots actor is found by name: a restored sweep's driver makes a new one
 
     def on_step_begin(self, iteration, trials, **info) -> None:
-        running = [t.trial_id for t in trials if t.status == "RUNNING"]
+        running = [t.trial_id for t in trials if t.status == Trial.RUNNING]  # Ray Tune's trial status
         ray.get_actor(_slots_name(self._job)).sync.remote(running)
 
     def on_trial_result(self, iteration, trials, trial, result, **info) -> None:

@@ -15,6 +15,8 @@ from orchestrator.cli import commands as cli, render
 from orchestrator.client import api
 from orchestrator.control.store import Store
 from orchestrator.core.errors import ClusterUnavailable, JobNotFound, SpecError
+from orchestrator.core.lifecycle import JobState
+from orchestrator.core.spec import JobSpec
 
 SPEC = {"name": "digits", "framework": "torch", "entrypoint": "train.py:loop", "env": {"TOKEN": {"from_env": "TOKEN", "secret": True}},
         "resources": {"accelerator": ["H100:1", "A100:1"], "workers": 1},
@@ -207,15 +209,16 @@ def kept_home(tmp_path, monkeypatch):
     monkeypatch.setenv("ORCH_HOME", str(tmp_path))
     monkeypatch.delenv("ORCH_ADDRESS", raising=False)
     store = Store(tmp_path / DB_NAME)
-    store.insert("digits-q", "digits", 100, "default", True, SPEC, {"runtime_env": {}}, None, {"TOKEN": "s3cret"})
-    store.insert("digits-s", "digits", 100, "default", True, SPEC, {"runtime_env": {}}, None)
-    store.transition("digits-s", "STARTING", plan={"accelerator": "CPU", "workers": 1}, attempt=1,
+    spec = JobSpec.model_validate(SPEC)
+    store.insert("digits-q", spec, SPEC, {"runtime_env": {}}, {"TOKEN": "s3cret"})
+    store.insert("digits-s", spec, SPEC, {"runtime_env": {}})
+    store.transition("digits-s", JobState.STARTING, plan={"accelerator": "CPU", "workers": 1}, attempt=1,
                      ray_submission_id="digits-s")
-    store.transition("digits-s", "RUNNING")
+    store.transition("digits-s", JobState.RUNNING)
     store.keep_attempt("digits-s", 1, [{"event": "report", "metrics": {"acc": 0.9, "epoch": 1}},
                                        {"event": "result", "metrics": {"acc": 0.97}, "checkpoint": "/ckpt"}],
                        "epoch 1\ndone\n")
-    store.transition("digits-s", "SUCCEEDED")
+    store.transition("digits-s", JobState.SUCCEEDED)
     store.keep_summary("digits-s", {"metrics": {"acc": 0.97}, "worker_restarts": 0})
     store.close()
     return tmp_path

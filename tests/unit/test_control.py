@@ -23,7 +23,7 @@ from orchestrator.core import events
 from orchestrator.core.errors import ClusterUnavailable, InfeasibleError, JobNotFound, SpecError
 from orchestrator.core.protocol import TEMPFAIL
 from orchestrator.core.snapshot import ClusterSnapshot, Node
-from orchestrator.core.lifecycle import driver_losses
+from orchestrator.core.lifecycle import JobState, driver_losses
 from orchestrator.core.spec import JobSpec
 from orchestrator.load.cluster import ClusterFile, NodeEntry, snapshot_from_cluster
 
@@ -107,12 +107,12 @@ def test_admits_in_priority_order_and_says_why_the_rest_wait(control):
     _submit(control, "low", priority=10)
     _submit(control, "high", priority=200)
     control.step()
-    assert (_state(control, "high"), _state(control, "low")) == ("STARTING", "QUEUED")
+    assert (_state(control, "high"), _state(control, "low")) == (JobState.STARTING, JobState.QUEUED)
     control.step()  # the next round names the job that holds what low needs
     assert "held by job high" in control.store.get("low").reason
     control.jobs.end("high")
     control.step()
-    assert _state(control, "high") == "SUCCEEDED" and _state(control, "low") in ACTIVE
+    assert _state(control, "high") == JobState.SUCCEEDED and _state(control, "low") in ACTIVE
 
 
 def test_launch_is_a_ray_job_with_orch_metadata(control):
@@ -133,7 +133,7 @@ def test_a_sweeps_trial_slots_are_held_until_it_ends(control):
     payload = json.loads(control.jobs.requests["sweep"]["runtime_env"]["env_vars"]["ORCH_JOB"])
     assert len(payload["plan"]["trials"]) == 1  # two 1-CPU trials at once on the 2 CPUs
     control.step()
-    assert _state(control, "after") == "QUEUED" and "held by job sweep" in control.store.get("after").reason
+    assert _state(control, "after") == JobState.QUEUED and "held by job sweep" in control.store.get("after").reason
     control.jobs.end("sweep")
     control.step()
     assert _state(control, "after") in ACTIVE
@@ -161,7 +161,7 @@ def test_preemption_stops_after_a_checkpoint_then_requeues_and_resumes(control):
     control.step()  # checkpoint seen: stopped
     control.step()  # Ray says STOPPED: PREEMPTED, back in the queue; high starts
     history = [h["state"] for h in control.store.get("low").history]
-    assert history[-2:] == ["PREEMPTED", "QUEUED"] and _state(control, "high") in ACTIVE
+    assert history[-2:] == [JobState.PREEMPTED, JobState.QUEUED] and _state(control, "high") in ACTIVE
     control.jobs.end("high")
     control.step()
     assert _state(control, "low") in ACTIVE and control.store.get("low").ray_submission_id == "low-attempt2"
@@ -180,12 +180,12 @@ def test_preempted_job_is_stopped_when_the_grace_runs_out(control):
 def test_the_store_refuses_moves_the_job_states_do_not_allow(control):
     _submit(control, "a")
     history = control.store.get("a").history
-    assert control.store.transition("a", "RUNNING") is False  # QUEUED -> RUNNING skips STARTING
-    assert _state(control, "a") == "QUEUED" and control.store.get("a").history == history
-    assert control.store.transition("a", "CANCELLED", "cancelled") is True
+    assert control.store.transition("a", JobState.RUNNING) is False  # QUEUED -> RUNNING skips STARTING
+    assert _state(control, "a") == JobState.QUEUED and control.store.get("a").history == history
+    assert control.store.transition("a", JobState.CANCELLED, "cancelled") is True
     # A poll that saw the job end after the cancel leaves it cancelled.
-    assert control.store.transition("a", "SUCCEEDED") is False
-    assert _state(control, "a") == "CANCELLED" and control.store.get("a").reason == "cancelled"
+    assert control.store.transition("a", JobState.SUCCEEDED) is False
+    assert _state(control, "a") == JobState.CANCELLED and control.store.get("a").reason == "cancelled"
 
 
 def test_each_launch_puts_the_jobs_kept_code_back_into_ray(control):
@@ -219,14 +219,14 @@ def test_an_attempt_whose_code_ray_could_not_set_up_is_relaunched_with_the_packa
     for attempt in (1, 2):
         _code_not_set_up(control, "one" if attempt == 1 else f"one-attempt{attempt}")
         control.step()  # requeued and, the CPUs being free, launched again with the package put back anew
-        assert control.jobs.put_anew[-1] is True and _state(control, "one") == "STARTING"
-    requeue = [h["reason"] for h in control.store.get("one").history if h["state"] == "QUEUED"][1:]
+        assert control.jobs.put_anew[-1] is True and _state(control, "one") == JobState.STARTING
+    requeue = [h["reason"] for h in control.store.get("one").history if h["state"] == JobState.QUEUED][1:]
     assert len(requeue) == 2 and all(r.startswith("Ray could not set up its code") for r in requeue)
     assert "OSError: Failed to download" in requeue[0] and "launch 1 of 3" in requeue[0]
     control.jobs.end("one-attempt3")  # the third launch runs
     control.step()
     row = control.store.get("one")
-    assert row.state == "SUCCEEDED" and row.attempt == 3
+    assert row.state == JobState.SUCCEEDED and row.attempt == 3
     assert driver_losses(row.history) == 0  # no restart counted against max_failures: the loop never ran
 
 
@@ -237,7 +237,7 @@ def test_a_job_whose_code_ray_could_not_set_up_three_times_fails_saying_what_orc
         _code_not_set_up(control, submission)
         control.step()
     row = control.store.get("one")
-    assert row.state == "FAILED" and row.attempt == 3
+    assert row.state == JobState.FAILED and row.attempt == 3
     assert row.reason.startswith("Ray could not set up the job's runtime env in 3 launches; orch put its code "
                                  "package back into Ray before each: OSError: Failed to download")
 
@@ -249,7 +249,7 @@ def test_a_job_whose_code_is_not_kept_fails_at_once_when_ray_cannot_set_it_up(co
     _code_not_set_up(control, "one")
     control.step()
     row = control.store.get("one")
-    assert row.state == "FAILED" and "orch keeps no copy of its code; submit it again" in row.reason
+    assert row.state == JobState.FAILED and "orch keeps no copy of its code; submit it again" in row.reason
 
 
 def test_a_job_whose_package_was_never_uploaded_is_refused_at_submit(control):
@@ -278,7 +278,8 @@ def test_cancel_by_name_stops_the_running_job_of_that_name_not_a_newer_ended_one
                         "secrets": None})
     control.step()  # train-1 starts; train-2 waits behind it and is cancelled
     control.cancel("train-2")
-    assert control.cancel("train") == (control.store.get("train-1"), True) and _state(control, "train-1") == "CANCELLED"
+    assert control.cancel("train") == (control.store.get("train-1"), True)
+    assert _state(control, "train-1") == JobState.CANCELLED
     assert control.cancel("train") == (control.store.get("train-2"), False)  # none left running: the latest, as it is
 
 
@@ -289,7 +290,7 @@ def test_an_ended_attempts_events_and_log_end_are_kept_past_the_clusters_life(co
     control.jobs.log["one"] = "epoch 0\n" + f"{events.MARK} {json.dumps(result)}\n"
     control.jobs.end("one")
     control.step()
-    assert _state(control, "one") == "SUCCEEDED"
+    assert _state(control, "one") == JobState.SUCCEEDED
     del control.jobs.jobs["one"], control.jobs.log["one"]  # a restarted cluster knows nothing of it
     assert control.store.kept_events("one") == {1: [result]}
     assert control.store.kept_log("one", 1).startswith("epoch 0")
@@ -326,9 +327,9 @@ def test_cancel_of_a_job_written_but_never_handed_to_ray_cancels_it(control):
     _submit(control, "one")
     control.step()
     del control.jobs.jobs["one"]  # the control plane died between its write and Ray's accept
-    assert control.cancel("one")[0].state == "CANCELLED"
+    assert control.cancel("one")[0].state == JobState.CANCELLED
     control.step()
-    assert "one" not in control.jobs.jobs and _state(control, "one") == "CANCELLED"
+    assert "one" not in control.jobs.jobs and _state(control, "one") == JobState.CANCELLED
 
 
 def test_a_cancel_during_the_launch_waits_for_it_then_stops_the_job(control):
@@ -353,7 +354,7 @@ def test_a_cancel_during_the_launch_waits_for_it_then_stops_the_job(control):
     release.set()
     step.join(5)
     cancel.join(5)
-    assert cancelled[0][0].state == "CANCELLED" and control.jobs.jobs["one"]["status"] == "STOPPED"
+    assert cancelled[0][0].state == JobState.CANCELLED and control.jobs.jobs["one"]["status"] == "STOPPED"
 
 
 def test_a_job_written_but_never_handed_to_ray_is_launched_again(control):
@@ -373,7 +374,7 @@ def test_secrets_reach_only_a_private_file_never_rays_job_record(control):
     path = Path(json.loads(request["runtime_env"]["env_vars"]["ORCH_JOB"])["secrets_file"])
     assert json.loads(path.read_text()) == {"API_KEY": "s3cr3t-value"}
     assert stat.S_IMODE(path.stat().st_mode) == 0o600
-    assert "s3cr3t-value" not in json.dumps(control.store.get("one").__dict__)
+    assert "s3cr3t-value" not in json.dumps(control.store.get("one").__dict__, default=repr)
     control.jobs.end("one")
     control.step()
     assert control.store.secrets("one") == {}  # an ended job's secrets are deleted
@@ -389,8 +390,8 @@ def test_a_killed_driver_is_requeued_within_max_failures_then_fails(control):
         control.jobs.jobs[submission]["driver_exit_code"] = 137  # SIGKILL
         control.step()  # requeued and, the cluster being free, launched again in the same round
     row = control.store.get("one")
-    assert row.state == "FAILED" and row.attempt == 3
-    requeues = [h["reason"] for h in row.history if h["state"] == "QUEUED" and h["reason"]]
+    assert row.state == JobState.FAILED and row.attempt == 3
+    requeues = [h["reason"] for h in row.history if h["state"] == JobState.QUEUED and h["reason"]]
     assert len(requeues) == 2 and all(r.startswith("driver lost (exit code 137)") for r in requeues)
 
 
@@ -401,7 +402,7 @@ def test_a_loop_that_fails_on_its_own_is_not_retried(control):
     control.jobs.end("one", "FAILED")
     control.jobs.jobs["one"]["driver_exit_code"] = 1
     control.step()
-    assert _state(control, "one") == "FAILED" and control.store.get("one").reason == "ValueError: bad lr"
+    assert _state(control, "one") == JobState.FAILED and control.store.get("one").reason == "ValueError: bad lr"
 
 
 # ---- a cluster the autoscaler grows (issue 8) ------------------------------------------
@@ -442,18 +443,18 @@ def _gpu_job(control: Control, job: str, workers: int = 1, accelerator: str = "A
 
 def test_a_job_for_nodes_the_autoscaler_can_add_is_queued_then_launched_to_make_them_come(scaling):
     _gpu_job(scaling, "big", workers=2)  # no A100 node exists yet: accepted, not refused
-    assert _state(scaling, "big") == "QUEUED"
+    assert _state(scaling, "big") == JobState.QUEUED
     scaling.step()  # launched: its placement group pends, and that is what makes the autoscaler act
     row = scaling.store.get("big")
-    assert row.state == "STARTING" and "big" in scaling.jobs.jobs
+    assert row.state == JobState.STARTING and "big" in scaling.jobs.jobs
     assert row.reason == "waits for the autoscaler: 2 x A100 node (a100-pool)"
-    assert row.plan["nodes"] == ["a100-pool/new-0", "a100-pool/new-1"]
+    assert row.plan.record["nodes"] == ["a100-pool/new-0", "a100-pool/new-1"]
     scaling.live += [_a100_node("5e1f0a2b"), _a100_node("77c0d9e4")]  # the nodes joined
     scaling.step()
     assert scaling.store.get("big").reason is None
     _gpu_job(scaling, "next")  # the type is at its max_workers, both nodes held by big
     scaling.step()
-    assert _state(scaling, "next") == "QUEUED" and "held by job big" in scaling.store.get("next").reason
+    assert _state(scaling, "next") == JobState.QUEUED and "held by job big" in scaling.store.get("next").reason
 
 
 def test_plan_says_a_job_for_nodes_the_autoscaler_can_add_waits_for_them(scaling):
@@ -476,8 +477,8 @@ def test_a_sweep_launched_for_a_new_node_gets_the_trial_slots_that_node_holds(sc
     scaling.submit({"job": "gpu-sweep", "spec": spec, "request": {"runtime_env": {"env_vars": {}}}})
     scaling.step()
     row = scaling.store.get("gpu-sweep")
-    assert row.state == "STARTING" and row.reason == "waits for the autoscaler: 1 x A100 node (a100-pool)"
-    assert [t["nodes"] for t in row.plan["trials"]] == [["a100-pool/new-0"]] * 3  # the node's other 3 GPUs
+    assert row.state == JobState.STARTING and row.reason == "waits for the autoscaler: 1 x A100 node (a100-pool)"
+    assert [t["nodes"] for t in row.plan.record["trials"]] == [["a100-pool/new-0"]] * 3  # the node's other 3 GPUs
 
 
 def test_a_job_for_new_nodes_waits_queued_behind_a_job_ahead_that_wants_them(scaling):
@@ -486,26 +487,26 @@ def test_a_job_for_new_nodes_waits_queued_behind_a_job_ahead_that_wants_them(sca
     _gpu_job(scaling, "pair", workers=2, priority=200)  # needs both nodes: waits for one to end
     _gpu_job(scaling, "solo", priority=50)  # would take the last node pair waits for
     scaling.step()
-    assert (_state(scaling, "pair"), _state(scaling, "solo")) == ("QUEUED", "QUEUED")
+    assert (_state(scaling, "pair"), _state(scaling, "solo")) == (JobState.QUEUED, JobState.QUEUED)
     pair, solo = scaling.store.get("pair").reason, scaling.store.get("solo").reason
     assert pair.startswith("waits for 8 x A100: 4 free, 4 held by job one")
     assert solo == ("waits for the autoscaler: 1 x A100 node (a100-pool); "
                     "behind pair, which waits ahead of it for the same nodes")
     scaling.jobs.end("one")
     scaling.step()
-    assert _state(scaling, "pair") in ACTIVE and _state(scaling, "solo") == "QUEUED"
+    assert _state(scaling, "pair") in ACTIVE and _state(scaling, "solo") == JobState.QUEUED
 
 
 def test_launching_on_a_new_node_beats_preempting(scaling):
     scaling.live.append(_a100_node("5e1f0a2b"))
     _gpu_job(scaling, "low", priority=10, preemptible=True)
     scaling.step()
-    assert scaling.store.get("low").plan["nodes"] == ["5e1f0a2b"]
+    assert scaling.store.get("low").plan.record["nodes"] == ["5e1f0a2b"]
     _gpu_job(scaling, "high", priority=200)
     scaling.step()
     assert scaling.store.get("low").preempt_requested_at is None
     high = scaling.store.get("high")
-    assert high.state == "STARTING" and high.reason == "waits for the autoscaler: 1 x A100 node (a100-pool)"
+    assert high.state == JobState.STARTING and high.reason == "waits for the autoscaler: 1 x A100 node (a100-pool)"
 
 
 def test_a_job_no_node_type_can_hold_is_refused_at_submit_with_reasons(scaling):
@@ -579,7 +580,7 @@ def test_a_failed_jobs_reason_from_rays_message_masks_the_secret(control):
     control.jobs.end("one", "FAILED")
     control.step()
     row = control.store.get("one")
-    assert row.state == "FAILED" and row.reason == "KeyError: '***'"
+    assert row.state == JobState.FAILED and row.reason == "KeyError: '***'"
     assert "sk-SECRET123" not in json.dumps(row.history)
 
 
@@ -592,7 +593,7 @@ def test_no_secrets_file_outlives_an_attempt(control):
     control.cancel("cancelled")
     control.jobs.submit = lambda **_: (_ for _ in ()).throw(RuntimeError("bad runtime env"))
     control.step()
-    assert _state(control, "refused") == "FAILED" and _secrets_files(control) == []
+    assert _state(control, "refused") == JobState.FAILED and _secrets_files(control) == []
 
 
 def test_ray_out_of_reach_at_launch_leaves_the_job_starting_and_launches_it_again(control):
@@ -600,7 +601,7 @@ def test_ray_out_of_reach_at_launch_leaves_the_job_starting_and_launches_it_agai
     submit = control.jobs.submit
     control.jobs.submit = lambda **_: (_ for _ in ()).throw(ClusterUnavailable("cannot reach the Ray Jobs API"))
     control.step()
-    assert _state(control, "one") == "STARTING" and _secrets_files(control) == []
+    assert _state(control, "one") == JobState.STARTING and _secrets_files(control) == []
     control.jobs.submit = submit
     control.step()
     assert "one" in control.jobs.jobs and _state(control, "one") in ACTIVE
@@ -615,7 +616,7 @@ def test_an_ended_attempt_waits_a_few_steps_for_its_log_then_moves_on(control, m
         control.step()
         assert _state(control, "one") in ACTIVE  # not ended yet: nothing kept, no retry decided
     control.step()  # the third read fails too: it ends without a kept copy
-    assert _state(control, "one") == "SUCCEEDED" and control.store.kept_log("one", 1) is None
+    assert _state(control, "one") == JobState.SUCCEEDED and control.store.kept_log("one", 1) is None
 
 
 def test_a_cancel_during_a_long_step_says_to_try_again_and_cancels_nothing(control, monkeypatch):
@@ -626,7 +627,7 @@ def test_a_cancel_during_a_long_step_says_to_try_again_and_cancels_nothing(contr
     with control._step_lock:  # a step in progress
         with pytest.raises(ClusterUnavailable, match="try again"):
             control.cancel("one")
-    assert _state(control, "one") == "QUEUED"
+    assert _state(control, "one") == JobState.QUEUED
 
 
 def test_the_store_is_private_and_keeps_no_trace_of_an_ended_jobs_secrets(control):
@@ -637,7 +638,7 @@ def test_the_store_is_private_and_keeps_no_trace_of_an_ended_jobs_secrets(contro
     control.step()
     control.jobs.end("one")
     control.step()
-    assert _state(control, "one") == "SUCCEEDED"
+    assert _state(control, "one") == JobState.SUCCEEDED
     assert not any(b"sk-QA-queued-Sup3rQ" in f.read_bytes() for f in files if f.exists())
 
 
@@ -655,7 +656,7 @@ def test_orch_list_shows_an_ended_jobs_restarts_and_metrics_without_reading_logs
     rows = service.jobs_json(control.store)
     monkeypatch.setattr(api, "_clients", lambda address: (type("C", (), {"list": lambda self: rows})(), None))
     [view] = api.list_jobs()
-    assert (view.state, view.restarts, view.metrics) == ("SUCCEEDED", 1, {"epoch": 2, "acc": 0.9})
+    assert (view.state, view.restarts, view.metrics) == (JobState.SUCCEEDED, 1, {"epoch": 2, "acc": 0.9})
 
 
 def _preempt_and_relaunch(control: Control, job: str) -> None:
@@ -724,8 +725,8 @@ def test_a_job_at_its_time_limit_is_stopped_after_a_checkpoint_and_fails_unretri
     control.step()  # Ray says STOPPED: FAILED at the limit, not requeued
     control.step()
     row = control.store.get("limited")
-    assert (row.state, row.reason, row.ended_at) == ("FAILED", "time limit 2h reached", control.clock())
-    assert "PREEMPTED" not in [h["state"] for h in row.history] and list(control.jobs.jobs) == ["limited"]
+    assert (row.state, row.reason, row.ended_at) == (JobState.FAILED, "time limit 2h reached", control.clock())
+    assert JobState.PREEMPTED not in [h["state"] for h in row.history] and list(control.jobs.jobs) == ["limited"]
 
 
 def test_a_time_limit_counts_running_time_over_attempts_and_stops_after_the_grace(control):
@@ -738,12 +739,12 @@ def test_a_time_limit_counts_running_time_over_attempts_and_stops_after_the_grac
     _checkpoint_now(control, "low")
     control.step()
     control.step()
-    assert _state(control, "low") == "QUEUED"
+    assert _state(control, "low") == JobState.QUEUED
     control.clock.now += 5000  # queued time does not count
     control.jobs.end("high")
     control.step()
     control.step()
-    assert control.store.get("low").ray_submission_id == "low-attempt2" and _state(control, "low") == "RUNNING"
+    assert control.store.get("low").ray_submission_id == "low-attempt2" and _state(control, "low") == JobState.RUNNING
     control.clock.now += 1799
     control.step()
     assert control.store.get("low").preempt_requested_at is None
@@ -753,7 +754,7 @@ def test_a_time_limit_counts_running_time_over_attempts_and_stops_after_the_grac
     control.step()
     control.step()
     row = control.store.get("low")
-    assert (row.state, row.reason) == ("FAILED", "time limit 1h reached")
+    assert (row.state, row.reason) == (JobState.FAILED, "time limit 1h reached")
     assert "low-attempt3" not in control.jobs.jobs
 
 

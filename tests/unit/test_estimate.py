@@ -8,6 +8,8 @@ import pytest
 from orchestrator.adapters.durations import estimates, past_runs
 from orchestrator.control.store import JobRow
 from orchestrator.core.estimate import LAST_RUNS, Estimate, PastRun, Target, estimate, estimate_json, median, target_of
+from orchestrator.core.launch import PlanRecord
+from orchestrator.core.lifecycle import JobState
 from orchestrator.core.spec import JobSpec
 
 A100, V100 = 312.0, 125.0  # the catalog's peak bf16 TFLOP/s
@@ -99,8 +101,9 @@ def test_estimate_json_has_null_start_and_end_until_the_forward_simulation():
 def _row(seq: int, state: str, history: list[dict], plan: dict | None, ended_at: float | None,
          name: str = "train") -> JobRow:
     spec = _spec().model_dump(mode="json") | {"name": name}
-    return JobRow(seq, f"{name}-{seq}", name, state, 100, "default", False, spec, {}, plan, None, 1, None, None,
-                  history, 0.0, None, ended_at, 0.0)
+    return JobRow(seq, f"{name}-{seq}", name, JobState(state), 100, "default", False, JobSpec.model_validate(spec), {},
+                  PlanRecord.read(plan) if plan else None, None, 1, None, None, history, 0.0, None, ended_at, 0.0,
+                  spec)
 
 
 def test_a_stored_jobs_past_runs_are_its_running_time_over_attempts():

@@ -7,7 +7,7 @@ import pytest
 
 from orchestrator.control.reconcile import Attempt, Move, limit_reached, moves
 from orchestrator.core.forms import Duration, parse_duration
-from orchestrator.core.lifecycle import running_s
+from orchestrator.core.lifecycle import JobState, running_s
 from orchestrator.core.spec import json_schema
 from orchestrator.load.spec import validate_text
 from tests.unit.test_spec import BASE, one_problem, spec_of
@@ -77,31 +77,33 @@ def test_a_limit_is_reached_at_its_running_time():
 
 
 def _job(preempt: bool, limit: Duration | None = TWO_H, max_failures: int = 2) -> Attempt:
-    return Attempt("RUNNING", "time limit 2h reached: stopping after its next checkpoint", RAN_TWICE, preempt,
+    return Attempt(JobState.RUNNING, "time limit 2h reached: stopping after its next checkpoint", RAN_TWICE, preempt,
                    max_failures, True, limit)
 
 
 @pytest.mark.parametrize("job, info, now, expected", [
     # stopped at its limit: FAILED with the limit as written, not requeued
     (_job(True), {"status": "STOPPED"}, 8620,
-     [Move("FAILED", "time limit 2h reached", {"ended_at": 8620, "preempt_requested_at": None})]),
+     [Move(JobState.FAILED, "time limit 2h reached", {"ended_at": 8620, "preempt_requested_at": None})]),
     # a driver lost past the limit is not relaunched to be stopped again
     (_job(False), {"status": "FAILED", "driver_exit_code": 137}, 8620,
-     [Move("FAILED", "time limit 2h reached", {"ended_at": 8620})]),
+     [Move(JobState.FAILED, "time limit 2h reached", {"ended_at": 8620})]),
     # before the limit, a preemption requeues as ever, and a lost driver is relaunched
     (_job(True), {"status": "STOPPED"}, 6000,
-     [Move("PREEMPTED", "time limit 2h reached: stopping after its next checkpoint", {"preempt_requested_at": None}),
-      Move("QUEUED", "preempted; resumes from its last checkpoint")]),
+     [Move(JobState.PREEMPTED, "time limit 2h reached: stopping after its next checkpoint",
+           {"preempt_requested_at": None}),
+      Move(JobState.QUEUED, "preempted; resumes from its last checkpoint")]),
     (_job(False), {"status": "FAILED", "driver_exit_code": 137}, 6000,
-     [Move("QUEUED", "driver lost (exit code 137); resumes from its last checkpoint")]),
+     [Move(JobState.QUEUED, "driver lost (exit code 137); resumes from its last checkpoint")]),
     # a loop that fails on its own, or succeeds in its grace, ends as it did
     (_job(False), {"status": "FAILED", "driver_exit_code": 1, "message": "ValueError: x"}, 8620,
-     [Move("FAILED", "ValueError: x", {"ended_at": 8620})]),
-    (_job(True), {"status": "SUCCEEDED"}, 8620, [Move("SUCCEEDED", None, {"ended_at": 8620})]),
+     [Move(JobState.FAILED, "ValueError: x", {"ended_at": 8620})]),
+    (_job(True), {"status": "SUCCEEDED"}, 8620, [Move(JobState.SUCCEEDED, None, {"ended_at": 8620})]),
     # no limit: a stop past two hours is a preemption
     (_job(True, limit=None), {"status": "STOPPED"}, 8620,
-     [Move("PREEMPTED", "time limit 2h reached: stopping after its next checkpoint", {"preempt_requested_at": None}),
-      Move("QUEUED", "preempted; resumes from its last checkpoint")]),
+     [Move(JobState.PREEMPTED, "time limit 2h reached: stopping after its next checkpoint",
+           {"preempt_requested_at": None}),
+      Move(JobState.QUEUED, "preempted; resumes from its last checkpoint")]),
 ])
 def test_what_a_stop_at_the_limit_means(job, info, now, expected):
     assert moves(job, info, [], now) == expected
