@@ -19,6 +19,7 @@ from pathlib import Path
 import pytest
 
 from orchestrator.adapters import auth
+from orchestrator.core.lifecycle import TERMINAL
 
 # Ray reads its auth mode once, when its first client starts: set it before any test imports Ray.
 auth.apply_to_environ()
@@ -103,7 +104,7 @@ def wait_until_ended(job: str, timeout: float = 600) -> dict:
         done = run_orch("status", job, "--json")
         assert done.returncode == 0, done.stderr
         view = json.loads(done.stdout)
-        if view["state"] in ("SUCCEEDED", "FAILED", "CANCELLED"):
+        if view["state"] in TERMINAL:
             return view
         assert time.monotonic() < deadline, f"{job} did not end within {timeout:.0f} s: {view}"
         time.sleep(2)

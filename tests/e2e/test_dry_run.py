@@ -6,6 +6,7 @@ import json
 
 import pytest
 
+from orchestrator.core.lifecycle import JobState
 from tests.conftest import run_orch
 
 SPEC = "jobs/digits/torch-mlp.yaml"
@@ -16,7 +17,7 @@ def test_without_a_cluster_it_plans_on_this_machine_and_starts_nothing(tmp_path)
     done = run_orch("submit", SPEC, "--dry-run", "--json", env={"ORCH_HOME": str(home), "ORCH_ADDRESS": ""})
     assert done.returncode == 0, done.stdout + done.stderr
     shown = json.loads(done.stdout)
-    assert shown["state"] == "QUEUED" and shown["plan"]["nodes"] == ["local-0", "local-0"]
+    assert shown["state"] == JobState.QUEUED and shown["plan"]["nodes"] == ["local-0", "local-0"]
     # What the Ray dashboard's Jobs page shows: the id and what runs, and the orch name as Name.
     readable = f"python -m orchestrator.runners.entry {shown['job']}  # torch train_torch.py:train_loop"
     assert shown["ray_job"]["entrypoint"] == readable

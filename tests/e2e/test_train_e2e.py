@@ -7,6 +7,7 @@ import time
 
 import pytest
 
+from orchestrator.core.lifecycle import JobState
 from tests.conftest import run_orch
 
 pytestmark = pytest.mark.ray
@@ -28,7 +29,7 @@ def _ray_job(local_cluster, job_id: str) -> dict:
 
 def test_torch_mlp_trains_to_90_percent_and_shows_in_ray(local_cluster):
     view = _submit_and_wait("jobs/digits/torch-mlp.yaml")
-    assert view["state"] == "SUCCEEDED"
+    assert view["state"] == JobState.SUCCEEDED
     assert view["metrics"]["test_accuracy"] >= 0.90
     info = _ray_job(local_cluster, view["job"])
     assert info["status"] == "SUCCEEDED"
@@ -53,7 +54,7 @@ def test_torch_mlp_trains_to_90_percent_and_shows_in_ray(local_cluster):
 def test_keras_mlp_trains_with_tensorflow(local_cluster):
     pytest.importorskip("tensorflow")
     view = _submit_and_wait("jobs/digits/keras-mlp.yaml")
-    assert view["state"] == "SUCCEEDED"
+    assert view["state"] == JobState.SUCCEEDED
     assert view["metrics"]["test_accuracy"] >= 0.90
     meta = _ray_job(local_cluster, view["job"])["metadata"]
     assert meta["orch_framework"] == "tensorflow"
@@ -80,7 +81,7 @@ def test_list_status_logs_cancel(local_cluster):
     from orchestrator.client import api
 
     view = api.wait(job, poll_s=0.5)
-    assert view.state == "CANCELLED"
+    assert view.state == JobState.CANCELLED
     assert "Running entrypoint" in run_orch("logs", job).stdout
     deadline = time.monotonic() + 60
     while _ray_job(local_cluster, view.ray_job_id)["status"] != "STOPPED":  # Ray's stop: SIGTERM, then SIGKILL
@@ -94,5 +95,5 @@ def test_failing_loop_reports_failed_with_reason(local_cluster, tmp_path):
     done = run_orch("submit", str(tmp_path / "job.yaml"), "--wait", "--json")
     assert done.returncode == 1
     view = json.loads(done.stdout)
-    assert view["state"] == "FAILED"
+    assert view["state"] == JobState.FAILED
     assert "boom at step 0" in view["reason"]

@@ -13,6 +13,7 @@ import uuid
 
 import pytest
 
+from orchestrator.core.lifecycle import JobState
 from tests.conftest import REPO, run_orch
 
 pytestmark = pytest.mark.ray
@@ -38,7 +39,7 @@ def test_a_job_submitted_followed_and_read_without_ray_in_the_client_succeeds(lo
                     "--wait", "--json", env=env)
     assert done.returncode == 0, done.stdout + done.stderr
     view = json.loads(done.stdout)
-    assert view["state"] == "SUCCEEDED" and "Traceback" not in done.stderr, done.stdout + done.stderr
+    assert view["state"] == JobState.SUCCEEDED and "Traceback" not in done.stderr, done.stdout + done.stderr
     for args in (("status", view["job"], "--json"), ("logs", view["job"]), ("list", "--json"),
                  ("cancel", view["job"], "--json")):
         read = run_orch(*args, env=env)

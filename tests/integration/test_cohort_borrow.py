@@ -12,6 +12,7 @@ import time
 
 import pytest
 
+from orchestrator.core.lifecycle import JobState
 from tests.conftest import REPO, own_cluster, run_orch, wait_until_ended
 
 pytestmark = pytest.mark.ray
@@ -53,17 +54,17 @@ def test_borrowed_cpu_is_reclaimed_for_its_owner(teams):
 
     owner = _submit("name=owner", "schedule.queue=team-b", "resources.workers=1", "config.epochs=2")
     owned = wait_until_ended(owner)
-    assert owned["state"] == "SUCCEEDED"
+    assert owned["state"] == JobState.SUCCEEDED
     lent = _view(borrower)
     states = [h["state"] for h in lent["history"]]
-    assert "PREEMPTED" in states, states
-    preempted = next(h for h in lent["history"] if h["state"] == "PREEMPTED")
-    started = next(h for h in owned["history"] if h["state"] == "STARTING")
+    assert JobState.PREEMPTED in states, states
+    preempted = next(h for h in lent["history"] if h["state"] == JobState.PREEMPTED)
+    started = next(h for h in owned["history"] if h["state"] == JobState.STARTING)
     assert preempted["at"] <= started["at"]  # the owner started only once the borrower had stopped
     assert "team-b" in (preempted["reason"] or "") or "quota" in (preempted["reason"] or ""), preempted
 
     done = wait_until_ended(borrower)
-    assert done["state"] == "SUCCEEDED" and done["attempt"] == 2
+    assert done["state"] == JobState.SUCCEEDED and done["attempt"] == 2
     epochs = [m["epoch"] for m in json.loads(run_orch("results", borrower, "--json").stdout)["history"]
               if m["attempt"] == 2]
     assert epochs[0] > 0 and epochs[-1] == 7  # resumed from its checkpoint, not from epoch 0

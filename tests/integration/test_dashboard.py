@@ -21,6 +21,7 @@ from typing import Iterator
 import pytest
 
 from orchestrator.adapters.jobs import JobsClient
+from orchestrator.core.lifecycle import JobState
 from tests.conftest import ORCH, REPO, run_orch, wait_until_ended
 
 pytestmark = pytest.mark.ray
@@ -56,7 +57,7 @@ def _get_json(url: str) -> tuple[int, object]:
 
 def test_the_jobs_api_through_orch_dashboard_names_each_job(local_cluster):
     job = _submit("name=dash-named", "config.epochs=1")
-    assert wait_until_ended(job)["state"] == "SUCCEEDED"
+    assert wait_until_ended(job)["state"] == JobState.SUCCEEDED
     with pytest.raises(urllib.error.HTTPError) as refused:  # the dashboard itself asks for the token
         urllib.request.urlopen(f"{local_cluster.dashboard_url}/api/jobs/", timeout=30)
     assert refused.value.code in (401, 403)
@@ -76,8 +77,8 @@ def test_a_requeued_jobs_attempts_are_named_with_their_attempt(local_cluster):
         assert time.monotonic() < deadline, f"{low} reported no epoch within 300 s"
         time.sleep(1)
     high = _submit("name=dash-high", "schedule.priority=500", "config.epochs=1")
-    assert wait_until_ended(high)["state"] == "SUCCEEDED"
-    assert wait_until_ended(low)["state"] == "SUCCEEDED"
+    assert wait_until_ended(high)["state"] == JobState.SUCCEEDED
+    assert wait_until_ended(low)["state"] == JobState.SUCCEEDED
     rows = {r["submission_id"]: r for r in JobsClient(local_cluster).list()}
     assert rows[low]["metadata"]["job_name"] == "dash-low" and rows[low]["status"] == "STOPPED"
     second = rows[f"{low}-attempt2"]
@@ -89,7 +90,7 @@ def test_a_requeued_jobs_attempts_are_named_with_their_attempt(local_cluster):
 @pytest.mark.skipif(not (shutil.which("chromium") or shutil.which("chromium-browser")), reason="needs chromium")
 def test_a_screenshot_of_the_jobs_page_shows_the_job_names(local_cluster, tmp_path):
     job = _submit("name=dash-shot", "config.epochs=1")
-    assert wait_until_ended(job)["state"] == "SUCCEEDED"
+    assert wait_until_ended(job)["state"] == JobState.SUCCEEDED
     shot = tmp_path / "dashboard-jobs.png"
     done = subprocess.run([sys.executable, str(REPO / "docs" / "dashboard_screenshot.py"), "--out", str(shot)],
                           capture_output=True, text=True, timeout=600, cwd=REPO)

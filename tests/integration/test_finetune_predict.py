@@ -15,6 +15,7 @@ from pathlib import Path
 import numpy as np
 import pytest
 
+from orchestrator.core.lifecycle import JobState
 from tests.conftest import REPO, run_orch, wait_until_ended
 
 pytestmark = pytest.mark.ray
@@ -59,7 +60,7 @@ def test_killed_worker_resumes_from_the_last_checkpoint(local_cluster):
     os.kill(int(workers[0]["pid"]), signal.SIGKILL)
 
     view = wait_until_ended(job)
-    assert view["state"] == "SUCCEEDED" and view["restarts"] == 1
+    assert view["state"] == JobState.SUCCEEDED and view["restarts"] == 1
     epochs = [m["epoch"] for m in _results(job)["history"]]
     # Resumed at the last checkpoint: every epoch reported, at most one of them twice (a restart
     # from epoch 0 would repeat them all).
@@ -68,7 +69,7 @@ def test_killed_worker_resumes_from_the_last_checkpoint(local_cluster):
 
 def test_finetune_starts_from_pretrained_weights_and_predict_matches(local_cluster, tmp_path):
     pretrain = _submit(DIGITS / "pretrain.yaml")
-    assert pretrain["state"] == "SUCCEEDED"
+    assert pretrain["state"] == JobState.SUCCEEDED
     finetune = _submit(DIGITS / "finetune.yaml", f"init_from=job:{pretrain['job']}")
     fresh = _submit(DIGITS / "finetune.yaml", "name=digits-fresh", "init_from=null", "config.epochs=1")  # same recipe
     tuned, scratch = _results(finetune["job"]), _results(fresh["job"])
@@ -85,7 +86,7 @@ def test_finetune_starts_from_pretrained_weights_and_predict_matches(local_clust
         np.savez(work / "data" / "test59.npz", x=data["x"][keep], y=data["y"][keep])
     predicted = _submit(DIGITS / "predict.yaml", f"working_dir={work}", f"predict.model=job:{finetune['job']}",
                         "predict.input=data/test59.npz", "config.model=cnn")
-    assert predicted["state"] == "SUCCEEDED"
+    assert predicted["state"] == JobState.SUCCEEDED
     shown = _results(predicted["job"])
     with np.load(shown["output"]) as out:
         assert len(out["prediction"]) == int(keep.sum()) == shown["metrics"]["rows"]
@@ -112,7 +113,7 @@ def test_killed_driver_resumes_past_a_half_written_checkpoint(local_cluster):
     before = [m["epoch"] for m in _results(job)["history"]]
 
     view = wait_until_ended(job)
-    assert view["state"] == "SUCCEEDED" and view["attempt"] == 2, view["reason"]
+    assert view["state"] == JobState.SUCCEEDED and view["attempt"] == 2, view["reason"]
     history = _results(job)["history"]
     resumed = [m["epoch"] for m in history if m["attempt"] == 2]
     assert resumed[0] in (before[-1], before[-1] + 1) and resumed[-1] == 7

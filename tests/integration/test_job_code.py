@@ -26,7 +26,7 @@ def test_a_package_ray_lost_before_the_launch_is_put_back_and_the_job_succeeds(l
     from orchestrator.adapters.jobs import JobsClient
     from orchestrator.control.loop import Control
     from orchestrator.control.store import Store
-    from orchestrator.core.lifecycle import CODE_NOT_SET_UP
+    from orchestrator.core.lifecycle import CODE_NOT_SET_UP, JobState
     from orchestrator.load.spec import load_spec
 
     code = tmp_path / "code"
@@ -53,13 +53,13 @@ def test_a_package_ray_lost_before_the_launch_is_put_back_and_the_job_succeeds(l
     control.submit({"job": job, "spec": spec.model_dump(mode="json"), "secrets": None,
                     "request": {"runtime_env": {"working_dir": uri, "env_vars": {}}}})
     deadline = time.monotonic() + 300
-    while (row := control.store.get(job)).state not in ("SUCCEEDED", "FAILED", "CANCELLED"):
+    while (row := control.store.get(job)).state not in (JobState.SUCCEEDED, JobState.FAILED, JobState.CANCELLED):
         assert time.monotonic() < deadline, row
         control.step()
         time.sleep(1)
     control.store.close()
     assert LosesThePackageOnce.lost == [uri]
-    assert row.state == "SUCCEEDED", row.reason
+    assert row.state == JobState.SUCCEEDED, row.reason
     relaunched = [h["reason"] for h in row.history if (h["reason"] or "").startswith(CODE_NOT_SET_UP)]
     assert len(relaunched) == 1 and "launch 1 of 3" in relaunched[0] and row.attempt == 2
 

@@ -7,6 +7,7 @@ import time
 
 import pytest
 
+from orchestrator.core.lifecycle import JobState
 from tests.conftest import REPO, run_orch, wait_until_ended
 
 pytestmark = pytest.mark.ray
@@ -31,14 +32,14 @@ def test_status_shows_each_workers_cpu_and_memory(local_cluster, tmp_path):
             assert time.monotonic() < deadline, f"no figures showing the workers' load: {rows}"
             time.sleep(2)
             view = json.loads(run_orch("status", job, "--json").stdout)
-            assert view["state"] in ("QUEUED", "STARTING", "RUNNING"), view
+            assert view["state"] in (JobState.QUEUED, JobState.STARTING, JobState.RUNNING), view
             rows = view["workers_usage"]
         assert {row["role"] for row in rows} == {"train"} and len({row["pid"] for row in rows}) == 2
         text = run_orch("status", job).stdout
         assert text.count("train worker on node") == 2 and "memory" in text
     finally:
         stop.touch()
-    assert wait_until_ended(job)["state"] == "SUCCEEDED"
+    assert wait_until_ended(job)["state"] == JobState.SUCCEEDED
 
 
 def _busy(row: dict) -> bool:

@@ -16,6 +16,7 @@ from concurrent.futures import ThreadPoolExecutor
 
 import pytest
 
+from orchestrator.core.lifecycle import JobState
 from tests.conftest import REPO, own_cluster, run_orch, wait_until_ended
 
 pytestmark = pytest.mark.ray
@@ -47,20 +48,20 @@ def _wait_for(job: str, predicate, timeout: float = 300) -> dict:
 
 
 def _finished(view: dict) -> bool:
-    return view["state"] in ("SUCCEEDED", "FAILED", "CANCELLED")
+    return view["state"] in (JobState.SUCCEEDED, JobState.FAILED, JobState.CANCELLED)
 
 
 def test_preempted_job_resumes_from_its_checkpoint(local_cluster):
     low = _submit("name=low", "schedule.priority=10", "schedule.preemptible=true", "config.epochs=10")
-    _wait_for(low, lambda v: v["state"] == "RUNNING" and (v["metrics"] or {}).get("epoch", -1) >= 1)
+    _wait_for(low, lambda v: v["state"] == JobState.RUNNING and (v["metrics"] or {}).get("epoch", -1) >= 1)
     high = _submit("name=high", "schedule.priority=500", "config.epochs=2")
 
     high_view = _wait_for(high, _finished)
-    assert high_view["state"] == "SUCCEEDED"
+    assert high_view["state"] == JobState.SUCCEEDED
     low_view = _wait_for(low, _finished)
-    assert low_view["state"] == "SUCCEEDED", low_view
+    assert low_view["state"] == JobState.SUCCEEDED, low_view
     states = [h["state"] for h in low_view["history"]]
-    assert "PREEMPTED" in states and states.index("PREEMPTED") < len(states) - 1
+    assert JobState.PREEMPTED in states and states.index(JobState.PREEMPTED) < len(states) - 1
     assert low_view["attempt"] == 2
 
     history = json.loads(run_orch("results", low, "--json").stdout)["history"]
@@ -78,20 +79,20 @@ def test_killed_control_plane_loses_no_job(local_cluster):
     from orchestrator.adapters import cluster
 
     running = _submit("name=crash-run", "config.epochs=6")
-    _wait_for(running, lambda v: v["state"] == "RUNNING")
+    _wait_for(running, lambda v: v["state"] == JobState.RUNNING)
     # One worker each, so two of them run at a time once the running job is done.
     queued = [_submit(f"name=crash-q{i}", "config.epochs=1", "resources.workers=1") for i in range(5)]
-    assert all(_status(j)["state"] == "QUEUED" for j in queued)
+    assert all(_status(j)["state"] == JobState.QUEUED for j in queued)
 
     pgid = cluster.read_state().control_pgid
     os.killpg(pgid, signal.SIGKILL)
 
     views = {j: _status(j) for j in [running, *queued]}  # the next call brings it back
     assert cluster.read_state().control_pgid != pgid
-    assert views[running]["state"] == "RUNNING"
-    assert all(views[j]["state"] == "QUEUED" for j in queued)
+    assert views[running]["state"] == JobState.RUNNING
+    assert all(views[j]["state"] == JobState.QUEUED for j in queued)
     for job in [running, *queued]:
-        assert _wait_for(job, _finished, timeout=600)["state"] == "SUCCEEDED"
+        assert _wait_for(job, _finished, timeout=600)["state"] == JobState.SUCCEEDED
 
 
 def test_concurrent_submits_lose_and_double_nothing(local_cluster):
@@ -112,7 +113,7 @@ def test_concurrent_submits_lose_and_double_nothing(local_cluster):
                                                key=lambda v: v["submitted_at"])["job"]
     with ThreadPoolExecutor(max_workers=10) as pool:
         assert all(done.returncode == 0 for done in pool.map(lambda job: run_orch("cancel", job), [*ids, blocker]))
-    assert all(_status(j)["state"] == "CANCELLED" for j in ids)
+    assert all(_status(j)["state"] == JobState.CANCELLED for j in ids)
 
 
 @pytest.mark.soak  # ~80 s on its own cluster; `make soak` (tests/unit/test_control.py covers the restore)
@@ -127,13 +128,13 @@ def test_a_queued_job_outlives_rays_package_expiry_and_a_cluster_restart(orch_ho
                           f"config.out={tmp_path}", "config.hold_s=600")
         queued = _submit("name=pkg-queued", "entrypoint=where.py:train_loop", f"working_dir={code}",
                          f"config.out={tmp_path}", "config.hold_s=0")
-        assert _status(queued)["state"] == "QUEUED"
+        assert _status(queued)["state"] == JobState.QUEUED
         # A restart: the new cluster's GCS has none of the old uploads.
         assert run_orch("down").returncode == 0 and run_orch("up").returncode == 0
         time.sleep(6)  # and past the expiry
         assert run_orch("cancel", blocker).returncode == 0
         view = wait_until_ended(queued, timeout=300)
-        assert view["state"] == "SUCCEEDED", view
+        assert view["state"] == JobState.SUCCEEDED, view
         # Another restart: what the job reported and the end of its log outlive the cluster.
         assert run_orch("down").returncode == 0 and run_orch("up").returncode == 0
         results = json.loads(run_orch("results", queued, "--json").stdout)

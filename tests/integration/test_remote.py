@@ -19,11 +19,12 @@ from pathlib import Path
 
 import pytest
 
+from orchestrator.core.lifecycle import TERMINAL, JobState
 from tests.conftest import ORCH, REPO, http_status, run_orch
 
 pytestmark = pytest.mark.ray
 WHERE = REPO / "tests" / "data" / "placement"
-ENDED = ("SUCCEEDED", "FAILED", "CANCELLED")
+ENDED = TERMINAL
 
 
 @pytest.fixture(scope="module")
@@ -107,7 +108,7 @@ def test_submit_wait_list_logs_results_over_address(remote, client, tmp_path):
     done = orch(remote, client, "submit", str(_job(tmp_path, 0)), "--wait", "--json")
     assert done.returncode == 0, done.stdout + done.stderr
     view = json.loads(done.stdout)
-    assert view["state"] == "SUCCEEDED", view
+    assert view["state"] == JobState.SUCCEEDED, view
     assert len(list((tmp_path / "out").glob("*rank-0.json"))) == 1  # it ran, on the remote cluster
     assert view["job"] in _ids(remote, client)
 
@@ -118,7 +119,7 @@ def test_submit_wait_list_logs_results_over_address(remote, client, tmp_path):
     results = orch(remote, client, "results", view["job"], "--json")
     assert results.returncode == 0, results.stderr
     found = json.loads(results.stdout)
-    assert found["state"] == "SUCCEEDED" and (found["metrics"] or {}).get("rank") == 0, found
+    assert found["state"] == JobState.SUCCEEDED and (found["metrics"] or {}).get("rank") == 0, found
 
     shown = orch(remote, client, "cluster", "--json")  # nodes and queues come from the control plane
     assert shown.returncode == 0, shown.stdout + shown.stderr
@@ -136,7 +137,7 @@ def test_logs_follow_a_running_job_until_it_is_cancelled(remote, client, tmp_pat
     done = orch(remote, client, "submit", str(_job(tmp_path, 600)), "--json")
     assert done.returncode == 0, done.stdout + done.stderr
     job = json.loads(done.stdout)["job"]
-    _wait_for(remote, client, job, ("RUNNING",))
+    _wait_for(remote, client, job, (JobState.RUNNING,))
 
     log = tmp_path / "follow.log"
     with open(log, "w") as out:
@@ -147,14 +148,14 @@ def test_logs_follow_a_running_job_until_it_is_cancelled(remote, client, tmp_pat
         assert follow.poll() is None, f"`orch logs --follow` ended while {job} runs: {log.read_text()}"
         cancelled = orch(remote, client, "cancel", job, "--json")
         assert cancelled.returncode == 0, cancelled.stdout + cancelled.stderr
-        assert json.loads(cancelled.stdout)["state"] == "CANCELLED"
+        assert json.loads(cancelled.stdout)["state"] == JobState.CANCELLED
         assert follow.wait(timeout=120) == 0, log.read_text()  # it stops once Ray stopped the job
     finally:
         if follow.poll() is None:
             follow.kill()
             follow.wait()
     assert "Traceback" not in log.read_text()
-    assert _status(remote, client, job)["state"] == "CANCELLED"
+    assert _status(remote, client, job)["state"] == JobState.CANCELLED
 
 
 def test_wrong_or_missing_token_exits_3_and_submits_nothing(remote, client, tmp_path):

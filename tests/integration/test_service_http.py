@@ -15,6 +15,7 @@ from orchestrator.adapters.packages import PackageStore
 from orchestrator.client.control_plane import ControlClient
 from orchestrator.control import service
 from orchestrator.core.errors import ClusterUnavailable, JobNotFound, SpecError
+from orchestrator.core.lifecycle import JobState
 
 TOKEN = "stand-in-token"
 NAME = "_ray_pkg_0123456789abcdef.zip"
@@ -119,8 +120,8 @@ def test_cancel_says_whether_this_call_ended_the_job(monkeypatch, tmp_path):
         client = ControlClient(ClusterInfo(dashboard_url="http://127.0.0.1:1", process_groups=[1],
                                            control_url=f"http://127.0.0.1:{server.server_address[1]}"))
         first, again = client.cancel("one"), client.cancel("one")
-        assert (first["state"], first["cancelled"]) == ("CANCELLED", True)
-        assert (again["state"], again["cancelled"]) == ("CANCELLED", False)
+        assert (first["state"], first["cancelled"]) == (JobState.CANCELLED, True)
+        assert (again["state"], again["cancelled"]) == (JobState.CANCELLED, False)
     finally:
         server.shutdown()
         server.server_close()

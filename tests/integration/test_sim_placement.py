@@ -15,6 +15,7 @@ from pathlib import Path
 
 import pytest
 
+from orchestrator.core.lifecycle import JobState
 from tests.conftest import REPO, own_cluster, run_orch, wait_until_ended
 
 pytestmark = pytest.mark.ray
@@ -177,7 +178,7 @@ def test_job_survives_the_loss_of_a_worker_node(sim_home, tmp_path):
     os.killpg(info.process_groups[order.index(victim)], signal.SIGKILL)
 
     view = wait_until_ended(job)
-    assert view["state"] == "SUCCEEDED", view["reason"]
+    assert view["state"] == JobState.SUCCEEDED, view["reason"]
     assert view["restarts"] >= 1
     assert victim not in {n.name for n in cluster.live_snapshot(info).nodes}
 

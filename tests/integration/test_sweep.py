@@ -14,6 +14,7 @@ from pathlib import Path
 
 import pytest
 
+from orchestrator.core.lifecycle import JobState
 from tests.conftest import run_orch, wait_until_ended
 
 pytestmark = pytest.mark.ray
@@ -24,7 +25,7 @@ def test_torch_sweep_reaches_93_percent_and_lists_every_trial(local_cluster):
     done = run_orch("submit", "jobs/digits/torch-sweep.yaml", "--wait", "--json")
     assert done.returncode == 0, done.stdout + done.stderr
     view = json.loads(done.stdout)
-    assert view["state"] == "SUCCEEDED"
+    assert view["state"] == JobState.SUCCEEDED
 
     shown = run_orch("results", view["job"], "--json")
     assert shown.returncode == 0, shown.stderr
@@ -68,7 +69,7 @@ def test_killed_sweep_driver_resumes_without_rerunning_finished_trials(local_clu
     finished = {e["trial_id"] for e in _events(local_cluster, job) if e["event"] == "trial"}
 
     view = wait_until_ended(job)
-    assert view["state"] == "SUCCEEDED" and view["attempt"] == 2
+    assert view["state"] == JobState.SUCCEEDED and view["attempt"] == 2
     assert any(h["reason"] and h["reason"].startswith("driver lost") for h in view["history"])
     resumed = _events(local_cluster, f"{job}-attempt2")
     assert not {e.get("trial_id") for e in resumed if e["event"] in ("report", "trial")} & finished

@@ -8,6 +8,7 @@ import json
 import pytest
 
 from orchestrator.core import events
+from orchestrator.core.lifecycle import JobState
 from tests.conftest import REPO, run_orch
 
 pytestmark = pytest.mark.ray
@@ -26,11 +27,11 @@ def test_a_job_past_its_time_limit_checkpoints_stops_and_fails(local_cluster):
                     "--set", "config.sleep_s=1.0", timeout=300)
     assert done.returncode == 1, done.stdout + done.stderr
     view = json.loads(done.stdout)
-    assert (view["state"], view["reason"]) == ("FAILED", f"time limit {LIMIT_S}s reached"), view
+    assert (view["state"], view["reason"]) == (JobState.FAILED, f"time limit {LIMIT_S}s reached"), view
     states = [h["state"] for h in view["history"]]
-    assert "PREEMPTED" not in states and states.count("RUNNING") == 1 and view["attempt"] == 1
+    assert JobState.PREEMPTED not in states and states.count(JobState.RUNNING) == 1 and view["attempt"] == 1
 
-    started, ended = _at(view, "RUNNING"), _at(view, "FAILED")
+    started, ended = _at(view, JobState.RUNNING), _at(view, JobState.FAILED)
     assert LIMIT_S <= ended - started <= LIMIT_S + 10, states
 
     # It was stopped after a checkpoint reported once the limit was reached, not killed mid-epoch.

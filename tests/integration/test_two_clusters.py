@@ -9,6 +9,7 @@ import os
 
 import pytest
 
+from orchestrator.core.lifecycle import JobState
 from tests.conftest import REPO, own_cluster, run_orch
 
 pytestmark = pytest.mark.ray
@@ -29,7 +30,7 @@ def test_a_job_runs_on_its_own_cluster_when_a_newer_one_is_up(local_cluster, tmp
     # cluster from its temp dir's "last head started" file.
     with own_cluster(None, "orch-2nd-"):
         done = run_orch("submit", str(path), "--wait", "--json", timeout=300, env={"ORCH_HOME": first})
-    assert done.returncode == 0 and json.loads(done.stdout)["state"] == "SUCCEEDED", done.stdout + done.stderr
+    assert done.returncode == 0 and json.loads(done.stdout)["state"] == JobState.SUCCEEDED, done.stdout + done.stderr
     ours = {n["node_id"] for n in http(local_cluster.dashboard_url, "/api/v0/nodes")["data"]["result"]["result"]}
     record = json.loads(next(out.glob("*rank-0.json")).read_text())
     assert record["node_id"] in ours

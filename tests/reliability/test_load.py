@@ -14,6 +14,7 @@ from pathlib import Path
 
 import pytest
 
+from orchestrator.core.lifecycle import JobState
 from tests.conftest import REPO, record_figure, run_orch
 
 pytestmark = [pytest.mark.ray, pytest.mark.soak]
@@ -37,7 +38,7 @@ def _submit(path: Path, priority: int) -> tuple[str, float]:
 
 
 def _admitted_at(view) -> float | None:
-    return next((h["at"] for h in view.history if h["state"] == "STARTING"), None)
+    return next((h["at"] for h in view.history if h["state"] == JobState.STARTING), None)
 
 
 def test_200_parallel_submissions_are_all_kept_and_admitted_by_priority(local_cluster, tmp_path):

@@ -18,6 +18,7 @@ from pathlib import Path
 
 import pytest
 
+from orchestrator.core.lifecycle import JobState
 from tests.conftest import REPO, own_cluster, record_figure, run_orch, wait_until_ended
 
 pytestmark = [pytest.mark.ray, pytest.mark.soak]
@@ -50,7 +51,7 @@ def test_jobs_sharing_a_working_dir_submitted_at_once_all_run(orch_home, variant
             shipped = {package.name: _files(package) for package in (Path(used_home) / "packages").glob("_ray_pkg_*")}
     finally:
         shutil.rmtree(project, ignore_errors=True)
-    succeeded = sum(1 for view in ended.values() if view["state"] == "SUCCEEDED")
+    succeeded = sum(1 for view in ended.values() if view["state"] == JobState.SUCCEEDED)
     record_figure(f"jobs sharing a working_dir ({variant}), {JOBS} submitted at once: succeeded",
                   succeeded, f"{len(ended)}", succeeded == len(ended))
     assert succeeded == len(ended), {job: (v["state"], v["reason"]) for job, v in ended.items()}
