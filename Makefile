@@ -40,6 +40,7 @@ bench: setup
 	$(BIN)/python benchmarks/simulate_scale.py
 	$(BIN)/python benchmarks/submit_latency.py
 	$(BIN)/python benchmarks/list_scale.py
+	$(BIN)/python benchmarks/control_step.py
 	$(BIN)/python benchmarks/overhead.py
 	$(BIN)/python benchmarks/sweep_overhead.py
 

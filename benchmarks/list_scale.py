@@ -35,14 +35,15 @@ def timed(args: list[str], env: dict) -> tuple[float, str]:
 def fill(home: Path) -> None:
     from orchestrator.control.service import DB_NAME
     from orchestrator.control.store import Store
+    from orchestrator.core.lifecycle import JobState
     from orchestrator.load.spec import load_spec
 
-    spec = load_spec(REPO / "jobs/digits/torch-mlp.yaml").model_dump(mode="json")
+    spec = load_spec(REPO / "jobs/digits/torch-mlp.yaml").model_copy(update={"name": "filler"})
     store = Store(home / DB_NAME)
     for n in range(JOBS):
         job = f"filler-{n:04d}"
-        store.insert(job, "filler", 100, "default", False, spec=spec, request={"runtime_env": {}}, plan=None)
-        store.transition(job, "CANCELLED", "benchmark filler", ended_at=time.time())
+        store.insert(job, spec, spec.model_dump(mode="json"), {"runtime_env": {}})
+        store.transition(job, JobState.CANCELLED, "benchmark filler", ended_at=time.time())
     store.close()
 
 
