@@ -246,72 +246,97 @@ def extend(state: QueueState, decision: Decision,
     Returns the extended decision and, for admitted jobs whose plans name new nodes,
     the reason to show while they wait for them.
     """
-    types = node_types(max_scale)
-    queues = state.snapshot.queues
-    cohorts: dict[str, list[QueueConfig]] = {}
-    for config in queues.values():
-        if config.cohort:
-            cohorts.setdefault(config.cohort, []).append(config)
-    free = state.snapshot
-    usage = {name: dict(held) for name, held in state.usage.items()}
-    admit = list(decision.admit)
-    holders = list(state.running.values())  # for reasons: who holds the nodes a job waits for
-    for job_id, plan in admit:
-        free = free.allocate(plan.demand())
-        _use(usage, plan, state.pending.get(job_id).queue)
-        holders.append(RunningJob.from_plan(job_id, state.pending.get(job_id).spec, plan))
-    notes = {job: f"{WAITS}: {text}" for job, plan in admit if (text := describe(plan.demand(), types))}
-    waiting = dict(decision.waiting)
-    preempt, preempted_for = list(decision.preempt), dict(decision.preempted_for)
-    admitted = {job for job, _ in admit}
-    ahead: dict[str, str] = {}  # node type (or node) -> the first job still waiting for it
-    seen: dict[tuple, Assessment] = {}  # by job shape, while ``free`` stays the same
+    books = _Extension(state, decision, max_scale)
     for job in sorted(state.pending.in_arrival_order(), key=lambda j: (-j.priority, j.seq)):
-        if job.id in admitted:
-            continue
+        if job.id not in books.admitted:
+            books.consider(job)
+    return books.result()
+
+
+class _Extension:
+    """One ``extend``: what is free and used once the policy's admissions and the launches for
+    new nodes so far are counted, and the decision as it grows, job by job in priority order."""
+
+    def __init__(self, state: QueueState, decision: Decision, max_scale: ClusterSnapshot):
+        self.state, self.max_scale, self.types = state, max_scale, node_types(max_scale)
+        self.queues = state.snapshot.queues
+        self.cohorts: dict[str, list[QueueConfig]] = {}
+        for config in self.queues.values():
+            if config.cohort:
+                self.cohorts.setdefault(config.cohort, []).append(config)
+        self.free = state.snapshot
+        self.usage = {name: dict(held) for name, held in state.usage.items()}
+        self.holders = list(state.running.values())  # for reasons: who holds the nodes a job waits for
+        self.admit = list(decision.admit)
+        for job_id, plan in self.admit:
+            self._hold(state.pending.get(job_id), plan, self.free)
+        self.notes = {job: f"{WAITS}: {text}" for job, plan in self.admit
+                      if (text := describe(plan.demand(), self.types))}
+        self.waiting = dict(decision.waiting)
+        self.preempt, self.preempted_for = list(decision.preempt), dict(decision.preempted_for)
+        self.admitted = {job for job, _ in self.admit}
+        self.ahead: dict[str, str] = {}  # node type (or node) -> the first job still waiting for it
+        self.seen: dict[tuple, Assessment] = {}  # by job shape, while ``free`` stays the same
+
+    def consider(self, job: QueuedJob) -> None:
+        """Launch ``job`` for new nodes if it may, else say why it waits (when the policy could not)."""
         key = (job.spec.resources, job.spec.hints.params, job.queue)
-        found = seen.get(key)
+        found = self.seen.get(key)
         if found is None:
-            found = seen[key] = assess(job.spec, free, max_scale)
+            found = self.seen[key] = assess(job.spec, self.free, self.max_scale)
         if found.status in ("infeasible", "placeable"):
             # Placeable: the policy holds it back (a reservation for a job ahead, CPUs kept for
             # jobs that want a node's devices, borrowing after owners): it waits for no new node.
-            continue
-        over = _over_quota(queues.get(job.queue), found.plan, usage, cohorts)
+            return
+        over = _over_quota(self.queues.get(job.queue), found.plan, self.usage, self.cohorts)
         if over:  # waiting for quota blocks no one; the policy's reason stands unless it says "never"
-            if not isinstance(allocator.plan(job.spec, state.snapshot), Plan):
-                waiting[job.id] = over
-            continue
-        wanted = {_key(found.snapshot.node(name), types) for name in found.plan.nodes}
-        blocker = next((ahead[k] for k in sorted(wanted) if k in ahead), None)
+            if not self._fits_now(job):
+                self.waiting[job.id] = over
+            return
+        wanted = {_key(found.snapshot.node(name), self.types) for name in found.plan.nodes}
+        blocker = next((self.ahead[k] for k in sorted(wanted) if k in self.ahead), None)
         if found.status == "autoscale" and blocker is None:
-            plan = found.plan
-            added = [found.snapshot.node(n) for n in dict.fromkeys(plan.nodes) if n not in free.index.position]
-            grown = ClusterSnapshot(free.name, free.nodes + tuple(added), free.queues)
-            if job.spec.sweep:
-                plan = _with_trials(job, plan, grown, {n.name for n in added}, usage, queues)
-            free = grown.allocate(plan.demand())
-            _use(usage, plan, job.queue)
-            admit.append((job.id, plan))
-            admitted.add(job.id)
-            holders.append(RunningJob.from_plan(job.id, job.spec, plan))
-            notes[job.id] = f"{WAITS}: {describe(plan.demand(), types)}"
-            waiting.pop(job.id, None)
-            victims = {v for v, j in preempted_for.items() if j == job.id}
-            preempt = [(v, why) for v, why in preempt if v not in victims]
-            preempted_for = {v: j for v, j in preempted_for.items() if v not in victims}
-            seen.clear()
-            continue
-        if found.status == "autoscale" and job.id not in preempted_for.values():
-            waiting[job.id] = f"{found.reason}; behind {blocker}, which waits ahead of it for the same nodes"
-        elif found.status == "queued" and not isinstance(allocator.plan(job.spec, state.snapshot), Plan):
+            self._launch(job, found)
+            return
+        if found.status == "autoscale" and job.id not in self.preempted_for.values():
+            self.waiting[job.id] = f"{found.reason}; behind {blocker}, which waits ahead of it for the same nodes"
+        elif found.status == "queued" and not self._fits_now(job):
             # The policy, planning on the nodes it was shown, says it cannot run; at max scale it can.
-            waiting[job.id] = (f"{waits_for(found.plan, found.snapshot, holders)}; "
-                               f"even with every node the autoscaler may still add")
+            self.waiting[job.id] = (f"{waits_for(found.plan, found.snapshot, self.holders)}; "
+                                    f"even with every node the autoscaler may still add")
         for k in wanted:
-            ahead.setdefault(k, job.id)
-    extended = Decision(admit, preempt, preempted_for, {j: r for j, r in waiting.items() if j not in admitted})
-    return extended, notes
+            self.ahead.setdefault(k, job.id)
+
+    def result(self) -> tuple[Decision, dict[str, str]]:
+        waiting = {job: reason for job, reason in self.waiting.items() if job not in self.admitted}
+        return Decision(self.admit, self.preempt, self.preempted_for, waiting), self.notes
+
+    def _launch(self, job: QueuedJob, found: Assessment) -> None:
+        """Admit ``job`` on the nodes its plan adds; the policy's preemptions for it are not needed."""
+        plan = found.plan
+        added = [found.snapshot.node(n) for n in dict.fromkeys(plan.nodes) if n not in self.free.index.position]
+        grown = ClusterSnapshot(self.free.name, self.free.nodes + tuple(added), self.free.queues)
+        if job.spec.sweep:
+            plan = _with_trials(job, plan, grown, {n.name for n in added}, self.usage, self.queues)
+        self._hold(job, plan, grown)
+        self.admit.append((job.id, plan))
+        self.admitted.add(job.id)
+        self.notes[job.id] = f"{WAITS}: {describe(plan.demand(), self.types)}"
+        self.waiting.pop(job.id, None)
+        victims = {v for v, j in self.preempted_for.items() if j == job.id}
+        self.preempt = [(v, why) for v, why in self.preempt if v not in victims]
+        self.preempted_for = {v: j for v, j in self.preempted_for.items() if v not in victims}
+        self.seen.clear()
+
+    def _hold(self, job: QueuedJob, plan: Plan, on: ClusterSnapshot) -> None:
+        """Count ``plan`` as held from ``on`` (what is free once it is): nodes, its queue's use, holders."""
+        self.free = on.allocate(plan.demand())
+        _use(self.usage, plan, job.queue)
+        self.holders.append(RunningJob.from_plan(job.id, job.spec, plan))
+
+    def _fits_now(self, job: QueuedJob) -> bool:
+        """Whether ``job`` has a plan on the nodes the policy was shown (else the policy said "never")."""
+        return isinstance(allocator.plan(job.spec, self.state.snapshot), Plan)
 
 
 def _with_trials(job: QueuedJob, plan: Plan, grown: ClusterSnapshot, added: set[str],
