@@ -26,6 +26,7 @@ auth.apply_to_environ()
 
 REPO = Path(__file__).resolve().parents[1]
 ORCH = str(Path(sys.executable).with_name("orch"))
+PLACEMENT = REPO / "tests" / "data" / "placement"  # where.py: each worker writes where Ray placed it
 
 
 @pytest.fixture(scope="session")
@@ -80,6 +81,18 @@ def leftovers(info) -> dict[str, list[str]]:
                              if g.get("creator_job_id") in ids],
         "jobs": [j["submission_id"] for j in jobs if j["status"] in ("PENDING", "RUNNING")],
     }
+
+
+def where_job(tmp_path: Path, name: str, resources: dict, **config) -> Path:
+    """A job file (under ``tmp_path``) running ``where.py`` with ``resources`` (1GiB memory unless
+    given) and ``config``: each worker writes the node it ran on to ``tmp_path/out``."""
+    out = tmp_path / "out"
+    out.mkdir(exist_ok=True)
+    spec = {"name": name, "entrypoint": "where.py:train_loop", "working_dir": str(PLACEMENT),
+            "config": {"out": str(out), **config}, "resources": {"memory": "1GiB", **resources}}
+    path = tmp_path / f"{name}.yaml"
+    path.write_text(json.dumps(spec))
+    return path
 
 
 def record_figure(check: str, value: float, target: str, holds: bool) -> None:

@@ -9,19 +9,13 @@ import json
 import pytest
 
 from orchestrator.core.lifecycle import JobState
-from tests.conftest import REPO, own_cluster, run_orch, wait_until_ended
+from tests.conftest import own_cluster, run_orch, wait_until_ended, where_job
 
 pytestmark = pytest.mark.ray
 
 
 def test_list_and_status_read_the_kept_table_after_down(orch_home, tmp_path):
-    out = tmp_path / "out"
-    out.mkdir()
-    spec = {"name": "kept-after-down", "entrypoint": "where.py:train_loop",
-            "working_dir": str(REPO / "tests/data/placement"), "config": {"out": str(out)},
-            "resources": {"workers": 1, "cpus": 1, "memory": "1GiB"}}
-    path = tmp_path / "job.yaml"
-    path.write_text(json.dumps(spec))
+    path = where_job(tmp_path, "kept-after-down", {"workers": 1, "cpus": 1})
     # Its own cluster: `orch down` here must not stop the session's shared one.
     with own_cluster(None, "orch-down-"):
         done = run_orch("submit", str(path), "--json", timeout=300)

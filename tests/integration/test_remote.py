@@ -20,10 +20,9 @@ from pathlib import Path
 import pytest
 
 from orchestrator.core.lifecycle import TERMINAL, JobState
-from tests.conftest import ORCH, REPO, http_status, run_orch
+from tests.conftest import ORCH, REPO, http_status, run_orch, where_job
 
 pytestmark = pytest.mark.ray
-WHERE = REPO / "tests" / "data" / "placement"
 ENDED = TERMINAL
 
 
@@ -65,14 +64,7 @@ def orch(remote, env: dict, *args: str, timeout: float = 600) -> subprocess.Comp
 
 
 def _job(tmp_path: Path, hold_s: float) -> Path:
-    out = tmp_path / "out"
-    out.mkdir(exist_ok=True)
-    spec = {"name": "where-remote", "entrypoint": "where.py:train_loop", "working_dir": str(WHERE),
-            "config": {"out": str(out), "hold_s": hold_s},
-            "resources": {"workers": 1, "accelerator": "CPU", "memory": "1GiB"}}
-    path = tmp_path / f"job-{hold_s}.yaml"
-    path.write_text(json.dumps(spec))
-    return path
+    return where_job(tmp_path, "where-remote", {"workers": 1, "accelerator": "CPU"}, hold_s=hold_s)
 
 
 def _status(remote, env: dict, job: str) -> dict:

@@ -16,10 +16,9 @@ from pathlib import Path
 import pytest
 
 from orchestrator.core.lifecycle import JobState
-from tests.conftest import REPO, own_cluster, run_orch, wait_until_ended
+from tests.conftest import PLACEMENT, REPO, own_cluster, run_orch, wait_until_ended, where_job
 
 pytestmark = pytest.mark.ray
-WHERE = REPO / "tests" / "data" / "placement"
 STANDING = REPO / "tests" / "data" / "standing"  # stands.py: a driver that stays in its folder until told
 
 
@@ -28,17 +27,6 @@ def sim_home(orch_home):
     """The mixed cluster under its own ORCH_HOME, beside the session's local one."""
     with own_cluster(str(REPO / "cluster" / "mixed-sim.yaml"), "orch-sim-") as home:
         yield home
-
-
-def _job(tmp_path: Path, accelerator: str, workers: int = 1) -> Path:
-    out = tmp_path / "out"
-    out.mkdir()
-    spec = {"name": "where", "entrypoint": "where.py:train_loop",
-            "working_dir": str(WHERE), "config": {"out": str(out)},
-            "resources": {"workers": workers, "accelerator": json.loads(accelerator), "memory": "1GiB"}}
-    path = tmp_path / "job.yaml"
-    path.write_text(json.dumps(spec))
-    return path
 
 
 def _placements(tmp_path: Path) -> list[dict]:
@@ -53,7 +41,7 @@ def _nodes_by_id(sim_home) -> dict[str, dict]:
 
 
 def test_fallback_skips_missing_h100_and_runs_on_a100(sim_home, tmp_path):
-    job = _job(tmp_path, '["H100:1", "A100:1"]', workers=2)
+    job = where_job(tmp_path, "where", {"workers": 2, "accelerator": ["H100:1", "A100:1"]})
     done = run_orch("submit", str(job), "--wait", "--json")
     assert done.returncode == 0, done.stdout + done.stderr
     assert json.loads(done.stdout)["accelerator"] == "A100:1"
@@ -67,7 +55,7 @@ def test_fallback_skips_missing_h100_and_runs_on_a100(sim_home, tmp_path):
 
 
 def test_tpu_slice_job_gets_both_hosts_of_the_slice(sim_home, tmp_path):
-    job = _job(tmp_path, '"TPU-v4-16"')
+    job = where_job(tmp_path, "where", {"workers": 1, "accelerator": "TPU-v4-16"})
     done = run_orch("submit", str(job), "--wait", "--json")
     assert done.returncode == 0, done.stdout + done.stderr
     placed = _placements(tmp_path)
@@ -77,7 +65,7 @@ def test_tpu_slice_job_gets_both_hosts_of_the_slice(sim_home, tmp_path):
 
 
 def test_infeasible_job_is_rejected_with_the_missing_hardware(sim_home, tmp_path):
-    job = _job(tmp_path, '"H100:1"')
+    job = where_job(tmp_path, "where", {"workers": 1, "accelerator": "H100:1"})
     started = time.perf_counter()
     done = run_orch("submit", str(job))
     assert time.perf_counter() - started < 2.0  # at once, not Ray's forever-PENDING
@@ -91,7 +79,7 @@ def test_sweep_with_fallback_runs_trials_on_both_kinds_at_once(sim_home, tmp_pat
     # A100 and one T4; a fourth trial waits for a slot instead of overcommitting.
     out = tmp_path / "out"
     out.mkdir()
-    spec = {"name": "mixed-sweep", "entrypoint": "where.py:train_loop", "working_dir": str(WHERE),
+    spec = {"name": "mixed-sweep", "entrypoint": "where.py:train_loop", "working_dir": str(PLACEMENT),
             "config": {"out": str(out), "hold_s": 6, "x": 0.5},
             "resources": {"accelerator": ["A100:4", "T4:1"], "memory": "1GiB"},
             "sweep": {"metric": "rank", "mode": "max", "samples": 4, "scheduler": "fifo",

@@ -10,7 +10,7 @@ import os
 import pytest
 
 from orchestrator.core.lifecycle import JobState
-from tests.conftest import REPO, own_cluster, run_orch
+from tests.conftest import own_cluster, run_orch, where_job
 
 pytestmark = pytest.mark.ray
 
@@ -19,13 +19,8 @@ def test_a_job_runs_on_its_own_cluster_when_a_newer_one_is_up(local_cluster, tmp
     from orchestrator.adapters.http import http
 
     first = os.environ["ORCH_HOME"]
+    path = where_job(tmp_path, "stays-home", {"workers": 1, "cpus": 1})
     out = tmp_path / "out"
-    out.mkdir()
-    spec = {"name": "stays-home", "entrypoint": "where.py:train_loop",
-            "working_dir": str(REPO / "tests/data/placement"), "config": {"out": str(out)},
-            "resources": {"workers": 1, "cpus": 1, "memory": "1GiB"}}
-    path = tmp_path / "job.yaml"
-    path.write_text(json.dumps(spec))
     # The second head starts after the session's; Ray's job supervisor resolves a driver's
     # cluster from its temp dir's "last head started" file.
     with own_cluster(None, "orch-2nd-"):
