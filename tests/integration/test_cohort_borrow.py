@@ -36,6 +36,9 @@ def _view(job: str) -> dict:
     return json.loads(run_orch("status", job, "--json").stdout)
 
 
+# ~100 s with its own cluster: `make soak`. In `make test`, test_queue_control preempts a job that
+# resumes from its checkpoint on real Ray, and tests/unit (test_queue, test_control) hold the cohort rules.
+@pytest.mark.soak
 def test_borrowed_cpu_is_reclaimed_for_its_owner(teams):
     borrower = _submit("name=borrower", "schedule.queue=team-a", "schedule.preemptible=true",
                        "config.epochs=8", "resources.workers=2")  # 2 CPUs: its own and team-b's
