@@ -266,10 +266,12 @@ class _Simulation(Replay):
 
     def _eta_error(self) -> dict[str, Any]:
         """The first start forecast at submit against the actual one, for the sampled jobs orch was
-        told an estimate of; ``unknown``: those whose forecast had no start (behind a job without one)."""
+        told an estimate of; ``unknown``: those whose forecast had no start (behind a job without
+        one); ``started_at_submit``: those that started at once (their prediction is exact)."""
         sampled = [run for run in self.runs.values() if run.sampled and run.first_start is not None]
         errors = [abs(run.first_start - run.predicted) for run in sampled if run.predicted is not None]
         return {"jobs": len(sampled), "unknown": len(sampled) - len(errors),
+                "started_at_submit": sum(run.first_start == run.job.submit_s for run in sampled),
                 "median_abs_s": round(median(errors), 3) if errors else None,
                 "p90_abs_s": round(percentile(errors, 0.9), 3) if errors else None}
 

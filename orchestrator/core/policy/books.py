@@ -76,8 +76,11 @@ class Books:
         self.view = self.view_of(self.free) if reserved else self.view.allocate(demand)
         self.count(job.queue, need)
         within = job.ends_within(plan)
-        self.admitted.append((demand, None if within is None else self.now + within))
-        self._ends = None
+        end = None if within is None else self.now + within
+        self.admitted.append((demand, end))
+        if self._ends is not None:
+            for node, amounts in demand.items():
+                self._ends.setdefault(node, []).append((amounts, end))
 
     def reserve(self, job: QueuedJob, demand: Mapping[str, Mapping[str, float]], shadow: float | None = None) -> None:
         """Hold ``demand`` for ``job``, expected to start at ``shadow`` (None: unknown)."""

@@ -76,6 +76,7 @@ blocks all behind it.
 from __future__ import annotations
 
 import heapq
+from dataclasses import replace
 from enum import Enum
 from typing import Mapping
 
@@ -336,7 +337,7 @@ class _Step:
         need = plan_totals(placed)
         if self.gate.over_quota(job, need) or (not self.lending and self.gate.borrows(job, need)):
             return None
-        self._admit(job, placed, need, reserved=True)
+        self._admit(job, placed if placed.job == job.id else replace(placed, job=job.id), need, reserved=True)
         self.decision.backfilled[job.id] = until
         return Turn.ADMITTED
 
