@@ -1,4 +1,5 @@
-"""Scheduling quality: orch's queue policy vs FIFO vs a lower bound, in simulated time.
+"""Scheduling quality: orch's queue policy vs FIFO vs a lower bound, in simulated time; and what
+runtime estimates (EASY backfill, ETAs) change, told exactly or with noise.
 
     .venv/bin/python benchmarks/scheduling_trace.py
 
@@ -32,6 +33,26 @@ since the trace draws runtimes independently of class, priority and arrival.
 Only an order that knows runtimes (longest first) passes 0.85: the target is
 above what a runtime-blind queue can reach on this trace, and orch's 0.76,
 with real nodes, gangs, quotas and strict priorities, is within 0.03 of it.
+
+Estimates (issue 20): orch is run told nothing (``--estimates none``, the
+figures above), the true runtimes (``exact``) and each runtime times a
+lognormal factor of median 2 (``noisy``, seeded). Targets: exact, utilization
+>= 0.85 and mean JCT <= 0.85 x without; noisy, no worse than without; the
+median ETA error with exact estimates <= 0.25 x the mean wait. Measured: exact
+estimates take mean JCT to 0.95 x and leave utilization and makespan exactly
+where they were (0.762, 2016 s). That is the rule working as meant, not
+falling short by accident: EASY backfill lets a later job use reserved
+resources only when it ends before the reserved job starts, so it never
+delays a job ahead and never changes the order of the jobs that reserve.
+The makespan is set by low-priority (50) gpu-large gangs (two whole A100
+nodes, ~500 s) that strict priority leaves for last: they start near 1,500 s
+with or without estimates. Passing 0.85 needs runtimes to change the order
+(longest first, 0.922 above), which SPEC.md's order (priority, then submit
+order) does not allow. With exact estimates more than half of the ETAs are
+exact, so the median error is 0: 57 of the 167 sampled jobs start at submit
+(the line gives the count) and at least 27 of those that wait start when
+forecast. The p90 is a few hundred seconds: a forecast cannot know of the
+higher-priority jobs that arrive after it and go ahead.
 """
 
 from __future__ import annotations
@@ -41,6 +62,7 @@ import heapq
 import math
 import random
 import sys
+from dataclasses import replace
 from pathlib import Path
 from typing import Callable
 
@@ -55,6 +77,7 @@ from orchestrator.load.trace import trace_job  # noqa: E402
 
 JOBS = 500
 SEED = 1
+NOISE_SIGMA = 0.5  # of the estimates' lognormal factor: a quarter of users are off by more than 1.4x
 NODES = [
     {"name": "cpu", "count": 50, "cpus": 32, "memory": "128GiB"},
     {"name": "a100", "count": 30, "cpus": 32, "memory": "256GiB", "accelerator": "A100:4"},
@@ -174,10 +197,20 @@ def summary(label: str, report: dict) -> str:
             f"{report['utilization_by_resource']}  preemptions {report['preemptions']}  wall {report['wall_s']:.2f} s")
 
 
+def noisy(trace: list[TraceJob], seed: int = SEED) -> list[TraceJob]:
+    """``trace`` with each job told an estimate of its runtime times a lognormal factor of median
+    2 (``NOISE_SIGMA``): users overestimate, by varying amounts, and some underestimate."""
+    rng = random.Random(seed)
+    return [replace(job, estimate_s=round(job.runtime_s * 2 * rng.lognormvariate(0, NOISE_SIGMA), 1))
+            for job in trace]
+
+
 def main() -> None:
     snapshot = cluster(NODES, QUEUES, "bench-100")
     trace = make_trace(SHAPES, None, JOBS, spread_s=600.0, seed=SEED)
-    orch, fifo = simulate(snapshot, trace, "orch"), simulate(snapshot, trace, "fifo")
+    orch, fifo = simulate(snapshot, trace, "orch", estimates="none"), simulate(snapshot, trace, "fifo")
+    exact = simulate(snapshot, trace, "orch", estimates="exact")
+    told = simulate(snapshot, noisy(trace), "orch", estimates="trace")
     held = held_by(snapshot, trace)
     bound = lower_bound(snapshot, trace, held)
     print(f"{len(trace)} jobs on {len(snapshot.nodes)} nodes; classes: "
@@ -196,6 +229,18 @@ def main() -> None:
           f"max {ceiling['random_max']:.3f}; longest runtime first (knows runtimes) {ceiling['longest_first']:.3f}")
     print(f"orch/fifo mean JCT ratio: {orch['mean_jct_s'] / fifo['mean_jct_s']:.3f} (target <= 0.7); "
           f"orch utilization {orch['utilization']:.3f} (target >= 0.85)")
+    print(summary("orch exact", exact))
+    print(summary("orch noisy", told))
+    for label, report in (("exact", exact), ("noisy", told)):
+        eta = report["eta_error"]
+        print(f"eta_error {label}: {eta['jobs']} jobs predicted at submit, median |error| {eta['median_abs_s']:.1f} s, "
+              f"p90 {eta['p90_abs_s']:.1f} s, unknown {eta['unknown']}, started at submit {eta['started_at_submit']}; mean wait {report['mean_wait_s']:.1f} s "
+              f"(median target <= 0.25 x mean wait = {0.25 * report['mean_wait_s']:.1f} s)")
+    print(f"noisy estimates (x lognormal, median 2): mean JCT {told['mean_jct_s'] / orch['mean_jct_s']:.3f} x, "
+          f"utilization {told['utilization']:.3f} vs {orch['utilization']:.3f} without (target: no worse)")
+    print(f"orch exact estimates / without, mean JCT: {exact['mean_jct_s']:.1f} / {orch['mean_jct_s']:.1f} = "
+          f"{exact['mean_jct_s'] / orch['mean_jct_s']:.3f} (target <= 0.85; utilization {exact['utilization']:.3f}, "
+          f"target >= 0.85)")
 
 
 if __name__ == "__main__":

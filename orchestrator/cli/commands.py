@@ -388,20 +388,27 @@ def serve(address: Optional[str] = typer.Option(None, "--address", help="This he
 def simulate(cluster: str = typer.Option(..., "--cluster", help="A cluster file with nodes and queues."),
              trace: str = typer.Option(..., "--trace", help="TRACE.jsonl: one job a line (SPEC.md section 3)."),
              policy: str = typer.Option("orch", "--policy", help="orch, or fifo (the baseline)."),
+             estimates: str = typer.Option("trace", "--estimates", help="What orch is told of runtimes: "
+                                           "trace (the lines' estimate_s), exact (the true runtimes) or none."),
              json_out: bool = Json, debug: bool = Debug):
     """Replay a trace through the real allocator and queue policy in simulated time (no Ray)."""
     from orchestrator.cli import render
     from orchestrator.core.errors import SpecError
     from orchestrator.core.policy.decide import POLICIES
+    from orchestrator.core.simulate import ESTIMATES
     from orchestrator.core.simulate import simulate as replay
+    from orchestrator.core.suggest import did_you_mean
     from orchestrator.load.cluster import read_cluster
     from orchestrator.load.trace import check_queues, load_trace
 
     if policy not in POLICIES:
         raise SpecError(f"--policy: unknown policy {policy!r}; use one of {', '.join(POLICIES)}")
+    if estimates not in ESTIMATES:
+        raise SpecError(f"--estimates: unknown mode {estimates!r}; use one of {', '.join(ESTIMATES)}"
+                        f"{did_you_mean(estimates, list(ESTIMATES))}")
     snapshot, jobs = read_cluster(cluster), load_trace(trace)
     check_queues(jobs, snapshot, trace)
-    report = replay(snapshot, jobs, policy)
+    report = replay(snapshot, jobs, policy, estimates=estimates)
     if json_out:
         return _print_json(report)
     _console().print(render.simulation_tables(report))

@@ -250,6 +250,12 @@ def simulation_tables(report: dict[str, Any]) -> Group:
                          ("mean wait", f"{report['mean_wait_s']:,.1f} s"), ("mean JCT", f"{report['mean_jct_s']:,.1f} s"),
                          ("preemptions", str(report["preemptions"])), ("wall time", f"{report['wall_s']:.2f} s")]:
         totals.add_row(label, value)
+    if report.get("timed_out"):
+        totals.add_row("time limit hit", str(report["timed_out"]))
+    eta = report.get("eta_error") or {}
+    if eta.get("median_abs_s") is not None:
+        totals.add_row("ETA error", f"median {eta['median_abs_s']:,.1f} s, p90 {eta['p90_abs_s']:,.1f} s "
+                                    f"({eta['jobs']} jobs predicted at submit)")
     classes = Table("class", "jobs", "mean wait s", "p99 wait s", title="waits by class")
     for name, row in sorted(report["by_class"].items()):
         classes.add_row(name, str(row["jobs"]), f"{row['mean_wait_s']:,.1f}", f"{row['p99_wait_s']:,.1f}")

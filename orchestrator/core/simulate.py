@@ -1,12 +1,21 @@
 """``orch simulate``: replay a trace through the allocator and queue policy in simulated time.
 
-No Ray and no sleeping: a heap of arrival and finish events drives a clock;
+No Ray and no sleeping: a heap of arrival and finish events drives a clock
+(core/replay.py, which the ETAs of core/forecast.py run on too);
 at each event time the simulation asks ``queue.decide`` (the same code the
 control plane runs) and applies its decision to a ``QueueState``: admitted
 jobs take their plan's resources, finished jobs give them back, preempted
 jobs are requeued in their old place and lose the work since they started,
 or since their last ``checkpoint_s`` multiple when the trace line has one.
 Preemption is instant here; live, a victim stops after a checkpoint.
+
+A line's ``runtime_by_accelerator`` gives its true running time on each device
+type (the plan's type decides); ``time_limit_s`` stops it FAILED after that
+much running time over its attempts (``timed_out``). What orch is told
+(``--estimates``) goes into the policy's input (``QueuedJob.estimate_s``), and
+``eta_error`` compares the start forecast at submit (core/forecast.py, from the
+state then, for a sample of at most ``ETA_SAMPLES`` jobs orch was told an
+estimate of) with the actual start.
 
 Utilization is busy resource-seconds over capacity times makespan, taken per
 resource kind the cluster has (CPU, GPU, TPU: each normalised by its own
@@ -17,25 +26,30 @@ share of that same figure (the queues' shares add up to ``utilization``).
 
 from __future__ import annotations
 
-import heapq
 import math
 import time
 from dataclasses import dataclass, field
-from typing import Any, Callable, Iterable
+from typing import Any, Callable, Iterable, Mapping
 
 from orchestrator.core import allocator, hardware
-from orchestrator.core.policy.decide import decide
-from orchestrator.core.policy.state import QueuedJob, QueueState
+from orchestrator.core.forecast import forecast
+from orchestrator.core.policy.state import QueuedJob, QueueState, accelerator_type
+from orchestrator.core.estimate import median
+from orchestrator.core.replay import ARRIVAL, END, Replay
 from orchestrator.core.snapshot import EPS, ClusterSnapshot
 from orchestrator.core.spec import JobSpec
 
 KINDS = (hardware.CPU, hardware.GPU, hardware.TPU)
-# Rounds of decide at one instant: each round that preempts frees resources for the next.
-MAX_ROUNDS = 1000
+ESTIMATES = ("trace", "exact", "none")  # what orch is told of runtimes: the trace's estimate_s, the truth, nothing
+# Jobs whose start is predicted at submit for ``eta_error``, at most: each prediction is a forecast.
+ETA_SAMPLES = 200
+
 
 @dataclass(frozen=True)
 class TraceJob:
-    """A trace line with its job spec built."""
+    """A trace line with its job spec built. ``runtime_by_accelerator``: the true running time on
+    each device type (``runtime_s`` on the others); ``estimate_s``: what orch is told, as
+    ``hints.runtime``; ``time_limit_s``: the job is stopped FAILED after that much running time."""
 
     name: str
     job_class: str
@@ -43,19 +57,33 @@ class TraceJob:
     runtime_s: float
     spec: JobSpec
     checkpoint_s: float | None = None
+    runtime_by_accelerator: Mapping[str, float] | None = None
+    estimate_s: float | None = None
+    time_limit_s: float | None = None
+
+    def runtime_on(self, accelerator: str) -> float:
+        """Its true running time on a plan of ``accelerator`` (``A100:4``, ``TPU-v4-16``, ``CPU``)."""
+        by = self.runtime_by_accelerator
+        return by.get(accelerator_type(accelerator), self.runtime_s) if by else self.runtime_s
 
 
 @dataclass
 class _Run:
-    """A trace job's progress through the simulation."""
+    """A trace job's progress through the simulation; ``remaining`` is in seconds at ``runtime_s``."""
 
     job: TraceJob
     seq: int
     remaining: float
     attempt: int = 0
     started: float | None = None  # the current attempt's start
+    scale: float = 1.0  # the current attempt's running time per second of ``remaining``
+    used: float = 0.0  # running time of the ended attempts
+    limited: bool = False  # the current attempt ends at the time limit
     first_start: float | None = None
     finish: float | None = None
+    timed_out: bool = False
+    predicted: float | None = None  # the first start forecast at submit (``eta_error``)
+    sampled: bool = False
 
 
 @dataclass
@@ -68,54 +96,50 @@ class _Books:
 
 
 def simulate(snapshot: ClusterSnapshot, trace: Iterable[TraceJob], policy: str = "orch",
-             on_step: Callable[[float, QueueState], None] | None = None) -> dict[str, Any]:
+             on_step: Callable[[float, QueueState], None] | None = None, estimates: str = "trace") -> dict[str, Any]:
     """Replay ``trace`` on ``snapshot`` (all free) under ``policy``; SPEC.md's ``orch simulate --json``.
 
-    ``on_step(now, state)`` runs after each instant's decisions are applied
-    (tests check invariants there, e.g. with ``check_invariants``). Jobs that
-    can never run on the cluster are left out and counted in ``rejected``.
+    ``estimates`` is what orch is told of runtimes (``ESTIMATES``): ``trace`` the lines'
+    ``estimate_s``, ``exact`` the true runtime on the type a job is planned on, ``none`` nothing
+    (the runtime-blind policy). Time limits stop jobs in every mode; orch is told them unless
+    ``none``. ``on_step(now, state)`` runs after each instant's decisions are applied (tests
+    check invariants there, e.g. with ``check_invariants``). Jobs that can never run on the
+    cluster are left out and counted in ``rejected``.
     """
+    if estimates not in ESTIMATES:
+        raise ValueError(f"unknown estimates {estimates!r}; use one of {', '.join(ESTIMATES)}")
     began = time.perf_counter()
-    simulation = _Simulation(snapshot, list(trace), policy, on_step)
+    simulation = _Simulation(snapshot, list(trace), policy, on_step, estimates)
     simulation.run()
     report = simulation.report()
     report["wall_s"] = round(time.perf_counter() - began, 3)
     return report
 
 
-class _Simulation:
+class _Simulation(Replay):
     def __init__(self, snapshot: ClusterSnapshot, trace: list[TraceJob], policy: str,
-                 on_step: Callable[[float, QueueState], None] | None):
-        self.empty, self.policy, self.on_step = snapshot, policy, on_step
-        self.state = QueueState(snapshot)
+                 on_step: Callable[[float, QueueState], None] | None, estimates: str):
+        super().__init__(QueueState(snapshot), policy)
+        self.empty, self.on_step, self.estimates = snapshot, on_step, estimates
         self.books = _Books()
         self.runs: dict[str, _Run] = {}
         self.rejected: list[str] = []
         self.feasible: dict[tuple, bool] = {}  # job shape -> whether it fits the empty cluster
-        self.events: list[tuple[float, int, int, str, int]] = []  # (time, finish=0/arrival=1, seq, job, attempt)
+        self.arrived: list[_Run] = []  # sampled for ``eta_error`` at this instant
         for seq, job in enumerate(sorted(trace, key=lambda j: j.submit_s)):
             if job.name in self.runs:
                 raise ValueError(f"trace job {job.name!r} appears twice")
             self.runs[job.name] = _Run(job, seq, job.runtime_s)
-            self.events.append((job.submit_s, 1, seq, job.name, 0))
-        heapq.heapify(self.events)
+            self.push(job.submit_s, ARRIVAL, seq, job.name)
+        told = [run for run in self.runs.values() if self._told(run).timed]
+        for run in told[::math.ceil(len(told) / ETA_SAMPLES) if told else 1]:
+            run.sampled = True
         self.clock = self.events[0][0] if self.events else 0.0
 
-    def run(self) -> None:
-        while self.events:
-            now = self.events[0][0]
-            self._advance(now)
-            while self.events and self.events[0][0] <= now:
-                _, kind, _, name, attempt = heapq.heappop(self.events)
-                if kind:
-                    self._arrive(self.runs[name])
-                elif attempt == self.runs[name].attempt:  # else a preempted attempt's stale finish
-                    self._finish(self.runs[name], now)
-            self._schedule(now)
-            if self.on_step:
-                self.on_step(now, self.state)
+    def attempt(self, name: str) -> int:
+        return self.runs[name].attempt
 
-    def _advance(self, now: float) -> None:
+    def advance(self, now: float) -> None:
         """Add the usage held since the last event to the integrals."""
         elapsed = now - self.clock
         self.clock = now
@@ -126,7 +150,22 @@ class _Simulation:
             for kind in KINDS:
                 busy[kind] += held[kind] * elapsed
 
-    def _arrive(self, run: _Run) -> None:
+    def _told(self, run: _Run) -> QueuedJob:
+        """The queued job as orch sees it: what it is told of the runtime left and the limit."""
+        job = run.job
+        if self.estimates == "none":
+            return QueuedJob(job.name, job.spec, run.seq)
+        left = None if job.time_limit_s is None else max(job.time_limit_s - run.used, 0.0)
+        fraction = run.remaining / job.runtime_s  # of the work, left
+        if self.estimates == "exact":
+            by = job.runtime_by_accelerator
+            by = {name: value * fraction for name, value in by.items()} if by else None
+            return QueuedJob(job.name, job.spec, run.seq, run.remaining, left, by)
+        told = None if job.estimate_s is None else job.estimate_s * fraction
+        return QueuedJob(job.name, job.spec, run.seq, told, left)
+
+    def arrive(self, name: str, now: float) -> None:
+        run = self.runs[name]
         spec = run.job.spec
         shape = (spec.resources, spec.hints.params, spec.schedule.queue)
         feasible = self.feasible.get(shape)
@@ -135,40 +174,54 @@ class _Simulation:
         if not feasible:
             self.rejected.append(run.job.name)  # `orch submit` refuses these
             return
-        self.state.enqueue(QueuedJob(run.job.name, spec, run.seq))
+        self.state.enqueue(self._told(run))
+        if run.sampled:
+            self.arrived.append(run)
 
-    def _finish(self, run: _Run, now: float) -> None:
-        self.state.stop(run.job.name)
-        run.finish = now
+    def end(self, name: str, now: float) -> None:
+        run = self.runs[name]
+        self.state.stop(name)
+        run.finish, run.timed_out = now, run.limited
 
-    def _schedule(self, now: float) -> None:
-        for _ in range(MAX_ROUNDS):
-            decision = decide(self.state, self.policy, explain=False)
-            for name, plan in decision.admit:
-                self._start(self.runs[name], plan, now)
-            for name, _ in decision.preempt:
-                self._preempt(self.runs[name], now)
-            if not decision.preempt:
-                return
-        raise RuntimeError(f"the policy kept preempting at t={now:g}s for {MAX_ROUNDS} rounds")
-
-    def _start(self, run: _Run, plan: allocator.Plan, now: float) -> None:
-        started = self.state.start(run.job.name, plan, started=now)
+    def start(self, name: str, plan: allocator.Plan, now: float) -> None:
+        run = self.runs[name]
+        started = self.state.start(name, plan, started=now)
         self._track_borrowing(started.queue)
         run.started = now
         if run.first_start is None:
             run.first_start = now
-        heapq.heappush(self.events, (now + run.remaining, 0, run.seq, run.job.name, run.attempt))
+        job = run.job
+        run.scale = job.runtime_on(plan.accelerator) / job.runtime_s if job.runtime_by_accelerator else 1.0
+        running = run.remaining * run.scale if run.scale != 1.0 else run.remaining
+        left = math.inf if job.time_limit_s is None else job.time_limit_s - run.used
+        run.limited = left < running
+        self.push(now + min(running, left), END, run.seq, name, run.attempt)
 
-    def _preempt(self, run: _Run, now: float) -> None:
+    def preempt(self, name: str, now: float) -> None:
         """Stop a victim, keep the work up to its last checkpoint, and requeue it in its old place."""
-        self.state.stop(run.job.name)
+        run = self.runs[name]
+        self.state.stop(name)
         period = run.job.checkpoint_s
         done = now - run.started
-        run.remaining -= math.floor(done / period + EPS) * period if period else 0.0
+        kept = math.floor(done / period + EPS) * period if period else 0.0
+        run.remaining -= kept / run.scale if run.scale != 1.0 else kept
+        run.used += done
         run.attempt += 1
         self.books.preemptions += 1
-        self.state.enqueue(QueuedJob(run.job.name, run.job.spec, run.seq))
+        self.state.enqueue(self._told(run))
+
+    def after(self, now: float) -> None:
+        if self.on_step:
+            self.on_step(now, self.state)
+        if self.arrived:
+            waiting = [run for run in self.arrived if run.first_start is None]
+            for run in self.arrived:
+                run.predicted = now  # started at once: the prediction was now
+            if waiting:
+                ahead = forecast(self.state, self.policy, until=[run.job.name for run in waiting])
+                for run in waiting:
+                    run.predicted = ahead[run.job.name].start_s
+            self.arrived = []
 
     def _track_borrowing(self, name: str) -> None:
         """Raise queue ``name``'s borrowing peaks to what it holds now (only a start raises them)."""
@@ -207,7 +260,20 @@ class _Simulation:
                                    if name in self.books.max_borrowed else {})}
                          for name, held in sorted(self.books.busy.items())},
             "preemptions": self.books.preemptions,
+            "timed_out": sum(run.timed_out for run in done),
+            "eta_error": self._eta_error(),
         }
+
+    def _eta_error(self) -> dict[str, Any]:
+        """The first start forecast at submit against the actual one, for the sampled jobs orch was
+        told an estimate of; ``unknown``: those whose forecast had no start (behind a job without
+        one); ``started_at_submit``: those that started at once (their prediction is exact)."""
+        sampled = [run for run in self.runs.values() if run.sampled and run.first_start is not None]
+        errors = [abs(run.first_start - run.predicted) for run in sampled if run.predicted is not None]
+        return {"jobs": len(sampled), "unknown": len(sampled) - len(errors),
+                "started_at_submit": sum(run.first_start == run.job.submit_s for run in sampled),
+                "median_abs_s": round(median(errors), 3) if errors else None,
+                "p90_abs_s": round(percentile(errors, 0.9), 3) if errors else None}
 
     @staticmethod
     def _by_class(done: list[_Run]) -> dict[str, dict[str, float]]:

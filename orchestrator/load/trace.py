@@ -6,8 +6,9 @@ import json
 from pathlib import Path
 from typing import Annotated, Any, Iterable
 
-from pydantic import Field, ValidationError
+from pydantic import Field, ValidationError, field_validator
 
+from orchestrator.core import hardware
 from orchestrator.core.errors import SpecError
 from orchestrator.core.simulate import TraceJob
 from orchestrator.core.snapshot import ClusterSnapshot
@@ -33,6 +34,17 @@ class TraceLine(Strict):
     preemptible: bool | None = None
     resources: Resources = Resources()
     checkpoint_s: Positive | None = None
+    runtime_by_accelerator: dict[str, Positive] | None = None
+    estimate_s: Positive | None = None
+    time_limit_s: Positive | None = None
+
+    @field_validator("runtime_by_accelerator")
+    @classmethod
+    def _device_types(cls, value: dict[str, float] | None) -> dict[str, float] | None:
+        """Keys are device types (``V100``, ``TPU-v4``, ``CPU``), as the catalog names them."""
+        if value is None:
+            return None
+        return {key if key.upper() == "CPU" else hardware.lookup(key).name: seconds for key, seconds in value.items()}
 
 
 def trace_job(data: dict[str, Any]) -> TraceJob:
@@ -41,7 +53,8 @@ def trace_job(data: dict[str, Any]) -> TraceJob:
     schedule = {key: getattr(line, key) for key in ("priority", "queue", "preemptible") if key in data}
     spec = JobSpec.model_validate({"name": line.name, "entrypoint": ENTRYPOINT, "resources": line.resources,
                                    "schedule": schedule})
-    return TraceJob(line.name, line.job_class, line.submit_s, line.runtime_s, spec, line.checkpoint_s)
+    return TraceJob(line.name, line.job_class, line.submit_s, line.runtime_s, spec, line.checkpoint_s,
+                    line.runtime_by_accelerator, line.estimate_s, line.time_limit_s)
 
 
 def load_trace(path: str | Path) -> list[TraceJob]:

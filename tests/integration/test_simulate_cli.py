@@ -49,3 +49,14 @@ def test_a_trace_job_in_a_queue_the_cluster_lacks_exits_2_naming_it(tmp_path):
                      '"resources": {"cpus": 1}}\n')
     done = run_orch("simulate", "--cluster", "cluster/cohorts.yaml", "--trace", str(trace))
     assert done.returncode == 2 and "job j1: queue 'reserch'" in done.stderr and "did you mean 'research'?" in done.stderr
+
+
+def test_estimates_modes_and_eta_error():
+    """--estimates exact tells orch the true runtimes: starts are predicted at submit (eta_error);
+    none is the runtime-blind policy, the default (trace) without estimate_s in the lines."""
+    exact, blind, default = _report("--estimates", "exact"), _report("--estimates", "none"), _report()
+    assert exact["eta_error"]["jobs"] > 0 and exact["eta_error"]["median_abs_s"] is not None
+    assert blind["eta_error"]["jobs"] == 0
+    assert {k: v for k, v in default.items() if k != "wall_s"} == {k: v for k, v in blind.items() if k != "wall_s"}
+    done = run_orch(*ARGS, "--estimates", "exakt")
+    assert done.returncode == 2 and "did you mean 'exact'?" in done.stderr and "Traceback" not in done.stderr

@@ -7,7 +7,7 @@ import random
 
 import pytest
 
-from orchestrator.core import simulate as simulate_module
+from orchestrator.core import replay as replay_module
 from orchestrator.core.errors import SpecError
 from orchestrator.core.policy import decide as queue_module
 from orchestrator.core.simulate import check_invariants, percentile, simulate
@@ -212,7 +212,7 @@ def test_borrow_limits_hold_at_every_instant_of_an_overloaded_trace(monkeypatch)
         problems = check_invariants(state)
         assert not problems, f"t={now}: {problems}"
 
-    monkeypatch.setattr(simulate_module, "decide", both)
+    monkeypatch.setattr(replay_module, "decide", both)
     report = run(snapshot, scale_trace(600, seed=7), on_step=check)
     assert report["jobs"] == 600 and sum(compared) > 200
     assert report["preemptions"] > 0

@@ -3,6 +3,7 @@ the reservations, and the view they leave. The step's parts read them; the step 
 
 from __future__ import annotations
 
+import math
 from typing import Mapping
 
 from orchestrator.core.allocator import Plan
@@ -13,13 +14,20 @@ from orchestrator.core.snapshot import EPS, QUOTA_RESOURCES, ClusterSnapshot, Qu
 
 class Books:
     """``view`` is ``free`` less the reservations: what a job may take now without delaying a
-    job ahead of it."""
+    job ahead of it. ``shadow``: node -> the earliest time a reservation on it is expected to
+    start (None: unknown); a job that ends before may use the reserved resources meanwhile."""
 
     def __init__(self, state: QueueState):
         self.queues = state.snapshot.queues
+        self.now = state.now
+        self.timed = state.pending.timed > 0  # estimates are in play: the policy may backfill by them
         self.free = self.view = state.snapshot
         self.reserved: dict[str, dict[str, float]] = {}
         self.holder: dict[str, QueuedJob] = {}  # node -> the first job with a reservation on it
+        self.shadow: dict[str, float | None] = {}
+        self.running = state.running.values()
+        self.admitted: list[tuple[Mapping[str, Mapping[str, float]], float | None]] = []  # this step's starts
+        self._ends: dict[str, list[tuple[Mapping[str, float], float | None]]] | None = None
         self.usage = {name: dict(held) for name, held in state.usage.items()}
         self.cohorts = cohorts(state.snapshot)
         self.rooms: dict[tuple[str, str], float] = {}  # (queue, resource) -> quota_room, for the usage now
@@ -60,19 +68,53 @@ class Books:
 
     # ---- resources ---------------------------------------------------------------------------
 
-    def take(self, job: QueuedJob, plan: Plan, need: Mapping[str, float]) -> None:
-        """``job`` starts on ``plan``: its resources and quota are no longer free."""
+    def take(self, job: QueuedJob, plan: Plan, need: Mapping[str, float], reserved: bool = False) -> None:
+        """``job`` starts on ``plan``: its resources and quota are no longer free. ``reserved``: the
+        plan uses reserved resources (a backfill), and the view stays free less what is reserved."""
         demand = plan.demand()
-        self.free, self.view = self.free.allocate(demand), self.view.allocate(demand)
+        self.free = self.free.allocate(demand)
+        self.view = self.view_of(self.free) if reserved else self.view.allocate(demand)
         self.count(job.queue, need)
+        within = job.ends_within(plan)
+        end = None if within is None else self.now + within
+        self.admitted.append((demand, end))
+        if self._ends is not None:
+            for node, amounts in demand.items():
+                self._ends.setdefault(node, []).append((amounts, end))
 
-    def reserve(self, job: QueuedJob, demand: Mapping[str, Mapping[str, float]]) -> None:
+    def reserve(self, job: QueuedJob, demand: Mapping[str, Mapping[str, float]], shadow: float | None = None) -> None:
+        """Hold ``demand`` for ``job``, expected to start at ``shadow`` (None: unknown)."""
         for name, resources in demand.items():
             held = self.reserved.setdefault(name, {})
             for key, amount in resources.items():
                 held[key] = held.get(key, 0.0) + amount
             self.holder.setdefault(name, job)
+            earlier = self.shadow.get(name, shadow)
+            self.shadow[name] = None if earlier is None or shadow is None else min(earlier, shadow)
         self.view = self.view_of(self.free)
+
+    def ends_on(self, name: str) -> list[tuple[Mapping[str, float], float | None]]:
+        """What each job holding resources on node ``name`` holds there, and when it is expected to end."""
+        if self._ends is None:
+            ends: dict[str, list[tuple[Mapping[str, float], float | None]]] = {}
+            held = [(job.demand, job.expected_end(self.now)) for job in self.running]
+            for demand, end in [*held, *self.admitted]:
+                for node, amounts in demand.items():
+                    ends.setdefault(node, []).append((amounts, end))
+            self._ends = ends
+        return self._ends.get(name, [])
+
+    def backfill_until(self, placed: Plan) -> float | None:
+        """The time a job placed as ``placed`` must end by to delay no reservation it would use:
+        the earliest shadow among its reserved nodes (infinite on none); None when one is unknown."""
+        latest = math.inf
+        for name in placed.nodes:
+            if name in self.reserved:
+                shadow = self.shadow[name]
+                if shadow is None:
+                    return None
+                latest = min(latest, shadow)
+        return latest
 
     def view_of(self, free: ClusterSnapshot) -> ClusterSnapshot:
         """``free`` less the reservations."""

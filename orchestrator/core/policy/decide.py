@@ -20,10 +20,20 @@ Policy ``orch`` (SPEC.md sections 2-4):
   planning it as if the least busy nodes of its node class were empty).
   Later jobs backfill only onto what no reservation holds, so they can never
   take what the waiting job needs and a stream of small jobs cannot starve a
-  big one. Runtimes are unknown in a live cluster, so this is the
-  conservative rule: it never guesses whether a backfilled job ends in time.
+  big one. Without runtime estimates this is the conservative rule: it never
+  guesses whether a backfilled job ends in time. With them (``QueuedJob.
+  estimate_s``/``limit_s``, ``RunningJob`` likewise, ``QueueState.now``) it is
+  EASY backfill, Slurm's rule: a reservation's shadow time is when the jobs on
+  its nodes are expected to have freed enough (unknown when one that must end
+  first has no estimate), and a later job may use reserved resources when its
+  estimate, bounded by its time limit, says it ends by then. A job that
+  overruns its estimate is never stopped for it: it is expected to end any
+  moment, so the next step's reservation has its shadow now and nothing more
+  backfills onto it. Jobs of one group (same queue, priority and resources)
+  are each considered for backfill: their estimates differ.
   Reservations are recomputed each step; a reserved node only drains (nothing
-  lower in the order lands on it), so each waiting job does start.
+  lower in the order lands on it, save what ends before its shadow), so each
+  waiting job does start.
   Only the first ``RESERVATIONS`` waiting jobs of a step hold one, the usual
   bound on conservative backfill: deeper reservations would idle the cluster.
 - Accelerator nodes: the CPUs and memory that come with a node's free
@@ -66,6 +76,7 @@ blocks all behind it.
 from __future__ import annotations
 
 import heapq
+from dataclasses import replace
 from enum import Enum
 from typing import Mapping
 
@@ -153,6 +164,8 @@ class _Step:
         self.reservations = Reservations(self.books, self.devices)
         self.keys_of: dict[tuple[int, str], tuple] = {}
         self.failed: dict[tuple, Reason] = {}  # placement keys that did not fit the view -> why
+        # placement key -> (the view when it was planned, its plan on the free resources, when it must end by)
+        self.backfill_slots: dict[tuple, tuple] = {}
         self.waiting_on: set[int] = set()  # node classes some waiting job would run on
         self.lending = False  # the second pass, for jobs that borrow
         self.waiting: dict[str, Reason] = {}
@@ -207,14 +220,21 @@ class _Step:
             outcome = self._consider(job, self._key(shape, queue))
             if outcome is Turn.BORROWS:
                 deferred.append(entry)
-            elif outcome is Turn.ADMITTED:
-                if pos + 1 < len(jobs):
-                    heapq.heappush(heap, (-job.priority, jobs[pos + 1].seq, i, pos + 1))
+                continue
+            if outcome is Turn.ADMITTED:
+                self.waiting.pop(job.id, None)  # it was behind its group's first, which waits
             elif self.explain:
                 self._wait(jobs, pos, outcome)
-            elif self._settled(job, groups, entries):
+            if pos + 1 < len(jobs) and (outcome is Turn.ADMITTED or self._may_backfill(outcome)):
+                heapq.heappush(heap, (-job.priority, jobs[pos + 1].seq, i, pos + 1))
+            elif outcome is not Turn.ADMITTED and not self.explain and self._settled(job, groups, entries):
                 return deferred
         return deferred
+
+    def _may_backfill(self, outcome: Turn | Reason) -> bool:
+        """Whether a later job of a group whose job waits for ``outcome`` may still start: it may
+        backfill onto reserved resources when its estimate ends before their shadow time."""
+        return isinstance(outcome, BehindReservation) and self.books.timed
 
     def _wait(self, jobs: list[QueuedJob], pos: int, reason: Reason) -> None:
         """``jobs[pos]`` waits for ``reason``, and the later jobs of its group behind it."""
@@ -229,6 +249,8 @@ class _Step:
         quota."""
         if not self.lending and self.preemptor.may_preempt_below(job.priority):
             return False
+        if self.books.timed and self.books.shadow:
+            return False  # a later job may end before a reservation starts
         if self.keys is None:
             self.keys = {self._key(groups[i][0], groups[i][1][0].queue) for _, _, i, _ in entries
                          if groups[i][1][0].queue not in self.bound}
@@ -262,6 +284,8 @@ class _Step:
             return Turn.BORROWS  # no need to plan it now: it is considered again with the jobs that borrow
         failed = self.failed.get(key)
         if failed is not None and not self.preemptor.may_preempt(job, key, self.lending):
+            if isinstance(failed, BehindReservation) and job.timed:
+                return self._backfill(job, key) or failed
             return failed
         result = allocator.plan(job.spec, self.books.view)
         if isinstance(result, Infeasible):
@@ -289,20 +313,42 @@ class _Step:
         self._admit(job, result, need)
         return Turn.ADMITTED
 
-    def _admit(self, job: QueuedJob, plan: Plan, need: Mapping[str, float]) -> None:
+    def _admit(self, job: QueuedJob, plan: Plan, need: Mapping[str, float], reserved: bool = False) -> None:
         if job.spec.sweep:
             books = self.books
             plan = with_trials(job.spec, plan, books.view.allocate(plan.demand()), books.held(job.queue),
                                books.queues.get(job.queue), lambda left: self.devices.place(job.spec, left))
             need = plan_totals(plan)
-        self.books.take(job, plan, need)
+        self.books.take(job, plan, need, reserved)
         self.decision.admit.append((job.id, plan))
+
+    def _backfill(self, job: QueuedJob, key: tuple) -> Turn | None:
+        """Admit ``job`` onto reserved resources when it is expected to end before each reservation
+        it would use is expected to start (and its quota allows); None when it may not."""
+        books = self.books
+        slot = self.backfill_slots.get(key)
+        if slot is None or slot[0] is not books.view:  # equal keys plan alike until a start or a reservation
+            placed = self.devices.place(job.spec, books.free)
+            slot = self.backfill_slots[key] = (books.view, placed, placed and books.backfill_until(placed))
+        _, placed, until = slot
+        within = placed and job.ends_within(placed)
+        if within is None or until is None or self.state.now + within > until + EPS:
+            return None
+        need = plan_totals(placed)
+        if self.gate.over_quota(job, need) or (not self.lending and self.gate.borrows(job, need)):
+            return None
+        self._admit(job, placed if placed.job == job.id else replace(placed, job=job.id), need, reserved=True)
+        self.decision.backfilled[job.id] = until
+        return Turn.ADMITTED
 
     def _blocked(self, job: QueuedJob, key: tuple, queued: Plan, need: Mapping[str, float]) -> Reason:
         """``job`` fits its quota, not the view: behind a reservation, preempting, or waiting with one."""
         on_free = allocator.plan(job.spec, self.books.free) if self.books.reserved else queued
         classes = self.books.classes(queued)
         if on_free.status == "placeable":
+            backfilled = self._backfill(job, key) if job.timed else None
+            if backfilled:
+                return backfilled
             first, nodes = self.reservations.holder(on_free)
             reason = BehindReservation(first.id, first.priority > job.priority, tuple(nodes))
             self.failed.setdefault(key, reason)
@@ -347,5 +393,6 @@ class _Step:
         fit = self.reservations.place(job, queued)
         if fit is None:
             return base
-        self.books.reserve(job, fit.demand())
+        demand = fit.demand()
+        self.books.reserve(job, demand, self.reservations.shadow(demand) if self.books.timed else None)
         return base.with_reserved(fit.nodes)

@@ -1,7 +1,11 @@
 """Reservations within one step: a job that does not fit the free resources holds the share of
-the least busy nodes it would run on, so later jobs backfill only around it."""
+the least busy nodes it would run on, so later jobs backfill only around it, or, when their
+estimates say they end before it is expected to start (its shadow time), on it meanwhile."""
 
 from __future__ import annotations
+
+import math
+from typing import Mapping
 
 from orchestrator.core.allocator import Plan
 from orchestrator.core.policy.books import Books
@@ -9,6 +13,7 @@ from orchestrator.core.policy.devices import DeviceGuard
 from orchestrator.core.policy.quota import busy
 from orchestrator.core.policy.reasons import device_kind
 from orchestrator.core.policy.state import QueuedJob
+from orchestrator.core.snapshot import EPS
 
 # How many waiting jobs of one step hold a reservation (see decide.py's docstring).
 RESERVATIONS = 4
@@ -47,3 +52,34 @@ class Reservations:
         """The first job holding a reservation on ``on_free``'s nodes, and those reserved nodes."""
         nodes = sorted({n for n in on_free.nodes if n in self.books.holder})
         return self.books.holder[nodes[0]], nodes
+
+    def shadow(self, demand: Mapping[str, Mapping[str, float]]) -> float | None:
+        """When ``demand`` is expected to be free (EASY backfill's shadow time): the jobs holding
+        its nodes end in their expected order until what they release covers what is short
+        now; None when one of those that must end first has no estimate."""
+        books = self.books
+        short: dict[str, dict[str, float]] = {}
+        for name, need in demand.items():
+            free = books.free.node(name).free
+            lack = {key: amount - free.get(key, 0.0) for key, amount in need.items() if amount > free.get(key, 0.0) + EPS}
+            if lack:
+                short[name] = lack
+        if not short:
+            return books.now
+        ending = sorted(((end, name, amounts) for name in short for amounts, end in books.ends_on(name)),
+                        key=lambda held: math.inf if held[0] is None else held[0])
+        for end, name, amounts in ending:
+            if end is None:
+                return None
+            lack = short.get(name)
+            if lack is None:
+                continue
+            for key in list(lack):
+                lack[key] -= amounts.get(key, 0.0)
+                if lack[key] <= EPS:
+                    del lack[key]
+            if not lack:
+                del short[name]
+                if not short:
+                    return end
+        return None

@@ -9,19 +9,51 @@ from dataclasses import dataclass, field
 from functools import cached_property
 from typing import Iterable, Iterator, Mapping
 
+from orchestrator.core import hardware
 from orchestrator.core.allocator import Infeasible, Plan
 from orchestrator.core.policy.quota import totals
 from orchestrator.core.snapshot import QUOTA_RESOURCES, ClusterSnapshot
 from orchestrator.core.spec import JobSpec, Resources
 
 
+def ends_within(estimate_s: float | None, limit_s: float | None) -> float | None:
+    """The running time a job is expected to end within: its estimate, bounded by its time limit
+    (a limit alone is an upper bound: the job is stopped there); None when neither is known."""
+    known = [value for value in (estimate_s, limit_s) if value is not None]
+    return min(known) if known else None
+
+
 @dataclass(frozen=True)
 class QueuedJob:
-    """A job waiting to start; ``seq`` orders submissions (a store sequence number or a time)."""
+    """A job waiting to start; ``seq`` orders submissions (a store sequence number or a time).
+
+    ``estimate_s``: its expected running time (None: unknown); ``limit_s``: the running time its
+    time limit leaves it. ``estimate_by_accelerator`` (type name -> seconds, e.g. ``{"V100":
+    3600}``) overrides ``estimate_s`` on a plan of that type. Without them the policy is blind
+    to runtimes (SPEC.md's conservative rule).
+    """
 
     id: str
     spec: JobSpec
     seq: float
+    estimate_s: float | None = None
+    limit_s: float | None = None
+    estimate_by_accelerator: Mapping[str, float] | None = None
+
+    @property
+    def timed(self) -> bool:
+        """Whether anything bounds its running time (an estimate or a limit): only such a job backfills."""
+        return self.estimate_s is not None or self.limit_s is not None or bool(self.estimate_by_accelerator)
+
+    def estimate_on(self, plan: Plan | None = None) -> float | None:
+        """Its expected running time on ``plan`` (None: the plan-independent figure)."""
+        if plan is not None and self.estimate_by_accelerator:
+            return self.estimate_by_accelerator.get(accelerator_type(plan.accelerator), self.estimate_s)
+        return self.estimate_s
+
+    def ends_within(self, plan: Plan | None = None) -> float | None:
+        """``estimate_on(plan)`` bounded by its time limit: it is expected to end within this."""
+        return ends_within(self.estimate_on(plan), self.limit_s)
 
     @property
     def priority(self) -> int:
@@ -38,6 +70,8 @@ class RunningJob:
 
     ``stopping`` marks a job already asked to stop for a preemption: its
     resources are about to be free, and it is not preempted twice.
+    ``estimate_s``: the expected running time of its current attempt, so it is expected to end at
+    ``started + estimate_s``; ``limit_s``: the running time its time limit leaves this attempt.
     """
 
     id: str
@@ -47,6 +81,16 @@ class RunningJob:
     demand: Mapping[str, Mapping[str, float]]
     started: float = 0.0
     stopping: bool = False
+    estimate_s: float | None = None
+    limit_s: float | None = None
+
+    def expected_end(self, now: float) -> float | None:
+        """When it is expected to end: ``now`` once asked to stop or past its estimate (an overrun
+        ends any moment, as far as anyone knows); None when nothing says."""
+        if self.stopping:
+            return now
+        within = ends_within(self.estimate_s, self.limit_s)
+        return None if within is None else max(self.started + within, now)
 
     @cached_property
     def held(self) -> dict[str, float]:
@@ -55,10 +99,20 @@ class RunningJob:
 
     @classmethod
     def from_plan(cls, job_id: str, spec: JobSpec, plan: Plan, started: float = 0.0,
+                  estimate_s: float | None = None, limit_s: float | None = None,
                   stopping: bool = False) -> RunningJob:
         """The running job that ``plan`` placed."""
         schedule = spec.schedule
-        return cls(job_id, schedule.queue, schedule.priority, schedule.preemptible, plan.demand(), started, stopping)
+        return cls(job_id, schedule.queue, schedule.priority, schedule.preemptible, plan.demand(), started, stopping,
+                   estimate_s, limit_s)
+
+
+def accelerator_type(accelerator: str) -> str:
+    """The device type a plan's accelerator names, as ``runtime_by_accelerator`` keys it:
+    ``A100:4`` -> ``A100``, ``TPU-v4-16`` -> ``TPU-v4``; ``CPU`` and ``GPU:N`` as written."""
+    request = hardware.parse_accelerator(accelerator)
+    device = request.slice.accelerator if request.slice else request.type
+    return device.name if device else str(request).split(":", 1)[0]
 
 
 def placeable(result: Plan | Infeasible) -> Plan | None:
@@ -83,6 +137,7 @@ class Pending:
         self._heads: dict[str, QueuedJob] = {}  # queue -> its first job in order
         self._stale: set[str] = set()  # queues whose head was removed
         self._arrival: list[QueuedJob] = []
+        self.timed = 0  # how many queued jobs are ``timed``: none, and the policy is runtime-blind
         for job in jobs:
             self.add(job)
 
@@ -96,6 +151,7 @@ class Pending:
         self._resources.setdefault(shape, job.spec.resources)
         bisect.insort(self._queues.setdefault(job.queue, {}).setdefault(key, []), job, key=_seq)
         bisect.insort(self._arrival, job, key=_seq)
+        self.timed += job.timed
         head = self._heads.get(job.queue)
         if job.queue not in self._stale and (head is None or _order(job) < _order(head)):
             self._heads[job.queue] = job
@@ -117,6 +173,7 @@ class Pending:
             if not counts:
                 del self._count[key[2]]
         self._arrival.pop(_index(self._arrival, job))
+        self.timed -= job.timed
         if self._heads.get(job.queue) is job:
             self._stale.add(job.queue)
         return job
@@ -170,7 +227,8 @@ def _index(jobs: list[QueuedJob], job: QueuedJob) -> int:
 
 @dataclass
 class QueueState:
-    """Everything ``decide`` reads. ``snapshot`` has the running jobs' demand taken already.
+    """Everything ``decide`` reads. ``snapshot`` has the running jobs' demand taken already;
+    ``now`` is the time the estimates count from (time is data: the policy reads no clock).
 
     ``start``/``stop``/``enqueue`` keep the books (free resources, queue usage)
     in one place for whoever applies decisions: the simulator, or a control
@@ -182,12 +240,13 @@ class QueueState:
     running: dict[str, RunningJob] = field(default_factory=dict)
     usage: dict[str, dict[str, float]] = field(default_factory=dict)
     preemptible_priorities: Counter = field(default_factory=Counter)
+    now: float = 0.0
 
     @classmethod
     def build(cls, snapshot: ClusterSnapshot, queued: Iterable[QueuedJob],
-              running: Iterable[RunningJob]) -> QueueState:
+              running: Iterable[RunningJob], now: float = 0.0) -> QueueState:
         """A state from plain lists; ``snapshot``'s free resources must exclude what ``running`` holds."""
-        state = cls(snapshot, Pending(queued))
+        state = cls(snapshot, Pending(queued), now=now)
         for job in running:
             state._hold(job, 1.0)
         return state
@@ -196,9 +255,9 @@ class QueueState:
         self.pending.add(job)
 
     def start(self, job_id: str, plan: Plan, started: float = 0.0) -> RunningJob:
-        """Move a queued job to running on ``plan``'s nodes."""
+        """Move a queued job to running on ``plan``'s nodes, expected to run its estimate on that plan."""
         job = self.pending.remove(job_id)
-        running = RunningJob.from_plan(job_id, job.spec, plan, started)
+        running = RunningJob.from_plan(job_id, job.spec, plan, started, job.estimate_on(plan), job.limit_s)
         self.snapshot = self.snapshot.allocate(running.demand)
         self._hold(running, 1.0)
         return running
@@ -226,9 +285,12 @@ class QueueState:
 
 @dataclass
 class Decision:
-    """What to do now. ``preempt`` holds (victim, reason); ``preempted_for`` victim -> the job it stops for."""
+    """What to do now. ``preempt`` holds (victim, reason); ``preempted_for`` victim -> the job it stops for;
+    ``backfilled``: admitted jobs that use reserved resources -> when they are expected to end by
+    (the reservations' shadow time)."""
 
     admit: list[tuple[str, Plan]] = field(default_factory=list)
     preempt: list[tuple[str, str]] = field(default_factory=list)
     preempted_for: dict[str, str] = field(default_factory=dict)
     waiting: dict[str, str] = field(default_factory=dict)
+    backfilled: dict[str, float] = field(default_factory=dict)  # admitted onto reserved resources -> must end by
