@@ -4,7 +4,7 @@ For each accelerator option of a job it computes the per-worker Ray resources
 and looks for room for all workers at once (gang) on the free resources
 (placeable), else on the total resources (queued), else rejects the option with
 a specific reason. Ordered options take the first placeable one, ``any_of`` the
-cheapest placeable one, ``auto`` the lowest price per peak TFLOP/s (SPEC.md).
+cheapest placeable one, ``auto`` the lowest price per peak TFLOP/s (SPEC.md; core/auto).
 
 Plan decisions (they shape what the runners ask of Ray Train):
 - ``per_worker`` holds only amounts: ``CPU``, ``memory`` and ``GPU`` or ``TPU``.
@@ -24,15 +24,12 @@ from __future__ import annotations
 from dataclasses import asdict, dataclass
 from typing import ClassVar, Iterable, Mapping
 
-from orchestrator.core import hardware
+from orchestrator.core import auto, hardware
 from orchestrator.core.hardware import GIB, AcceleratorRequest
 from orchestrator.core.placement import UNLIMITED, Fit, gib, quantity
 from orchestrator.core.snapshot import EPS, ClusterSnapshot, QueueConfig, SliceGroup
 from orchestrator.core.spec import JobSpec
 from orchestrator.core.suggest import did_you_mean
-
-_CPU = AcceleratorRequest("cpu")
-
 
 @dataclass(frozen=True)
 class TpuPlacement:
@@ -134,8 +131,7 @@ class _Option:
 @dataclass(frozen=True)
 class _Resolved:
     options: tuple[_Option, ...]
-    auto_why: str
-    auto_rejected: tuple[tuple[str, str], ...]
+    choice: auto.Choice
 
 
 # Distinct job shapes remembered per cluster layout; a bound, not a tuning knob.
@@ -154,12 +150,12 @@ def plan(spec: JobSpec, snapshot: ClusterSnapshot) -> Plan | Infeasible:
         outcomes.append(_try(option, snapshot))
         if outcomes[-1].status == "placeable" and ordered:
             break
-    rejected = resolved.auto_rejected + tuple((o.option, o.reason) for o in outcomes if o.status == "rejected")
+    rejected = resolved.choice.rejected + tuple((o.option, o.reason) for o in outcomes if o.status == "rejected")
     chosen = _choose(outcomes, cheapest=not ordered)
     if chosen is None:
         return Infeasible(spec.name, rejected, tuple(f"{option}: {reason}" for option, reason in rejected))
     passed = tuple((o.option, _passed_over(o, chosen)) for o in outcomes if o.fit and o is not chosen)
-    why = _why(chosen, resolved.auto_why, ordered, len(resolved.options))
+    why = _why(chosen, resolved.choice, ordered, len(resolved.options))
     return _make_plan(spec, snapshot, chosen, rejected + passed, why)
 
 
@@ -175,9 +171,9 @@ def _resolve(spec: JobSpec, snapshot: ClusterSnapshot, queue: QueueConfig) -> _R
     if resolved is None:
         if len(memo) >= _MEMO_LIMIT:
             memo.clear()
-        requests, auto_why, auto_rejected = _expand_auto(spec, snapshot)
-        options = tuple(_resolve_option(spec, snapshot, queue, request) for request in requests)
-        resolved = memo[key] = _Resolved(options, auto_why, auto_rejected)
+        choice = auto.expand(spec, snapshot)
+        options = tuple(_resolve_option(spec, snapshot, queue, request) for request in choice.options)
+        resolved = memo[key] = _Resolved(options, choice)
     return resolved
 
 
@@ -210,12 +206,12 @@ def _passed_over(outcome: _Outcome, chosen: _Outcome) -> str:
     return f"{outcome.status} at ${outcome.cost_per_hour:g}/h; {chosen.request} costs ${chosen.cost_per_hour:g}/h"
 
 
-def _why(chosen: _Outcome, auto_why: str, ordered: bool, count: int) -> str:
+def _why(chosen: _Outcome, choice: auto.Choice, ordered: bool, count: int) -> str:
     accelerator, status = str(chosen.request), chosen.status
-    if auto_why and chosen.request.kind == "cpu":
-        text = auto_why
-    elif auto_why:
-        text = f"{auto_why}; {accelerator} is the first {status} of them"
+    if choice.why and chosen.request.kind == "cpu":
+        text = choice.why
+    elif choice.why:
+        text = f"{choice.why}; {accelerator} is the first {status} of them{choice.sharding(chosen.request)}"
     elif not ordered:
         text = f"any_of: {chosen.option} is the cheapest {status} option at ${chosen.cost_per_hour:g}/h"
     elif count > 1:
@@ -289,20 +285,16 @@ def _groups(request: AcceleratorRequest, snapshot: ClusterSnapshot) -> list[_Gro
     return [_Group(request, classes, request.type.name)] if classes else []
 
 
-def _device_memory(acc: hardware.Accelerator, devices: int) -> float:
-    return acc.memory_gib * GIB * devices
-
-
 def _memory_fits(spec: JobSpec, request: AcceleratorRequest) -> bool:
     need = spec.resources.accelerator_memory
     if not need or request.kind == "cpu":
         return True  # CPU work keeps its model in host memory, which ``memory`` covers
-    return request.type is not None and _device_memory(request.type, request.count) >= need
+    return request.type is not None and hardware.device_memory(request.type, request.count) >= need
 
 
 def _memory_reason(spec: JobSpec, groups: list[_Group]) -> str:
     """Why no group's devices hold ``accelerator_memory`` per worker."""
-    have = "; ".join(f"{g.request.count} x {g.what} has {gib(_device_memory(g.request.type, g.request.count))}"
+    have = "; ".join(f"{g.request.count} x {g.what} has {gib(hardware.device_memory(g.request.type, g.request.count))}"
                      for g in groups if g.request.type)
     return f"needs {gib(spec.resources.accelerator_memory)} accelerator memory per worker; {have or 'type unknown'}"
 
@@ -330,7 +322,7 @@ def _resolve_slice(spec: JobSpec, snapshot: ClusterSnapshot, queue: QueueConfig,
 def _slice_reason(spec: JobSpec, snapshot: ClusterSnapshot, tpu_slice: hardware.TpuSlice, slices) -> str:
     """Why a slice job can never run here, whatever is free ("" when it can)."""
     workers, need, hosts = spec.resources.workers, spec.resources.accelerator_memory, tpu_slice.hosts
-    memory = _device_memory(tpu_slice.accelerator, tpu_slice.chips)
+    memory = hardware.device_memory(tpu_slice.accelerator, tpu_slice.chips)
     if (workers.min, workers.max) not in ((1, 1), (hosts, hosts)):
         return (f"{tpu_slice.name} runs one worker on each of its {hosts} hosts; workers: {workers} conflicts "
                 f"(leave workers out or set it to {hosts})")
@@ -410,56 +402,6 @@ def _cost(request: AcceleratorRequest, per_worker: Mapping[str, float], workers:
     return round(per * workers, 4)
 
 
-# ---- auto ----------------------------------------------------------------------
-
-
-def _expand_auto(spec: JobSpec, snapshot: ClusterSnapshot) -> tuple[tuple[AcceleratorRequest, ...], str, tuple]:
-    """``auto`` as concrete options, best price per peak TFLOP/s first; else the spec's options."""
-    options = spec.resources.accelerator.options
-    if options[0].kind != "auto":
-        return options, "", ()
-    params = spec.hints.params
-    if params is not None and params < hardware.TINY_MODEL_PARAMS:
-        return (_CPU,), f"auto: {_params(params)} parameters is below {_params(hardware.TINY_MODEL_PARAMS)}: CPU", ()
-    present = {cls.accelerator for cls in snapshot.index.classes if cls.accelerator}
-    if not present:
-        return (_CPU,), "auto: the cluster has no accelerators: CPU", ()
-    need = spec.resources.accelerator_memory or (hardware.train_memory_bytes(params) if params else None)
-    chosen, rejected = [], []
-    for acc in sorted(present, key=lambda a: (a.price_per_tflops, a.name)):
-        request, reason = _auto_request(acc, need, snapshot)
-        if request:
-            chosen.append(request)
-        else:
-            rejected.append((acc.name, reason))
-    memory = f"needs {gib(need)} accelerator memory" if need else "no memory hint"
-    ranked = ", ".join(f"{r} (${(r.slice.accelerator if r.slice else r.type).price_per_tflops:.4f})" for r in chosen)
-    why = f"auto: {memory}; by list price per peak TFLOP/s-hour: {ranked or 'none fits'}"
-    return tuple(chosen), why, tuple(rejected)
-
-
-def _auto_request(acc: hardware.Accelerator, need: int | None, snapshot: ClusterSnapshot):
-    """Devices of ``acc`` that hold ``need`` on one node, else the smallest slice that does."""
-    index = snapshot.index
-    largest = max(index.classes[c].total.get(index.classes[c].primary, 0) for c in index.by_type[acc.ray_type])
-    count = hardware.devices_for_memory(acc, need) if need else 1
-    if count <= largest and (not acc.is_tpu or count <= acc.chips_per_host or count in acc.single_host_chips):
-        return AcceleratorRequest("tpu" if acc.is_tpu else "gpu", count, acc), ""
-    slices = sorted((s for s in map(_known_slice, index.slices) if s and s.accelerator is acc), key=lambda s: s.chips)
-    for tpu_slice in slices:
-        if need <= _device_memory(acc, tpu_slice.chips):
-            return AcceleratorRequest("slice", slice=tpu_slice), ""
-    where = "largest node" + (" or slice" if slices else "")
-    return None, f"needs {count} x {acc.name} for {gib(need)}; the {where} has fewer"
-
-
-def _known_slice(pod_type: str) -> hardware.TpuSlice | None:
-    try:
-        return hardware.parse_slice_name(pod_type)
-    except hardware.AcceleratorError:
-        return None
-
-
 # ---- output --------------------------------------------------------------------
 
 
@@ -482,7 +424,3 @@ def to_json(result: Plan | Infeasible) -> dict:
 
 def _number(value: float) -> float | int:
     return int(value) if float(value).is_integer() else value
-
-
-def _params(count: int) -> str:
-    return f"{count / 1e9:g}B" if count >= 1e9 else f"{count / 1e6:g}M"

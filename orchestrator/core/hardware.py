@@ -42,6 +42,9 @@ GIB = 1024**3
 TRAIN_BYTES_PER_PARAM = 16
 # Below this many parameters a model trains well on CPU (`accelerator: auto`).
 TINY_MODEL_PARAMS = 10_000_000
+# Devices one worker of `accelerator: auto` takes: nodes come with 1, 2, 4 or 8, and
+# FSDP/ZeRO shard a model evenly over a power of two.
+WORKER_DEVICE_COUNTS = (1, 2, 4, 8)
 
 
 @dataclass(frozen=True)
@@ -310,6 +313,17 @@ def resolve_precision(precision: str, request: AcceleratorRequest) -> str:
     return "bf16" if device is not None and device.bf16 else "fp32"
 
 
+def device_memory(acc: Accelerator, devices: int) -> float:
+    """Bytes of accelerator memory on ``devices`` devices of ``acc``."""
+    return acc.memory_gib * GIB * devices
+
+
 def devices_for_memory(acc: Accelerator, need_bytes: int) -> int:
     """How many devices of ``acc`` hold ``need_bytes`` between them."""
-    return max(1, math.ceil(need_bytes / (acc.memory_gib * GIB)))
+    return max(1, math.ceil(need_bytes / device_memory(acc, 1)))
+
+
+def worker_devices(acc: Accelerator, need_bytes: int) -> int | None:
+    """The fewest of ``WORKER_DEVICE_COUNTS`` devices of ``acc`` that hold ``need_bytes``; None when 8 do not."""
+    fewest = devices_for_memory(acc, need_bytes)
+    return next((count for count in WORKER_DEVICE_COUNTS if count >= fewest), None)

@@ -246,8 +246,9 @@ AUTO = [
     ({"params": "5M"}, "CPU", "auto: 5M parameters is below 10M: CPU"),
     ({"params": "100M"}, "T4:1", "T4:1 ($0.0054)"),
     ({}, "T4:1", "no memory hint"),
-    ({"params": "7B"}, "A100:3", "needs 104 GiB accelerator memory"),
-    ({"params": "12B"}, "TPU-v4-16", "TPU-v4-16 is the first placeable of them"),
+    ({"params": "7B"}, "A100:4", "7B parameters need 104 GiB accelerator memory to train"),
+    ({"params": "12B"}, "TPU-v4-16", "TPU-v4-16 is the first placeable of them; sharded over the 8 chips of a "
+                                     "TPU-v4-16 slice (SPMD): one TPU-v4 holds 32 GiB"),
 ]
 
 
@@ -258,10 +259,73 @@ def test_auto_picks_by_price_per_tflops(mixed, hints, accelerator, why):
     assert why in result.why
 
 
+# One 8-device node of a type: the fewest of 1, 2, 4 or 8 devices whose memory holds the
+# model's training memory (16 bytes a parameter: 7B is 104 GiB), never 3 or 6.
+AUTO_COUNTS = [
+    ("A100", {"params": "1B"}, {}, "A100:1"),  # 14.9 GiB in 40 GiB
+    ("A100", {"params": "3B"}, {}, "A100:2"),  # 44.7 GiB: 2 devices
+    ("A100", {"params": "7B"}, {}, "A100:4"),  # 104 GiB: 3 devices would do, 4 it is
+    ("A100", {"params": "15B"}, {}, "A100:8"),  # 224 GiB: 6 devices would do
+    ("A100", {"params": "20B"}, {}, "A100:8"),  # 298 GiB in 320 GiB
+    ("A100", {}, {"accelerator_memory": "100GiB"}, "A100:4"),
+    ("A100-80GB", {"params": "7B"}, {}, "A100-80GB:2"),
+    ("H200", {"params": "7B"}, {}, "H200:1"),
+    ("T4", {"params": "7B"}, {}, "T4:8"),
+    ("TPU-v5e", {"params": "7B"}, {}, "TPU-v5e:8"),  # 7 chips of 16 GiB: a v5e host has 8
+]
+
+
+@pytest.mark.parametrize("acc,hints,resources,accelerator", AUTO_COUNTS, ids=[f"{a}-{h or r}" for a, h, r, _ in AUTO_COUNTS])
+def test_auto_takes_a_power_of_two_devices_per_worker(acc, hints, resources, accelerator):
+    snap = cluster({"name": "n", "cpus": 16, "memory": "64GiB", "accelerator": f"{acc}:8"})
+    assert plan(job({"accelerator": "auto", **resources}, hints=hints), snap).accelerator == accelerator
+
+
+AUTO_SHARDING = [
+    ("A100-80GB", "7B", "A100-80GB:2 is the first placeable of them; sharded over 2 x A100-80GB per worker "
+                        "(FSDP/ZeRO): one A100-80GB holds 80 GiB"),
+    ("A100", "7B", "A100:4 is the first placeable of them; sharded over 4 x A100 per worker (FSDP/ZeRO): "
+                   "one A100 holds 40 GiB"),
+]
+
+
+@pytest.mark.parametrize("acc,params,why", AUTO_SHARDING, ids=[a for a, _, _ in AUTO_SHARDING])
+def test_auto_says_when_the_model_is_sharded(acc, params, why):
+    snap = cluster({"name": "n", "cpus": 16, "memory": "64GiB", "accelerator": f"{acc}:8"})
+    result = plan(job({"accelerator": "auto"}, hints={"params": params}), snap)
+    assert result.why == (f"auto: {params} parameters need 104 GiB accelerator memory to train; by list price per "
+                          f"peak TFLOP/s-hour: {result.accelerator} (${result.request.type.price_per_tflops:.4f}); "
+                          + why)
+
+
+def test_auto_on_one_device_says_nothing_of_sharding():
+    snap = cluster({"name": "n", "cpus": 16, "memory": "64GiB", "accelerator": "H200:8"})
+    assert "sharded" not in plan(job({"accelerator": "auto"}, hints={"params": "7B"}), snap).why
+
+
+AUTO_REJECTED = [
+    # More than 8 devices of a type: not an option, however large its nodes.
+    ("A100:8", "22B", "A100", "needs 9 x A100 for 328 GiB; auto shards a worker over at most 8"),
+    ("T4:8", "9B", "T4", "needs 9 x T4 for 134 GiB; auto shards a worker over at most 8"),
+    # A power of two larger than the node: not 6 devices of a 6-device node.
+    ("A100:6", "15B", "A100", "needs 8 x A100 for 224 GiB; the largest A100 node has 6"),
+    ("A100:3", "7B", "A100", "needs 4 x A100 for 104 GiB; the largest A100 node has 3"),
+]
+
+
+@pytest.mark.parametrize("node,params,acc,reason", AUTO_REJECTED, ids=[f"{n}-{p}" for n, p, _, _ in AUTO_REJECTED])
+def test_auto_rejects_a_type_that_needs_too_many_devices(node, params, acc, reason):
+    snap = cluster({"name": "big", "cpus": 16, "memory": "64GiB", "accelerator": node},
+                   {"name": "h200", "cpus": 16, "memory": "64GiB", "accelerator": "H200:8"})
+    result = plan(job({"accelerator": "auto"}, hints={"params": params}), snap)
+    assert result.accelerator.startswith("H200:")
+    assert (acc, reason) in result.rejected
+
+
 def test_auto_uses_accelerator_memory_over_params(mixed):
     result = plan(job({"accelerator": "auto", "accelerator_memory": "20GiB"}, hints={"params": "100M"}), mixed)
     assert result.accelerator == "A100:1"
-    assert ("T4", "needs 2 x T4 for 20 GiB; the largest node has fewer") in result.rejected
+    assert ("T4", "needs 2 x T4 for 20 GiB; the largest T4 node has 1") in result.rejected
 
 
 def test_auto_without_accelerators_is_cpu():
@@ -272,7 +336,8 @@ def test_auto_without_accelerators_is_cpu():
 
 def test_auto_too_large_for_anything_is_infeasible(mixed):
     reasons = infeasible(plan(job({"accelerator": "auto"}, hints={"params": "40B"}), mixed))
-    assert "TPU-v4: needs 19 x TPU-v4 for 596 GiB; the largest node or slice has fewer" in reasons
+    assert ("TPU-v4: needs 19 x TPU-v4 for 596 GiB; auto shards a worker over at most 8, the largest slice "
+            "TPU-v4-16 holds 256 GiB") in reasons
 
 
 def test_auto_falls_to_the_next_type_when_the_cheapest_is_busy(mixed):

@@ -11,7 +11,8 @@ from tests.conftest import REPO
 
 PACKAGE = REPO / "orchestrator"
 PURE = ("orchestrator.core.spec", "orchestrator.core.hardware", "orchestrator.core.snapshot",
-        "orchestrator.core.placement", "orchestrator.core.allocator", "orchestrator.core.simulate")
+        "orchestrator.core.placement", "orchestrator.core.auto", "orchestrator.core.allocator",
+        "orchestrator.core.simulate")
 
 # Rooms (and the two top-level modules) -> the rooms they may import besides their own.
 MAY_IMPORT = {
