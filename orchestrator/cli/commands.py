@@ -166,6 +166,8 @@ def cluster_status(address: Optional[str] = Address, insecure: bool = Insecure, 
 @command()
 def validate(spec: str = typer.Argument(..., help="JOB.yaml"),
              set_: List[str] = typer.Option([], "--set", help="KEY=VALUE override (repeatable)."),
+             cluster: Optional[str] = typer.Option(None, "--cluster", help="A cluster file whose custom "
+                                                   "accelerator types the spec may name (default: the catalog's)."),
              json_out: bool = typer.Option(False, "--json", help="Print JSON for scripts: {ok, job, ...}, or "
                                            "{ok: false, errors: [{file, line, column, field, message}]}."),
              debug: bool = Debug):
@@ -176,7 +178,7 @@ def validate(spec: str = typer.Argument(..., help="JOB.yaml"),
     from orchestrator.load.spec import load_spec
 
     try:
-        job = load_spec(spec, set_)
+        job = load_spec(spec, set_, types=api.custom_types(cluster) if cluster else {})
         own = api.orch_folders_in(job.working_dir)
     except SpecError as error:
         if not json_out:
@@ -211,7 +213,8 @@ def plan(spec: str = typer.Argument(..., help="JOB.yaml"), cluster: Optional[str
     from orchestrator.client import api
     from orchestrator.load.spec import load_spec
 
-    data = api.plan(load_spec(spec, set_), address=address, cluster_file=cluster)
+    # Types outside the catalog are the cluster's to judge: the plan says whether it has them.
+    data = api.plan(load_spec(spec, set_, types=None), address=address, cluster_file=cluster)
     if json_out:
         _print_json(data)
     else:
@@ -393,11 +396,13 @@ def simulate(cluster: str = typer.Option(..., "--cluster", help="A cluster file 
     from orchestrator.core.policy.decide import POLICIES
     from orchestrator.core.simulate import simulate as replay
     from orchestrator.load.cluster import read_cluster
+    from orchestrator.core.hardware import by_name
     from orchestrator.load.trace import check_queues, load_trace
 
     if policy not in POLICIES:
         raise SpecError(f"--policy: unknown policy {policy!r}; use one of {', '.join(POLICIES)}")
-    snapshot, jobs = read_cluster(cluster), load_trace(trace)
+    snapshot = read_cluster(cluster)
+    jobs = load_trace(trace, by_name(snapshot.custom_types()))
     check_queues(jobs, snapshot, trace)
     report = replay(snapshot, jobs, policy)
     if json_out:

@@ -210,7 +210,7 @@ def account(live: ClusterSnapshot, max_scale: ClusterSnapshot,
             used[kind.name] += 1
             total = sample[kind.name].total if kind.hosts == 1 and kind.name in sample else None
             extra.append(virtual(kind, k, total))
-        snapshot = ClusterSnapshot(snapshot.name, snapshot.nodes + tuple(extra), snapshot.queues)
+        snapshot = ClusterSnapshot(snapshot.name, snapshot.nodes + tuple(extra), snapshot.queues, snapshot.accelerators)
         for node in extra:
             for job, resources in coming[node.name]:
                 if _holds(snapshot.node(node.name).free, resources):
@@ -287,7 +287,7 @@ def extend(state: QueueState, decision: Decision,
         if found.status == "autoscale" and blocker is None:
             plan = found.plan
             added = [found.snapshot.node(n) for n in dict.fromkeys(plan.nodes) if n not in free.index.position]
-            grown = ClusterSnapshot(free.name, free.nodes + tuple(added), free.queues)
+            grown = ClusterSnapshot(free.name, free.nodes + tuple(added), free.queues, free.accelerators)
             if job.spec.sweep:
                 plan = _with_trials(job, plan, grown, {n.name for n in added}, usage, queues)
             free = grown.allocate(plan.demand())

@@ -4,11 +4,13 @@ from __future__ import annotations
 
 import json
 from pathlib import Path
-from typing import Annotated, Any, Iterable
+from typing import Annotated, Any, Iterable, Mapping
 
 from pydantic import Field, ValidationError
 
 from orchestrator.core.errors import SpecError
+from orchestrator.core.forms import ACCELERATOR_TYPES
+from orchestrator.core.hardware import Accelerator
 from orchestrator.core.simulate import TraceJob
 from orchestrator.core.snapshot import ClusterSnapshot
 from orchestrator.core.spec import NAME_PATTERN, JobSpec, Resources, Strict
@@ -35,17 +37,19 @@ class TraceLine(Strict):
     checkpoint_s: Positive | None = None
 
 
-def trace_job(data: dict[str, Any]) -> TraceJob:
-    """A ``TraceJob`` from one decoded trace line; raises pydantic's ValidationError."""
-    line = TraceLine.model_validate(data)
+def trace_job(data: dict[str, Any], types: Mapping[str, Accelerator] | None = None) -> TraceJob:
+    """A ``TraceJob`` from one decoded trace line; raises pydantic's ValidationError. ``types``:
+    the cluster's custom accelerator types (``hardware.by_name``), beside the catalog's."""
+    line = TraceLine.model_validate(data, context={ACCELERATOR_TYPES: types or {}})
     schedule = {key: getattr(line, key) for key in ("priority", "queue", "preemptible") if key in data}
     spec = JobSpec.model_validate({"name": line.name, "entrypoint": ENTRYPOINT, "resources": line.resources,
                                    "schedule": schedule})
     return TraceJob(line.name, line.job_class, line.submit_s, line.runtime_s, spec, line.checkpoint_s)
 
 
-def load_trace(path: str | Path) -> list[TraceJob]:
-    """Read a JSON Lines trace; a bad line raises ``SpecError`` naming its line number."""
+def load_trace(path: str | Path, types: Mapping[str, Accelerator] | None = None) -> list[TraceJob]:
+    """Read a JSON Lines trace; a bad line raises ``SpecError`` naming its line number. A job may
+    name the catalog's accelerator types and ``types`` (the cluster's custom ones)."""
     path = Path(path)
     try:
         lines = path.read_text().splitlines()
@@ -57,7 +61,7 @@ def load_trace(path: str | Path) -> list[TraceJob]:
             continue
         where = f"{path}:{number}"
         try:
-            job = trace_job(json.loads(text))
+            job = trace_job(json.loads(text), types)
         except json.JSONDecodeError as error:
             raise SpecError(f"{where}: not valid JSON: {error.msg} (column {error.colno})") from None
         except ValidationError as error:
