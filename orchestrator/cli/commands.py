@@ -157,7 +157,8 @@ def cluster_status(address: Optional[str] = Address, insecure: bool = Insecure, 
     data = api.cluster_view(address)
     if json_out:
         return _print_json(data)
-    _console().print(render.cluster_table(data), render.queues_table(data))
+    tables = [render.cluster_table(data), render.queues_table(data)]
+    _console().print(*tables, *([render.accelerators_table(data)] if data.get("accelerators") else []))
 
 
 # ---- specs and plans ---------------------------------------------------------------
@@ -373,12 +374,15 @@ def serve(address: Optional[str] = typer.Option(None, "--address", help="This he
                                                 "every node must reach it (default: HOME/storage)."),
           cluster_file: Optional[str] = typer.Option(None, "--cluster-file", help="The Ray launcher YAML or "
                                                      "RayCluster the cluster was made from (autoscaler-aware plans)."),
+          queues: Optional[str] = typer.Option(None, "--queues", help="A file whose queues: section (as in "
+                                               "an orch cluster file) gives queues, quotas and cohorts, on any "
+                                               "cluster, autoscaled or not."),
           name: Optional[str] = typer.Option(None, "--name", help="The cluster's name (default: this host's)."),
           insecure: bool = Insecure, debug: bool = Debug):
     """Run orch's control plane in the foreground on a Ray head that `orch up` did not start."""
     # The control plane is its own program (the CLI never imports it): this process becomes it.
     given = {"--address": address, "--gcs": gcs, "--host": host, "--port": port, "--home": home,
-             "--storage": storage, "--cluster-file": cluster_file, "--name": name}
+             "--storage": storage, "--cluster-file": cluster_file, "--queues": queues, "--name": name}
     argv = [part for flag, value in given.items() if value is not None for part in (flag, str(value))]
     if debug:
         os.environ["ORCH_DEBUG"] = "1"

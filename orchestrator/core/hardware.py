@@ -62,9 +62,9 @@ for _acc in CATALOG:
 BY_RAY_TYPE: dict[str, Accelerator] = {a.ray_type: a for a in CATALOG}
 # A custom type's name: what may follow `accelerator_type:` and precede `:N` in a spec.
 CUSTOM_NAME = re.compile(r"^[A-Za-z0-9][A-Za-z0-9._-]{0,62}$")
-DECLARE_HINT = ("a type outside orch's catalog is declared in the cluster file's `accelerators:` list "
-                "(name, family, memory, bf16_tflops, fp32_tflops, price), or reported by a live node's "
-                "accelerator_type:NAME resource")
+DECLARE_HINT = ("A type outside orch's catalog is declared in the cluster file's `accelerators:` list "
+                "(name, family, memory, bf16_tflops, fp32_tflops, price) or reported by a live node's "
+                "accelerator_type:NAME resource; `orch validate --cluster FILE` accepts a file's types")
 
 
 def named(name: str) -> Accelerator:
@@ -231,8 +231,10 @@ def lookup(name: str, custom: Mapping[str, Accelerator] | None = None) -> Accele
 
 def unknown_type(name: str, custom: Mapping[str, Accelerator] | None = None) -> str:
     """Why ``name`` is no type here: the did-you-mean, and how to declare a custom type."""
-    hint = "" if name.strip().lower().startswith("tpu") else f"; {DECLARE_HINT}"
-    return f"unknown accelerator type {name!r}{_did_you_mean(name.lower(), custom)}{hint}"
+    text = f"unknown accelerator type {name!r}{_did_you_mean(name.lower(), custom)}"
+    if name.strip().lower().startswith("tpu"):
+        return text
+    return f"{text}{'' if text.endswith('?') else '.'} {DECLARE_HINT}"
 
 
 def _parse_slice(raw: str, generation: str, size_text: str) -> TpuSlice:

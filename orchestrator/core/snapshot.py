@@ -232,10 +232,14 @@ class ClusterSnapshot:
     def index(self) -> SnapshotIndex:
         return SnapshotIndex(self.nodes, self.accelerators)
 
+    def accelerator_types(self) -> list[Accelerator]:
+        """The types its nodes have (catalogued, declared or learned) and those its file declares."""
+        present = [cls.accelerator for cls in self.index.classes if cls.accelerator]
+        return list({acc.ray_type: acc for acc in (*self.accelerators.values(), *present)}.values())
+
     def custom_types(self) -> list[Accelerator]:
         """Types outside the catalog: declared by the cluster file, or learned from its nodes."""
-        present = [cls.accelerator for cls in self.index.classes if cls.accelerator and cls.accelerator.custom]
-        return list({acc.ray_type: acc for acc in (*self.accelerators.values(), *present)}.values())
+        return [acc for acc in self.accelerator_types() if acc.custom]
 
     def node(self, name: str) -> Node:
         return self.nodes[self.index.position[name]]
