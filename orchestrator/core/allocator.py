@@ -198,25 +198,18 @@ def _try(option: _Option, snapshot: ClusterSnapshot) -> _Outcome:
 def _choose(outcomes: list[_Outcome], cheapest: bool) -> _Outcome | None:
     for status in ("placeable", "queued"):
         fitting = [o for o in outcomes if o.status == status]
-        if fitting:
-            return min(fitting, key=_price_rank) if cheapest else fitting[0]
+        if fitting and not cheapest:
+            return fitting[0]
+        if fitting:  # an unknown list price is no bargain: known prices first
+            return min(fitting, key=lambda o: (o.cost_per_hour is None, o.cost_per_hour or 0.0))
     return None
-
-
-def _price_rank(outcome: _Outcome) -> tuple:
-    # An unknown list price is no bargain: known prices first.
-    return (outcome.cost_per_hour is None, outcome.cost_per_hour or 0.0)
-
-
-def _price(cost: float | None) -> str:
-    return "an unknown price" if cost is None else f"${cost:g}/h"
 
 
 def _passed_over(outcome: _Outcome, chosen: _Outcome) -> str:
     """Why an option that fits was not taken."""
     if outcome.status == "queued" and chosen.status == "placeable":
         return "fits the cluster but not the free resources now"
-    return f"{outcome.status} at {_price(outcome.cost_per_hour)}; {chosen.request} costs {_price(chosen.cost_per_hour)}"
+    return f"{outcome.status} at {hardware.price_text(outcome.cost_per_hour)}; {chosen.request} costs {hardware.price_text(chosen.cost_per_hour)}"
 
 
 def _why(chosen: _Outcome, auto_why: str, ordered: bool, count: int) -> str:
@@ -226,7 +219,7 @@ def _why(chosen: _Outcome, auto_why: str, ordered: bool, count: int) -> str:
     elif auto_why:
         text = f"{auto_why}; {accelerator} is the first {status} of them"
     elif not ordered:
-        text = f"any_of: {chosen.option} is the cheapest {status} option at {_price(chosen.cost_per_hour)}"
+        text = f"any_of: {chosen.option} is the cheapest {status} option at {hardware.price_text(chosen.cost_per_hour)}"
     elif count > 1:
         text = f"{chosen.option} is the first {status} option in order"
     else:
@@ -386,7 +379,7 @@ def _quota_cap(per_worker: Mapping[str, float], min_workers: int, queue: QueueCo
 
 def _placed(option: str, status: str, request: AcceleratorRequest, fit: Fit, positions,
             tpu_slice: SliceGroup | None = None) -> _Outcome:
-    cost = _cost(request, fit.per_worker, len(positions))
+    cost = hardware.cost_per_hour(request, fit.per_worker, len(positions))
     return _Outcome(option, status, "", request, fit, tuple(positions), tpu_slice, cost)
 
 
@@ -424,22 +417,6 @@ def _tpu_placement(request: AcceleratorRequest, host, tpu_slice: SliceGroup | No
                         labels.get(hardware.LABEL_TPU_POD_TYPE))
 
 
-def _cost(request: AcceleratorRequest, per_worker: Mapping[str, float], workers: int) -> float | None:
-    """List price per hour: devices for accelerator plans, vCPUs and memory for CPU plans; None
-    for devices of unknown price."""
-    acc = request.slice.accelerator if request.slice else request.type
-    if acc is not None:
-        if acc.price_per_hour is None:
-            return None
-        per = acc.price_per_hour * per_worker.get(acc.resource, 0)
-    elif request.kind == "cpu":
-        per = (per_worker[hardware.CPU] * hardware.CPU_PRICE_PER_HOUR
-               + per_worker[hardware.MEMORY] / GIB * hardware.MEMORY_GIB_PRICE_PER_HOUR)
-    else:
-        return None  # GPU:N is priced once its type is chosen
-    return round(per * workers, 4)
-
-
 # ---- auto ----------------------------------------------------------------------
 
 
@@ -456,27 +433,16 @@ def _expand_auto(spec: JobSpec, snapshot: ClusterSnapshot) -> tuple[tuple[Accele
         return (_CPU,), "auto: the cluster has no accelerators: CPU", ()
     need = spec.resources.accelerator_memory or (hardware.train_memory_bytes(params) if params else None)
     chosen, rejected = [], []
-    for acc in sorted(present, key=_auto_rank):
+    for acc in sorted(present, key=lambda a: a.value_rank):
         request, reason = _auto_request(acc, need, snapshot)
         if request:
             chosen.append(request)
         else:
             rejected.append((acc.name, reason))
     memory = f"needs {gib(need)} accelerator memory" if need else "no memory hint"
-    ranked = ", ".join(f"{r} ({_per_tflops(r.slice.accelerator if r.slice else r.type)})" for r in chosen)
+    ranked = ", ".join(f"{r} ({(r.slice.accelerator if r.slice else r.type).per_tflops_text})" for r in chosen)
     why = f"auto: {memory}; by list price per peak TFLOP/s-hour: {ranked or 'none fits'}"
     return tuple(chosen), why, tuple(rejected)
-
-
-def _auto_rank(acc: hardware.Accelerator) -> tuple:
-    # Types whose price or peak is unknown come after every priced one.
-    per_tflops = acc.price_per_tflops
-    return (per_tflops is None, per_tflops or 0.0, acc.name)
-
-
-def _per_tflops(acc: hardware.Accelerator) -> str:
-    per_tflops = acc.price_per_tflops
-    return "price per TFLOP/s unknown" if per_tflops is None else f"${per_tflops:.4f}"
 
 
 def _auto_request(acc: hardware.Accelerator, need: int | None, snapshot: ClusterSnapshot):

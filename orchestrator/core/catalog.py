@@ -100,6 +100,17 @@ class Accelerator:
         return self.price_per_hour / self.peak_bf16_tflops
 
     @property
+    def value_rank(self) -> tuple:
+        """``auto``'s order: list price per peak TFLOP/s, types of unknown price or peak last."""
+        per_tflops = self.price_per_tflops
+        return (per_tflops is None, per_tflops or 0.0, self.name)
+
+    @property
+    def per_tflops_text(self) -> str:
+        per_tflops = self.price_per_tflops
+        return "price per TFLOP/s unknown" if per_tflops is None else f"${per_tflops:.4f}"
+
+    @property
     def generation(self) -> str:
         """TPU generation as slice names spell it: "v4", "v5e"."""
         return self.name.split("-", 1)[1] if self.is_tpu else ""

@@ -297,6 +297,25 @@ def resolve_precision(precision: str, request: AcceleratorRequest) -> str:
     return "bf16" if device is not None and device.bf16 else "fp32"
 
 
+def cost_per_hour(request: AcceleratorRequest, per_worker: Mapping[str, float], workers: int) -> float | None:
+    """List price per hour of a plan: devices for accelerator plans, vCPUs and memory for CPU
+    plans; None for devices of unknown price."""
+    acc = request.slice.accelerator if request.slice else request.type
+    if acc is not None:
+        if acc.price_per_hour is None:
+            return None
+        per = acc.price_per_hour * per_worker.get(acc.resource, 0)
+    elif request.kind == "cpu":
+        per = per_worker[CPU] * CPU_PRICE_PER_HOUR + per_worker[MEMORY] / GIB * MEMORY_GIB_PRICE_PER_HOUR
+    else:
+        return None  # GPU:N is priced once its type is chosen
+    return round(per * workers, 4)
+
+
+def price_text(cost: float | None) -> str:
+    return "an unknown price" if cost is None else f"${cost:g}/h"
+
+
 def devices_for_memory(acc: Accelerator, need_bytes: int) -> int | None:
     """How many devices of ``acc`` hold ``need_bytes`` between them; None when its memory is unknown."""
     if acc.memory_gib is None:
