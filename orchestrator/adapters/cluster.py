@@ -32,6 +32,7 @@ from typing import Callable, Iterator, Mapping
 from orchestrator.adapters import auth
 from orchestrator.core import hardware
 from orchestrator.core.errors import ClusterUnavailable, SpecError
+from orchestrator.core.hardware import Accelerator
 from orchestrator.core.protocol import DRIVER_RESOURCE, NODE_LABEL, SIMULATED_LABEL
 from orchestrator.core.snapshot import ClusterSnapshot, Node, QueueConfig, default_queues
 
@@ -360,7 +361,7 @@ def _resource_args(node: Node, is_head: bool) -> list[str]:
         args += ["--num-gpus", str(int(total[hardware.GPU]))]
     if hardware.MEMORY in total:
         args += ["--memory", str(int(total[hardware.MEMORY]))]
-    if hardware.GPU in total or hardware.TPU in total:
+    if any(key in total for key in hardware.DEVICE_RESOURCES):
         labels[SIMULATED_LABEL] = "true"
     if node.total:  # simulated nodes share one machine: keep their object stores small
         args += ["--object-store-memory", str(SIM_OBJECT_STORE_BYTES)]
@@ -446,9 +447,13 @@ def _node_states(gcs_address: str) -> list:
     return [n for n in state.node_states if n.status in (NodeStatus.RUNNING, NodeStatus.IDLE)]
 
 
-def live_snapshot(info: ClusterInfo, queues: Mapping[str, QueueConfig] | None = None) -> ClusterSnapshot:
+def live_snapshot(info: ClusterInfo, queues: Mapping[str, QueueConfig] | None = None,
+                  accelerators: Mapping[str, Accelerator] | None = None) -> ClusterSnapshot:
     """Nodes with total and free resources and labels, read from the GCS; ``queues`` as the
-    cluster's file defines them (``load.cluster.queues_of``), else the one default queue."""
+    cluster's (or queues) file defines them (``load.cluster.queues_of``), else the one default
+    queue; ``accelerators``, the custom types its file declares (``load.cluster.accelerators_of``).
+    A node's ``accelerator_type:X`` that nothing describes becomes a type of unknown figures
+    (``snapshot.SnapshotIndex``), so ``X:N``, ``GPU:N`` and ``auto`` see it."""
     if not info.gcs_address:
         raise ClusterUnavailable(f"{info.dashboard_url}: reading a remote cluster's nodes needs its GCS address")
     nodes = []
@@ -465,7 +470,8 @@ def live_snapshot(info: ClusterInfo, queues: Mapping[str, QueueConfig] | None = 
             node_id=node_id,
         ))
     nodes.sort(key=lambda n: n.name)
-    return ClusterSnapshot(name=info.name, nodes=tuple(nodes), queues=default_queues() if queues is None else queues)
+    return ClusterSnapshot(name=info.name, nodes=tuple(nodes), queues=default_queues() if queues is None else queues,
+                           accelerators=accelerators or {})
 
 
 def local_snapshot() -> ClusterSnapshot:

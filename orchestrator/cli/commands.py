@@ -159,7 +159,8 @@ def cluster_status(address: Optional[str] = Address, insecure: bool = Insecure, 
     data = api.cluster_view(address)
     if json_out:
         return _print_json(data)
-    _console().print(render.cluster_table(data), render.queues_table(data))
+    tables = [render.cluster_table(data), render.queues_table(data)]
+    _console().print(*tables, *([render.accelerators_table(data)] if data.get("accelerators") else []))
 
 
 # ---- specs and plans ---------------------------------------------------------------
@@ -168,6 +169,8 @@ def cluster_status(address: Optional[str] = Address, insecure: bool = Insecure, 
 @command()
 def validate(spec: str = typer.Argument(..., help="JOB.yaml"),
              set_: List[str] = typer.Option([], "--set", help="KEY=VALUE override (repeatable)."),
+             cluster: Optional[str] = typer.Option(None, "--cluster", help="A cluster file whose custom "
+                                                   "accelerator types the spec may name (default: the catalog's)."),
              json_out: bool = typer.Option(False, "--json", help="Print JSON for scripts: {ok, job, ...}, or "
                                            "{ok: false, errors: [{file, line, column, field, message}]}."),
              debug: bool = Debug):
@@ -178,7 +181,7 @@ def validate(spec: str = typer.Argument(..., help="JOB.yaml"),
     from orchestrator.load.spec import load_spec
 
     try:
-        job = load_spec(spec, set_)
+        job = load_spec(spec, set_, types=api.custom_types(cluster) if cluster else {})
         own = api.orch_folders_in(job.working_dir)
     except SpecError as error:
         if not json_out:
@@ -213,7 +216,8 @@ def plan(spec: str = typer.Argument(..., help="JOB.yaml"), cluster: Optional[str
     from orchestrator.client import api
     from orchestrator.load.spec import load_spec
 
-    data = api.plan(load_spec(spec, set_), address=address, cluster_file=cluster)
+    # Types outside the catalog are the cluster's to judge: the plan says whether it has them.
+    data = api.plan(load_spec(spec, set_, types=None), address=address, cluster_file=cluster)
     if json_out:
         _print_json(data)
     else:
@@ -372,12 +376,15 @@ def serve(address: Optional[str] = typer.Option(None, "--address", help="This he
                                                 "every node must reach it (default: HOME/storage)."),
           cluster_file: Optional[str] = typer.Option(None, "--cluster-file", help="The Ray launcher YAML or "
                                                      "RayCluster the cluster was made from (autoscaler-aware plans)."),
+          queues: Optional[str] = typer.Option(None, "--queues", help="A file whose queues: section (as in "
+                                               "an orch cluster file) gives queues, quotas and cohorts, on any "
+                                               "cluster, autoscaled or not."),
           name: Optional[str] = typer.Option(None, "--name", help="The cluster's name (default: this host's)."),
           insecure: bool = Insecure, debug: bool = Debug):
     """Run orch's control plane in the foreground on a Ray head that `orch up` did not start."""
     # The control plane is its own program (the CLI never imports it): this process becomes it.
     given = {"--address": address, "--gcs": gcs, "--host": host, "--port": port, "--home": home,
-             "--storage": storage, "--cluster-file": cluster_file, "--name": name}
+             "--storage": storage, "--cluster-file": cluster_file, "--queues": queues, "--name": name}
     argv = [part for flag, value in given.items() if value is not None for part in (flag, str(value))]
     if debug:
         os.environ["ORCH_DEBUG"] = "1"
@@ -399,6 +406,7 @@ def simulate(cluster: str = typer.Option(..., "--cluster", help="A cluster file 
     from orchestrator.core.simulate import simulate as replay
     from orchestrator.core.suggest import did_you_mean
     from orchestrator.load.cluster import read_cluster
+    from orchestrator.core.hardware import by_name
     from orchestrator.load.trace import check_queues, load_trace
 
     if policy not in POLICIES:
@@ -406,7 +414,8 @@ def simulate(cluster: str = typer.Option(..., "--cluster", help="A cluster file 
     if estimates not in ESTIMATES:
         raise SpecError(f"--estimates: unknown mode {estimates!r}; use one of {', '.join(ESTIMATES)}"
                         f"{did_you_mean(estimates, list(ESTIMATES))}")
-    snapshot, jobs = read_cluster(cluster), load_trace(trace)
+    snapshot = read_cluster(cluster)
+    jobs = load_trace(trace, by_name(snapshot.custom_types()))
     check_queues(jobs, snapshot, trace)
     report = replay(snapshot, jobs, policy, estimates=estimates)
     if json_out:

@@ -45,6 +45,21 @@ def queues_table(data: dict[str, Any]) -> Table:
     return table
 
 
+def accelerators_table(data: dict[str, Any]) -> Table:
+    """The cluster's accelerator types with what is known of them ("?" where nothing is)."""
+    table = Table("type", "family", "Ray type", "memory", "bf16 TFLOP/s", "fp32 TFLOP/s", "$/device-hour", "from",
+                  title="accelerators")
+    for acc in data.get("accelerators", []):
+        table.add_row(acc["name"], acc["family"], acc["ray_type"], _known(acc["memory_gib"], "{:g}GiB"),
+                      _known(acc["peak_bf16_tflops"]), _known(acc["peak_fp32_tflops"]),
+                      _known(acc["price_per_hour"]), acc["source"])
+    return table
+
+
+def _known(value: float | None, form: str = "{:g}") -> str:
+    return "?" if value is None else form.format(value)
+
+
 def cluster_table(data: dict[str, Any]) -> Table:
     table = Table(title=f"cluster {data['name']} — dashboard {data['dashboard']}")
     for column in ("node", "hardware", "total", "free"):
@@ -64,7 +79,8 @@ def plan_table(plan: dict[str, Any]) -> Group:
         head.add_row("accelerator", f"{plan['accelerator']} x {_workers(plan['workers'])}")
         head.add_row("per worker", _resources(plan["per_worker"]))
         head.add_row("nodes", ", ".join(plan["nodes"]))
-        head.add_row("cost", f"${plan['cost_per_hour']:.2f}/hour")
+        cost = plan["cost_per_hour"]
+        head.add_row("cost", "unknown (no list price)" if cost is None else f"${cost:.2f}/hour")
     if plan.get("why"):
         head.add_row("why", plan["why"])
     if plan.get("queue_position") is not None:

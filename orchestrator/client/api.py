@@ -25,6 +25,7 @@ from orchestrator.adapters.jobs import JobsClient
 from orchestrator.client.control_plane import ControlClient
 from orchestrator.core import allocator, estimate, events
 from orchestrator.core.errors import ClusterUnavailable, InfeasibleError, JobNotFound, SpecError
+from orchestrator.core.hardware import Accelerator, by_name
 from orchestrator.core.launch import launch_request, plan_record
 from orchestrator.core.lifecycle import TERMINAL, JobState, driver_losses
 from orchestrator.core.masking import redact, redact_stream, resolve_env, split_env
@@ -32,6 +33,7 @@ from orchestrator.core.protocol import INIT_FROM_ENV, worker_env
 from orchestrator.core.spec import JOB_SOURCE, JobSpec
 from orchestrator.core.suggest import did_you_mean
 from orchestrator.load.cluster import read_cluster
+from orchestrator.load.launcher import snapshot_from_config
 from orchestrator.load.spec import load_spec
 
 
@@ -66,7 +68,14 @@ class JobView:
 
 
 def _spec(spec: JobSpec | str | Path, overrides=()) -> JobSpec:
-    return spec if isinstance(spec, JobSpec) else load_spec(spec, overrides)
+    # A type outside the catalog is the cluster's to judge (its plan rejects what it lacks).
+    return spec if isinstance(spec, JobSpec) else load_spec(spec, overrides, types=None)
+
+
+def custom_types(cluster_file: str) -> dict[str, Accelerator]:
+    """The custom accelerator types a cluster file (or launcher YAML, RayCluster) has, by
+    lower-case name and Ray type, for ``orch validate --cluster``."""
+    return by_name(snapshot_from_config(cluster_file).custom_types())
 
 
 def new_job_id(name: str) -> str:

@@ -285,7 +285,8 @@ class Control:
 
 def cluster_report(snapshot: ClusterSnapshot, running: list[JobRow]) -> dict[str, Any]:
     """Nodes with total, free and labels; queues with what their jobs hold now (from orch's plans,
-    a sweep's trial slots included) and how much of that is borrowed (over the quota)."""
+    a sweep's trial slots included) and how much of that is borrowed (over the quota); the
+    accelerator types, catalogued or custom, with their figures."""
     usage: dict[str, dict[str, float]] = {}
     for row in running:
         held = usage.setdefault(row.queue, {})
@@ -299,7 +300,8 @@ def cluster_report(snapshot: ClusterSnapshot, running: list[JobRow]) -> dict[str
         queues[name] = {**asdict(config), "used": used, "borrowed": borrowed}
     nodes = [{"name": n.name, "node_id": n.node_id, "total": dict(n.total), "free": dict(n.free),
               "labels": dict(n.labels)} for n in snapshot.nodes]
-    return {"name": snapshot.name, "nodes": nodes, "queues": queues}
+    return {"name": snapshot.name, "nodes": nodes, "queues": queues,
+            "accelerators": [acc.to_json() for acc in snapshot.accelerator_types()]}
 
 
 def _record(decision: allocator.Plan | allocator.Infeasible, snapshot: ClusterSnapshot) -> dict[str, Any]:

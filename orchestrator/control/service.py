@@ -178,6 +178,7 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
     parser.add_argument("--port", type=int, default=CONTROL_PORT)
     parser.add_argument("--storage", required=True)
     parser.add_argument("--cluster-file")
+    parser.add_argument("--queues", help="a file with a queues: section (or a whole orch cluster file)")
     parser.add_argument("--name", default="local")
     return parser.parse_args(argv)
 
@@ -191,22 +192,25 @@ def run(args: argparse.Namespace, say: Callable[[str], None] = lambda m: print(m
     from orchestrator.adapters.jobs import JobsClient
     from orchestrator.control.loop import Control
     from orchestrator.load import launcher
-    from orchestrator.load.cluster import queues_of
+    from orchestrator.load.cluster import accelerators_of, load_queues_file, queues_of
 
+    if args.queues:
+        load_queues_file(args.queues)  # a bad file stops the start, with its line and column
     Path(args.home).mkdir(parents=True, exist_ok=True)
     held = cluster.hold_control_lock(Path(args.home), wait_s=5.0)
     if held is None:
         raise ClusterUnavailable(f"another orch control plane serves {args.home}; stop it, or give this one "
                                  "another --home")
     # A Ray launcher YAML or KubeRay RayCluster describes a cluster the autoscaler grows: plan
-    # against it at its largest. Such a config has no orch queues (only `default`); an orch
-    # cluster file lists nodes that all exist, and its queues.
+    # against it at its largest. Such a config has no orch queues: `--queues` gives them, on
+    # any cluster. An orch cluster file lists nodes that all exist, its queues and custom types.
     max_scale = launcher.autoscaling_snapshot(args.cluster_file) if args.cluster_file else None
     info = cluster.ClusterInfo(dashboard_url=args.dashboard, gcs_address=args.gcs, name=args.name,
                                cluster_file=None if max_scale else args.cluster_file, storage=args.storage)
+    queues_file = args.queues or info.cluster_file
     control = Control(Store(Path(args.home) / DB_NAME), JobsClient(info),
-                      lambda: cluster.live_snapshot(info, queues_of(info.cluster_file)), args.storage,
-                      max_scale_source=(lambda: max_scale) if max_scale else None)
+                      lambda: cluster.live_snapshot(info, queues_of(queues_file), accelerators_of(info.cluster_file)),
+                      args.storage, max_scale_source=(lambda: max_scale) if max_scale else None)
     try:
         server = serve(control, args.port, args.host)
     except OSError as error:
@@ -269,7 +273,7 @@ def main_head(argv: list[str]) -> None:
 
 def _head_args(argv: list[str]) -> argparse.Namespace:
     parser = argparse.ArgumentParser(prog="orch serve", description="orch control plane on a Ray head")
-    for flag in ("--address", "--gcs", "--home", "--storage", "--cluster-file", "--name"):
+    for flag in ("--address", "--gcs", "--home", "--storage", "--cluster-file", "--queues", "--name"):
         parser.add_argument(flag)
     parser.add_argument("--host", default="127.0.0.1")
     parser.add_argument("--port", type=int)
@@ -282,15 +286,20 @@ def _say(message: str) -> None:
 
 def serve_head(address: str | None = None, gcs: str | None = None, host: str = "127.0.0.1",
                port: int | None = None, home: str | None = None, storage: str | None = None,
-               cluster_file: str | None = None, name: str | None = None,
+               cluster_file: str | None = None, name: str | None = None, queues: str | None = None,
                say: Callable[[str], None] = lambda m: print(m, flush=True)) -> None:
     """Run the control plane in the foreground beside the Ray head whose dashboard is ``address``
     (as seen on this machine; default ``ORCH_ADDRESS``, else http://127.0.0.1:8265).
 
     The cluster must have token auth unless ``ORCH_INSECURE``/``--insecure``; the GCS
-    address is read from the Ray dashboard's process when not given.
+    address is read from the Ray dashboard's process when not given. ``queues``: a file whose
+    ``queues:`` section (an orch cluster file's) gives the queues, on any cluster.
     """
     from orchestrator.adapters import cluster
+    from orchestrator.load.cluster import load_queues_file
+
+    if queues:
+        load_queues_file(queues)  # before anything else: a typo in it is the user's to fix first
 
     dashboard = cluster.as_url(address or os.environ.get("ORCH_ADDRESS") or DEFAULT_DASHBOARD)
     port = port or cluster.CONTROL_PORT
@@ -303,7 +312,8 @@ def serve_head(address: str | None = None, gcs: str | None = None, host: str = "
     args = parse_args(["--home", str(home_dir), "--dashboard", dashboard, "--gcs", gcs, "--host", host,
                        "--port", str(port), "--storage", storage or str(home_dir / "storage"),
                        "--name", name or socket.gethostname(),
-                       *(["--cluster-file", cluster_file] if cluster_file else [])])
+                       *(["--cluster-file", cluster_file] if cluster_file else []),
+                       *(["--queues", str(Path(queues).resolve())] if queues else [])])
     say(f"Ray cluster: dashboard {dashboard}, GCS {gcs} ({nodes} nodes); orch state in {home_dir}, "
         f"storage {args.storage}")
     run(args, say)

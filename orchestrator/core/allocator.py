@@ -21,11 +21,11 @@ Plan decisions (they shape what the runners ask of Ray Train):
 
 from __future__ import annotations
 
-from dataclasses import asdict, dataclass
+from dataclasses import asdict, dataclass, replace
 from typing import ClassVar, Iterable, Mapping
 
 from orchestrator.core import auto, hardware
-from orchestrator.core.hardware import GIB, AcceleratorRequest
+from orchestrator.core.hardware import AcceleratorRequest
 from orchestrator.core.placement import UNLIMITED, Fit, gib, quantity
 from orchestrator.core.snapshot import EPS, ClusterSnapshot, QueueConfig, SliceGroup
 from orchestrator.core.spec import JobSpec
@@ -57,7 +57,7 @@ class Plan:
     per_worker: Mapping[str, float]  # Ray resources of one worker
     nodes: tuple[str, ...]
     node_ids: tuple[str | None, ...]
-    cost_per_hour: float
+    cost_per_hour: float | None  # None: a device of unknown list price
     placement: str  # pack | spread | strict_pack | strict_spread
     label_selector: Mapping[str, str] | None
     tpu: TpuPlacement | None
@@ -115,7 +115,7 @@ class _Outcome:
     fit: Fit | None = None
     positions: tuple[int, ...] = ()
     tpu_slice: SliceGroup | None = None
-    cost_per_hour: float = 0.0
+    cost_per_hour: float | None = 0.0
 
 
 @dataclass(frozen=True)
@@ -194,8 +194,10 @@ def _try(option: _Option, snapshot: ClusterSnapshot) -> _Outcome:
 def _choose(outcomes: list[_Outcome], cheapest: bool) -> _Outcome | None:
     for status in ("placeable", "queued"):
         fitting = [o for o in outcomes if o.status == status]
-        if fitting:
-            return min(fitting, key=lambda o: o.cost_per_hour) if cheapest else fitting[0]
+        if fitting and not cheapest:
+            return fitting[0]
+        if fitting:  # an unknown list price is no bargain: known prices first
+            return min(fitting, key=lambda o: (o.cost_per_hour is None, o.cost_per_hour or 0.0))
     return None
 
 
@@ -203,7 +205,7 @@ def _passed_over(outcome: _Outcome, chosen: _Outcome) -> str:
     """Why an option that fits was not taken."""
     if outcome.status == "queued" and chosen.status == "placeable":
         return "fits the cluster but not the free resources now"
-    return f"{outcome.status} at ${outcome.cost_per_hour:g}/h; {chosen.request} costs ${chosen.cost_per_hour:g}/h"
+    return f"{outcome.status} at {hardware.price_text(outcome.cost_per_hour)}; {chosen.request} costs {hardware.price_text(chosen.cost_per_hour)}"
 
 
 def _why(chosen: _Outcome, choice: auto.Choice, ordered: bool, count: int) -> str:
@@ -213,7 +215,7 @@ def _why(chosen: _Outcome, choice: auto.Choice, ordered: bool, count: int) -> st
     elif choice.why:
         text = f"{choice.why}; {accelerator} is the first {status} of them{choice.sharding(chosen.request)}"
     elif not ordered:
-        text = f"any_of: {chosen.option} is the cheapest {status} option at ${chosen.cost_per_hour:g}/h"
+        text = f"any_of: {chosen.option} is the cheapest {status} option at {hardware.price_text(chosen.cost_per_hour)}"
     elif count > 1:
         text = f"{chosen.option} is the first {status} option in order"
     else:
@@ -243,7 +245,7 @@ def _resolve_option(spec: JobSpec, snapshot: ClusterSnapshot, queue: QueueConfig
     groups = _groups(request, snapshot)
     cap, reason = _quota_cap(per_worker, workers.min, queue)
     if not groups:
-        reason = reason or f"no node has {request.type.name if request.type else request.kind.upper()}"
+        reason = reason or _missing(request, snapshot)
     if reason or not any(_memory_fits(spec, g.request) for g in groups):
         return _rejected(option, reason or _memory_reason(spec, groups))
     groups = tuple(g for g in groups if _memory_fits(spec, g.request))
@@ -256,6 +258,17 @@ def _resolve_option(spec: JobSpec, snapshot: ClusterSnapshot, queue: QueueConfig
     return _rejected(option, "; ".join(fit.diagnose(snapshot, g.classes, g.what) for g in groups))
 
 
+def _missing(request: AcceleratorRequest, snapshot: ClusterSnapshot) -> str:
+    """Why no node can take ``request``'s type; for a type only the spec names, what it may mean."""
+    acc = request.type
+    if acc is None:
+        return f"no node has {request.kind.upper()}"
+    if acc.source != hardware.NAMED:
+        return f"no node has {acc.name}"
+    custom = hardware.by_name(snapshot.custom_types())
+    return f"no node has {acc.name}: {hardware.unknown_type(acc.name, custom)}"
+
+
 def _rejected(option: str, reason: str) -> _Option:
     return _Option(option, on_total=_Outcome(option, "rejected", reason))
 
@@ -265,7 +278,7 @@ def _per_worker(spec: JobSpec, request: AcceleratorRequest, devices: int) -> dic
     if request.kind in ("tpu", "slice"):
         resources[hardware.TPU] = devices
     elif request.kind == "gpu":
-        resources[hardware.GPU] = devices
+        resources[request.type.resource if request.type else hardware.GPU] = devices
     return resources
 
 
@@ -281,22 +294,29 @@ def _groups(request: AcceleratorRequest, snapshot: ClusterSnapshot) -> list[_Gro
             acc = index.classes[classes[0]].accelerator
             groups.append(_Group(AcceleratorRequest("gpu", request.count, acc), classes, acc.name if acc else ray_type))
         return groups
-    classes = index.by_type.get(request.type.ray_type, ())
-    return [_Group(request, classes, request.type.name)] if classes else []
+    # A custom type as the spec spells it becomes the cluster's own (declared or learned) type.
+    acc = index.types.get(request.type.name.lower()) if request.type.custom else request.type
+    classes = index.by_type.get(acc.ray_type, ()) if acc else ()
+    return [_Group(replace(request, type=acc), classes, acc.name)] if classes else []
 
 
 def _memory_fits(spec: JobSpec, request: AcceleratorRequest) -> bool:
     need = spec.resources.accelerator_memory
     if not need or request.kind == "cpu":
         return True  # CPU work keeps its model in host memory, which ``memory`` covers
-    return request.type is not None and hardware.device_memory(request.type, request.count) >= need
+    memory = hardware.device_memory(request.type, request.count) if request.type else None
+    return memory is not None and memory >= need  # unknown memory promises nothing
 
 
 def _memory_reason(spec: JobSpec, groups: list[_Group]) -> str:
     """Why no group's devices hold ``accelerator_memory`` per worker."""
-    have = "; ".join(f"{g.request.count} x {g.what} has {gib(hardware.device_memory(g.request.type, g.request.count))}"
-                     for g in groups if g.request.type)
+    have = "; ".join(f"{g.request.count} x {g.what} has {_memory_text(g.request)}" for g in groups if g.request.type)
     return f"needs {gib(spec.resources.accelerator_memory)} accelerator memory per worker; {have or 'type unknown'}"
+
+
+def _memory_text(request: AcceleratorRequest) -> str:
+    memory = hardware.device_memory(request.type, request.count)
+    return "unknown memory (declare it in the cluster file's accelerators:)" if memory is None else gib(memory)
 
 
 def _resolve_slice(spec: JobSpec, snapshot: ClusterSnapshot, queue: QueueConfig,
@@ -326,7 +346,7 @@ def _slice_reason(spec: JobSpec, snapshot: ClusterSnapshot, tpu_slice: hardware.
     if (workers.min, workers.max) not in ((1, 1), (hosts, hosts)):
         return (f"{tpu_slice.name} runs one worker on each of its {hosts} hosts; workers: {workers} conflicts "
                 f"(leave workers out or set it to {hosts})")
-    if need and need > memory:
+    if need and memory is not None and need > memory:
         return f"needs {gib(need)} accelerator memory, a {tpu_slice.name} slice has {gib(memory)}"
     if not slices:
         present = ", ".join(f"TPU-{pod}" for pod in snapshot.index.slices)
@@ -351,7 +371,7 @@ def _quota_cap(per_worker: Mapping[str, float], min_workers: int, queue: QueueCo
 
 def _placed(option: str, status: str, request: AcceleratorRequest, fit: Fit, positions,
             tpu_slice: SliceGroup | None = None) -> _Outcome:
-    cost = _cost(request, fit.per_worker, len(positions))
+    cost = hardware.cost_per_hour(request, fit.per_worker, len(positions))
     return _Outcome(option, status, "", request, fit, tuple(positions), tpu_slice, cost)
 
 
@@ -389,17 +409,6 @@ def _tpu_placement(request: AcceleratorRequest, host, tpu_slice: SliceGroup | No
                         labels.get(hardware.LABEL_TPU_POD_TYPE))
 
 
-def _cost(request: AcceleratorRequest, per_worker: Mapping[str, float], workers: int) -> float:
-    """List price per hour: devices for accelerator plans, vCPUs and memory for CPU plans."""
-    acc = request.slice.accelerator if request.slice else request.type
-    if acc is not None:
-        per = acc.price_per_hour * per_worker.get(hardware.TPU if acc.is_tpu else hardware.GPU, 0)
-    elif request.kind == "cpu":
-        per = (per_worker[hardware.CPU] * hardware.CPU_PRICE_PER_HOUR
-               + per_worker[hardware.MEMORY] / GIB * hardware.MEMORY_GIB_PRICE_PER_HOUR)
-    else:
-        per = 0.0  # a GPU type outside the catalog has no known price
-    return round(per * workers, 4)
 
 
 # ---- output --------------------------------------------------------------------

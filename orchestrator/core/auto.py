@@ -34,11 +34,12 @@ class Choice:
     def sharding(self, request: AcceleratorRequest) -> str:
         """The why's clause when ``request`` shards the model over several devices; "" when one holds it."""
         acc = request.slice.accelerator if request.slice else request.type
-        if not self.need or acc is None or self.need <= hardware.device_memory(acc, 1):
+        one = hardware.device_memory(acc, 1) if acc is not None else None
+        if not self.need or one is None or self.need <= one:
             return ""
         over = (f"the {request.slice.chips} chips of a {request.slice.name} slice (SPMD)" if request.slice
                 else f"{request.count} x {acc.name} per worker (FSDP/ZeRO)")
-        return f"; sharded over {over}: one {acc.name} holds {gib(hardware.device_memory(acc, 1))}"
+        return f"; sharded over {over}: one {acc.name} holds {gib(one)}"
 
 
 def expand(spec: JobSpec, snapshot: ClusterSnapshot) -> Choice:
@@ -54,7 +55,7 @@ def expand(spec: JobSpec, snapshot: ClusterSnapshot) -> Choice:
         return Choice((_CPU,), "auto: the cluster has no accelerators: CPU")
     need = spec.resources.accelerator_memory or (hardware.train_memory_bytes(params) if params else None)
     chosen, rejected = [], []
-    for acc in sorted(present, key=lambda a: (a.price_per_tflops, a.name)):
+    for acc in sorted(present, key=lambda a: a.value_rank):
         request, reason = _request(acc, need, snapshot)
         if request:
             chosen.append(request)
@@ -66,7 +67,7 @@ def expand(spec: JobSpec, snapshot: ClusterSnapshot) -> Choice:
         memory = f"needs {gib(need)} accelerator memory"
     else:
         memory = f"{_params(params)} parameters need {gib(need)} accelerator memory to train"
-    ranked = ", ".join(f"{r} (${(r.slice.accelerator if r.slice else r.type).price_per_tflops:.4f})" for r in chosen)
+    ranked = ", ".join(f"{r} ({(r.slice.accelerator if r.slice else r.type).per_tflops_text})" for r in chosen)
     why = f"auto: {memory}; by list price per peak TFLOP/s-hour: {ranked or 'none fits'}"
     return Choice(tuple(chosen), why, tuple(rejected), need)
 
@@ -75,6 +76,8 @@ def _request(acc: hardware.Accelerator, need: int | None, snapshot: ClusterSnaps
     """Devices of ``acc`` that hold ``need`` on one node, else the smallest slice that does; or why not."""
     index = snapshot.index
     largest = max(index.classes[c].total.get(index.classes[c].primary, 0) for c in index.by_type[acc.ray_type])
+    if need and acc.memory_gib is None:
+        return None, f"needs {gib(need)}; the memory of {acc.name} is unknown (declare it in the cluster file)"
     count = hardware.worker_devices(acc, need) if need else 1
     single_host = not acc.is_tpu or (count or 0) <= acc.chips_per_host or count in acc.single_host_chips
     if count and count <= largest and single_host:

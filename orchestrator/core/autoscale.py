@@ -210,7 +210,7 @@ def account(live: ClusterSnapshot, max_scale: ClusterSnapshot,
             used[kind.name] += 1
             total = sample[kind.name].total if kind.hosts == 1 and kind.name in sample else None
             extra.append(virtual(kind, k, total))
-        snapshot = ClusterSnapshot(snapshot.name, snapshot.nodes + tuple(extra), snapshot.queues)
+        snapshot = ClusterSnapshot(snapshot.name, snapshot.nodes + tuple(extra), snapshot.queues, snapshot.accelerators)
         for node in extra:
             for job, resources in coming[node.name]:
                 if _holds(snapshot.node(node.name).free, resources):
@@ -315,7 +315,8 @@ class _Extension:
         """Admit ``job`` on the nodes its plan adds; the policy's preemptions for it are not needed."""
         plan = found.plan
         added = [found.snapshot.node(n) for n in dict.fromkeys(plan.nodes) if n not in self.free.index.position]
-        grown = ClusterSnapshot(self.free.name, self.free.nodes + tuple(added), self.free.queues)
+        grown = ClusterSnapshot(self.free.name, self.free.nodes + tuple(added), self.free.queues,
+                                self.free.accelerators)
         if job.spec.sweep:
             plan = _with_trials(job, plan, grown, {n.name for n in added}, self.usage, self.queues)
         self._hold(job, plan, grown)

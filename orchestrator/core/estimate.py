@@ -120,7 +120,8 @@ def _scaled_history(job: Target, runs: list[PastRun]) -> Estimate | None:
 
 def _ratio(run: PastRun, job: Target, target: tuple[str, float] | None) -> float | None:
     """How much longer the job runs than ``run`` did (its throughput over the job's); None when
-    the two cannot be compared (a generic GPU:1 or auto; a CPU run against an accelerator)."""
+    the two cannot be compared (a generic GPU:1 or auto; a CPU run against an accelerator; a type
+    of unknown peak)."""
     past = _throughput(run.accelerator, run.precision, run.workers, job.data_parallel)
     if past is None or target is None or past[0] != target[0]:
         return None
@@ -142,6 +143,8 @@ def _throughput(accelerator: str, precision: str, workers: int, data_parallel: b
     if device is None:  # GPU:N or auto: no one type's speed
         return None
     peak = device.peak_fp32_tflops if precision == "fp32" else device.peak_bf16_tflops
+    if peak is None:  # a type whose peak is not public, or a custom one: no speed to scale by
+        return None
     per_worker = request.slice.chips_per_host if request.slice else request.count
     return "tflops", peak * per_worker * scale
 

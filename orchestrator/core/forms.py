@@ -8,7 +8,7 @@ from __future__ import annotations
 import re
 from typing import Annotated, Any
 
-from pydantic import BaseModel, BeforeValidator, ConfigDict, PlainSerializer, WithJsonSchema
+from pydantic import BaseModel, BeforeValidator, ConfigDict, PlainSerializer, ValidationInfo, WithJsonSchema
 
 from orchestrator.core import hardware
 from orchestrator.core.hardware import AcceleratorRequest
@@ -151,7 +151,17 @@ class AcceleratorChoice(BaseModel):
         return names[0] if len(names) == 1 else names
 
 
-def parse_accelerator_choice(value: Any) -> AcceleratorChoice:
+# Validation context key: the accelerator types a spec may name beyond the catalog
+# (``hardware.by_name`` of a cluster's custom types). Given, a type outside both is an error;
+# left out, such a type parses as one only the spec names, for the cluster to judge.
+ACCELERATOR_TYPES = "accelerator_types"
+
+
+def _accelerator_field(value: Any, info: ValidationInfo) -> AcceleratorChoice:
+    return parse_accelerator_choice(value, (info.context or {}).get(ACCELERATOR_TYPES))
+
+
+def parse_accelerator_choice(value: Any, custom: dict | None = None) -> AcceleratorChoice:
     if isinstance(value, AcceleratorChoice):
         return value
     ordered = True
@@ -166,7 +176,7 @@ def parse_accelerator_choice(value: Any) -> AcceleratorChoice:
     for item in items:
         if not isinstance(item, str):
             raise ValueError(f"{item!r} is not an accelerator string such as GPU:1 or TPU-v4-16")
-        options.append(hardware.parse_accelerator(item))
+        options.append(hardware.parse_accelerator(item, custom))
     if len(options) > 1 and any(o.kind == "auto" for o in options):
         raise ValueError("auto cannot be combined with other options")
     if len({str(o) for o in options}) != len(options):
@@ -209,7 +219,7 @@ Workers = Annotated[
 ]
 Accelerators = Annotated[
     AcceleratorChoice,
-    BeforeValidator(parse_accelerator_choice),
+    BeforeValidator(_accelerator_field),
     PlainSerializer(AcceleratorChoice.to_yaml),
     WithJsonSchema(_ACCELERATOR_SCHEMA),
 ]

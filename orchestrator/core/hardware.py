@@ -4,10 +4,9 @@ Nothing here talks to a cluster. Specs, the allocator and the runners ask this
 module what an accelerator string means, how much memory and compute a device
 has, what it costs, and which Ray resources and node labels stand for it.
 
-Prices are public on-demand list prices per device-hour (GPU or TPU chip), in
-USD, from Google Cloud's GPU and TPU pricing pages (us-central1, 2025), except
-A10G which only AWS sells (g5 instances, us-east-1, 2025). Peak TFLOP/s are the
-vendors' dense (no sparsity) datasheet figures.
+The table itself, with where its figures come from, is ``core/catalog.py``; types outside it
+(custom types) come in as data: a cluster file declares them and a live node reports them,
+and the snapshot carries them.
 """
 
 from __future__ import annotations
@@ -15,16 +14,28 @@ from __future__ import annotations
 import math
 import re
 from dataclasses import dataclass
+from typing import Iterable, Mapping
 
+from orchestrator.core.catalog import (
+    ACCELERATOR_RESOURCE_PREFIX,
+    CATALOG,
+    DECLARED,
+    DEVICE_RESOURCES,
+    FAMILIES,
+    GPU,
+    LEARNED,
+    NAMED,
+    TPU,
+    Accelerator,
+)
 from orchestrator.core.suggest import closest
+
+__all__ = ["ACCELERATOR_RESOURCE_PREFIX", "CATALOG", "DEVICE_RESOURCES", "FAMILIES", "GPU", "TPU", "Accelerator"]
 
 # Ray's resource and label names (ray.util.accelerators, ray._raylet). Kept as
 # literals so that parsing a spec never imports Ray.
-GPU = "GPU"
-TPU = "TPU"
 CPU = "CPU"
 MEMORY = "memory"
-ACCELERATOR_RESOURCE_PREFIX = "accelerator_type:"
 LABEL_ACCELERATOR_TYPE = "ray.io/accelerator-type"
 LABEL_TPU_SLICE_NAME = "ray.io/tpu-slice-name"
 LABEL_TPU_WORKER_ID = "ray.io/tpu-worker-id"
@@ -47,82 +58,40 @@ TINY_MODEL_PARAMS = 10_000_000
 WORKER_DEVICE_COUNTS = (1, 2, 4, 8)
 
 
-@dataclass(frozen=True)
-class Accelerator:
-    """One kind of accelerator device (a GPU, or one TPU chip)."""
-
-    name: str  # canonical name as users write it: "A100", "TPU-v4"
-    family: str  # "gpu" | "tpu"
-    aliases: tuple[str, ...]
-    memory_gib: float  # per device
-    peak_bf16_tflops: float  # dense; fp16 tensor-core figure where bf16 is absent
-    peak_fp32_tflops: float
-    bf16: bool
-    price_per_hour: float  # per device
-    ray_type: str  # Ray's accelerator_type value (ray.util.accelerators)
-    # TPU only: chips on one host, and slice sizes in the name's unit.
-    chips_per_host: int = 0
-    slice_unit: int = 1  # v4/v5p names count TensorCores (2 per chip); v5e/v6e chips
-    single_host_chips: tuple[int, ...] = ()
-    topology_dims: int = 0  # 3 for v4/v5p (2x2x2), 2 for v5e/v6e (4x4)
-    pod_prefix: str = ""  # Ray/GKE pod-type label prefix where it differs from the generation
-
-    @property
-    def is_tpu(self) -> bool:
-        return self.family == "tpu"
-
-    @property
-    def ray_resource(self) -> str:
-        """The node resource a Ray node of this type carries."""
-        return ACCELERATOR_RESOURCE_PREFIX + self.ray_type
-
-    @property
-    def price_per_tflops(self) -> float:
-        return self.price_per_hour / self.peak_bf16_tflops
-
-    @property
-    def generation(self) -> str:
-        """TPU generation as slice names spell it: "v4", "v5e"."""
-        return self.name.split("-", 1)[1] if self.is_tpu else ""
-
-
-CATALOG: tuple[Accelerator, ...] = (
-    Accelerator("T4", "gpu", ("nvidia-t4", "tesla-t4"), 16, 65, 8.1, False, 0.35, "T4"),
-    Accelerator("L4", "gpu", ("nvidia-l4",), 24, 121, 30.3, True, 0.71, "L4"),
-    Accelerator("A10G", "gpu", ("nvidia-a10g", "a10"), 24, 70, 31.2, True, 1.006, "A10G"),
-    Accelerator("V100", "gpu", ("nvidia-v100", "tesla-v100"), 16, 125, 15.7, False, 2.48, "V100"),
-    Accelerator(
-        "A100", "gpu", ("nvidia-a100", "a100-40gb", "nvidia-a100-40gb"), 40, 312, 19.5, True, 2.93, "A100"
-    ),
-    Accelerator(
-        "A100-80GB", "gpu", ("nvidia-a100-80gb", "a100-80g"), 80, 312, 19.5, True, 3.93, "A100-80G"
-    ),
-    Accelerator("H100", "gpu", ("nvidia-h100", "h100-80gb"), 80, 989, 67, True, 11.06, "H100"),
-    Accelerator("H200", "gpu", ("nvidia-h200", "h200-141gb"), 141, 989, 67, True, 10.60, "H200"),
-    Accelerator(
-        "TPU-v4", "tpu", ("v4", "tpuv4"), 32, 275, 137.5, True, 3.22, "TPU-V4",
-        chips_per_host=4, slice_unit=2, single_host_chips=(4,), topology_dims=3,
-    ),
-    Accelerator(
-        "TPU-v5e", "tpu", ("v5e", "tpu-v5litepod", "v5litepod"), 16, 197, 98.5, True, 1.20,
-        "TPU-V5LITEPOD", chips_per_host=4, slice_unit=1, single_host_chips=(1, 4, 8), topology_dims=2,
-        pod_prefix="v5litepod",
-    ),
-    Accelerator(
-        "TPU-v5p", "tpu", ("v5p",), 95, 459, 229.5, True, 4.20, "TPU-V5P",
-        chips_per_host=4, slice_unit=2, single_host_chips=(4,), topology_dims=3,
-    ),
-    Accelerator(
-        "TPU-v6e", "tpu", ("v6e", "trillium"), 32, 918, 459, True, 2.70, "TPU-V6E",
-        chips_per_host=4, slice_unit=1, single_host_chips=(1, 4, 8), topology_dims=2,
-    ),
-)
-
 BY_NAME: dict[str, Accelerator] = {}
 for _acc in CATALOG:
-    for _key in (_acc.name, *_acc.aliases):
+    for _key in (_acc.name, _acc.ray_type, *_acc.aliases):
         BY_NAME[_key.lower()] = _acc
 BY_RAY_TYPE: dict[str, Accelerator] = {a.ray_type: a for a in CATALOG}
+# A custom type's name: what may follow `accelerator_type:` and precede `:N` in a spec.
+CUSTOM_NAME = re.compile(r"^[A-Za-z0-9][A-Za-z0-9._-]{0,62}$")
+DECLARE_HINT = ("A type outside orch's catalog is declared in the cluster file's `accelerators:` list "
+                "(name, family, memory, bf16_tflops, fp32_tflops, price) or reported by a live node's "
+                "accelerator_type:NAME resource; `orch validate --cluster FILE` accepts a file's types")
+
+
+def named(name: str) -> Accelerator:
+    """A type only a spec names so far: what it is, the cluster that has it says (figures unknown)."""
+    return Accelerator(name, "gpu", name, source=NAMED)
+
+
+def learned(ray_type: str, resource: str) -> Accelerator:
+    """A type a node reports (``accelerator_type:X``) that nothing describes: figures unknown."""
+    family = next((f for f, r in FAMILIES.items() if r == resource), "gpu")
+    return Accelerator(ray_type, family, ray_type, source=LEARNED)
+
+
+def declared(name: str, family: str, ray_type: str | None = None, memory_gib: float | None = None,
+             bf16_tflops: float | None = None, fp32_tflops: float | None = None,
+             price: float | None = None) -> Accelerator:
+    """A custom type a cluster file declares; bf16 counts as supported when its peak is given."""
+    return Accelerator(name, family, ray_type or name, memory_gib, bf16_tflops, fp32_tflops, price,
+                       bf16=bf16_tflops is not None, source=DECLARED)
+
+
+def by_name(types: Iterable[Accelerator]) -> dict[str, Accelerator]:
+    """Lower-case name and Ray type -> type, to look custom types up as users spell them."""
+    return {key.lower(): acc for acc in types for key in (acc.name, acc.ray_type)}
 
 
 @dataclass(frozen=True)
@@ -210,8 +179,14 @@ _SLICE = re.compile(r"^(?:tpu-)?(v\d+[a-z]*|v5litepod)-(\d+)$", re.IGNORECASE)
 _WITH_COUNT = re.compile(r"^(.+?):(\d+)$")
 
 
-def parse_accelerator(text: str) -> AcceleratorRequest:
-    """Parse ``CPU``, ``GPU:2``, ``a100:1``, ``TPU-v5e:4``, ``TPU-v4-16`` or ``auto``."""
+def parse_accelerator(text: str, custom: Mapping[str, Accelerator] | None = None) -> AcceleratorRequest:
+    """Parse ``CPU``, ``GPU:2``, ``a100:1``, ``TPU-v5e:4``, ``TPU-v4-16``, ``auto`` or ``NAME:N``.
+
+    ``custom`` (``by_name`` of a cluster's custom types) makes the parse strict: a type neither
+    in the catalog nor there is an error. Without it, ``NAME:N`` of a type outside the catalog
+    parses as a type only the spec names (``named``): the cluster it runs on says whether it
+    exists, where the snapshot is known (the allocator, or ``orch validate --cluster``).
+    """
     raw = str(text).strip()
     low = raw.lower()
     if low == "cpu":
@@ -222,19 +197,19 @@ def parse_accelerator(text: str) -> AcceleratorRequest:
     if slice_match:
         return AcceleratorRequest("slice", slice=_parse_slice(raw, *slice_match.groups()))
     count_match = _WITH_COUNT.match(raw)
-    if not count_match and (low == "gpu" or low in BY_NAME):
+    if not count_match and (low == "gpu" or low in BY_NAME or low in (custom or {})):
         count_match = _WITH_COUNT.match(f"{raw}:1")  # a bare type means one device
     if not count_match:
         raise AcceleratorError(
             f"{raw!r} is not an accelerator; write TYPE:COUNT (GPU:1, A100:2, TPU-v5e:4), "
-            f"a TPU slice (TPU-v4-16), CPU or auto{_did_you_mean(low)}"
+            f"a TPU slice (TPU-v4-16), CPU or auto{_did_you_mean(low, custom)}"
         )
     name, count = count_match.group(1).strip(), int(count_match.group(2))
     if count < 1:
         raise AcceleratorError(f"{raw!r}: the count must be at least 1")
     if name.lower() == "gpu":
         return AcceleratorRequest("gpu", count=count)
-    acc = lookup(name)
+    acc = lookup(name, custom)
     if acc.is_tpu:
         if count & (count - 1) or (count > acc.chips_per_host and count not in acc.single_host_chips):
             raise AcceleratorError(
@@ -245,12 +220,24 @@ def parse_accelerator(text: str) -> AcceleratorRequest:
     return AcceleratorRequest("gpu", count=count, type=acc)
 
 
-def lookup(name: str) -> Accelerator:
-    """The catalog entry for a type name or alias (case-insensitive)."""
-    acc = BY_NAME.get(name.strip().lower())
-    if acc is None:
-        raise AcceleratorError(f"unknown accelerator type {name!r}{_did_you_mean(name.lower())}")
-    return acc
+def lookup(name: str, custom: Mapping[str, Accelerator] | None = None) -> Accelerator:
+    """The type a name or alias means (case-insensitive): the catalog's, else ``custom``'s; else,
+    when ``custom`` is None, a type only named (TPU generations excepted: they are the catalog's)."""
+    key = name.strip().lower()
+    acc = BY_NAME.get(key) or (custom or {}).get(key)
+    if acc is not None:
+        return acc
+    if custom is None and CUSTOM_NAME.match(name.strip()) and not key.startswith("tpu"):
+        return named(name.strip())
+    raise AcceleratorError(unknown_type(name, custom))
+
+
+def unknown_type(name: str, custom: Mapping[str, Accelerator] | None = None) -> str:
+    """Why ``name`` is no type here: the did-you-mean, and how to declare a custom type."""
+    text = f"unknown accelerator type {name!r}{_did_you_mean(name.lower(), custom)}"
+    if name.strip().lower().startswith("tpu"):
+        return text
+    return f"{text}{'' if text.endswith('?') else '.'} {DECLARE_HINT}"
 
 
 def _parse_slice(raw: str, generation: str, size_text: str) -> TpuSlice:
@@ -284,15 +271,15 @@ def catalog_names() -> list[str]:
     return [a.name for a in CATALOG]
 
 
-def _did_you_mean(word: str) -> str:
+def _did_you_mean(word: str, custom: Mapping[str, Accelerator] | None = None) -> str:
     word = word.split(":", 1)[0]
-    choices = ["CPU", "GPU", "auto", *catalog_names()]
-    by_lower = {c.lower(): c for c in choices}
-    by_lower.update({alias: BY_NAME[alias].name for alias in BY_NAME})
+    by_lower = {c.lower(): c for c in ("CPU", "GPU", "auto")}
+    by_lower.update({alias: acc.name for alias, acc in (*BY_NAME.items(), *(custom or {}).items())})
     close = closest(word.lower(), by_lower, n=3, cutoff=0.5)
     names = list(dict.fromkeys(by_lower[c] for c in close))
     if not names:
-        return f" (known types: {', '.join(choices)})"
+        extra = f", this cluster's {', '.join(sorted({a.name for a in custom.values()}))}" if custom else ""
+        return f" (known: CPU, GPU, auto, the {len(CATALOG)} catalog types of docs/spec.md{extra})"
     return f"; did you mean {' or '.join(names)}?"
 
 
@@ -313,17 +300,39 @@ def resolve_precision(precision: str, request: AcceleratorRequest) -> str:
     return "bf16" if device is not None and device.bf16 else "fp32"
 
 
-def device_memory(acc: Accelerator, devices: int) -> float:
-    """Bytes of accelerator memory on ``devices`` devices of ``acc``."""
-    return acc.memory_gib * GIB * devices
+def cost_per_hour(request: AcceleratorRequest, per_worker: Mapping[str, float], workers: int) -> float | None:
+    """List price per hour of a plan: devices for accelerator plans, vCPUs and memory for CPU
+    plans; None for devices of unknown price."""
+    acc = request.slice.accelerator if request.slice else request.type
+    if acc is not None:
+        if acc.price_per_hour is None:
+            return None
+        per = acc.price_per_hour * per_worker.get(acc.resource, 0)
+    elif request.kind == "cpu":
+        per = per_worker[CPU] * CPU_PRICE_PER_HOUR + per_worker[MEMORY] / GIB * MEMORY_GIB_PRICE_PER_HOUR
+    else:
+        return None  # GPU:N is priced once its type is chosen
+    return round(per * workers, 4)
 
 
-def devices_for_memory(acc: Accelerator, need_bytes: int) -> int:
-    """How many devices of ``acc`` hold ``need_bytes`` between them."""
+def price_text(cost: float | None) -> str:
+    return "an unknown price" if cost is None else f"${cost:g}/h"
+
+
+def device_memory(acc: Accelerator, devices: int) -> float | None:
+    """Bytes of accelerator memory on ``devices`` devices of ``acc``; None when its memory is unknown."""
+    return None if acc.memory_gib is None else acc.memory_gib * GIB * devices
+
+
+def devices_for_memory(acc: Accelerator, need_bytes: int) -> int | None:
+    """How many devices of ``acc`` hold ``need_bytes`` between them; None when its memory is unknown."""
+    if acc.memory_gib is None:
+        return None
     return max(1, math.ceil(need_bytes / device_memory(acc, 1)))
 
 
 def worker_devices(acc: Accelerator, need_bytes: int) -> int | None:
-    """The fewest of ``WORKER_DEVICE_COUNTS`` devices of ``acc`` that hold ``need_bytes``; None when 8 do not."""
+    """The fewest of ``WORKER_DEVICE_COUNTS`` devices of ``acc`` that hold ``need_bytes``; None
+    when 8 do not or its memory is unknown."""
     fewest = devices_for_memory(acc, need_bytes)
-    return next((count for count in WORKER_DEVICE_COUNTS if count >= fewest), None)
+    return next((count for count in WORKER_DEVICE_COUNTS if fewest and count >= fewest), None)

@@ -40,7 +40,7 @@ class NodeType:
         if self.hosts > 1:
             return f"{hardware.parse_slice_name(node.labels[hardware.LABEL_TPU_POD_TYPE]).name} slice"
         ray_type = node.ray_accelerator_type
-        acc = hardware.BY_RAY_TYPE.get(ray_type) if ray_type else None
+        acc = hardware.BY_RAY_TYPE.get(ray_type) if ray_type else None  # custom types go by their Ray type
         return f"{acc.name if acc else ray_type or 'CPU'} node"
 
 
@@ -135,7 +135,7 @@ def grow(snapshot: ClusterSnapshot, max_scale: ClusterSnapshot, devices: bool = 
             extra += [virtual(kind, k, total) for k in ks]
     if not extra:
         return snapshot
-    return ClusterSnapshot(snapshot.name, snapshot.nodes + tuple(extra), snapshot.queues)
+    return ClusterSnapshot(snapshot.name, snapshot.nodes + tuple(extra), snapshot.queues, snapshot.accelerators)
 
 
 def _fresh(kind: NodeType, taken: set[str]) -> Iterator[list[int]]:
@@ -150,7 +150,7 @@ def at_max_scale(max_scale: ClusterSnapshot, queues: Mapping[str, QueueConfig]) 
     """The max-scale snapshot with the live cluster's queues (configs carry none)."""
     if max_scale.queues == queues:
         return max_scale
-    return ClusterSnapshot(max_scale.name, max_scale.nodes, dict(queues))
+    return ClusterSnapshot(max_scale.name, max_scale.nodes, dict(queues), max_scale.accelerators)
 
 
 def describe(nodes: Iterable[str], types: Mapping[str, NodeType]) -> str | None:

@@ -49,8 +49,9 @@ class Node:
 
     @property
     def device_key(self) -> str | None:
-        """``GPU`` or ``TPU`` when the node has accelerators, else None."""
-        for key in (hardware.GPU, hardware.TPU):
+        """The Ray resource counting the node's accelerators (``GPU``, ``TPU``, ``neuron_cores``,
+        ``HPU``...), else None."""
+        for key in hardware.DEVICE_RESOURCES:
             if self.total.get(key, 0) > 0:
                 return key
         return None
@@ -81,8 +82,8 @@ class NodeClass:
     """Nodes with the same totals, accelerator and slice shape: interchangeable when placing."""
 
     ray_type: str | None
-    accelerator: Accelerator | None  # catalog entry; None for CPU-only or unknown types
-    device_key: str | None  # "GPU" | "TPU" | None
+    accelerator: Accelerator | None  # catalog, declared or learned type; None for CPU-only nodes
+    device_key: str | None  # "GPU" | "TPU" | another of hardware.DEVICE_RESOURCES | None
     total: Mapping[str, float]
     members: tuple[int, ...]  # node positions in the snapshot
     pod_type: str | None  # TPU hosts: the slice type they belong to ("v4-16")
@@ -111,11 +112,11 @@ class SnapshotIndex:
     best-fit search keeps the big nodes free for big jobs.
     """
 
-    def __init__(self, nodes: tuple[Node, ...]):
+    def __init__(self, nodes: tuple[Node, ...], declared: Mapping[str, Accelerator] | None = None):
         self.position = {node.name: i for i, node in enumerate(nodes)}
         if len(self.position) != len(nodes):
             raise ValueError("node names in a snapshot must be unique")
-        self.classes = _classify(nodes)
+        self.classes = _classify(nodes, declared or {})
         self.class_of = [0] * len(nodes)
         for cid, cls in enumerate(self.classes):
             for pos in cls.members:
@@ -133,11 +134,13 @@ class SnapshotIndex:
             key=lambda t: _type_rank(self.classes[self.by_type[t][0]].accelerator),
         ))
         self.slices = _slices(nodes)
+        # Every type the nodes have, catalogued or custom, by lower-case name and Ray type.
+        self.types = hardware.by_name(cls.accelerator for cls in self.classes if cls.accelerator)
         # Allocator facts derived from totals alone may be cached here by the allocator.
         self.memo: dict = {}
 
 
-def _classify(nodes: tuple[Node, ...]) -> tuple[NodeClass, ...]:
+def _classify(nodes: tuple[Node, ...], declared: Mapping[str, Accelerator]) -> tuple[NodeClass, ...]:
     groups: dict[tuple, list[int]] = {}
     for pos, node in enumerate(nodes):
         pod = node.labels.get(hardware.LABEL_TPU_POD_TYPE)
@@ -149,7 +152,7 @@ def _classify(nodes: tuple[Node, ...]) -> tuple[NodeClass, ...]:
         hosts = _slice_hosts(pod)
         classes.append(NodeClass(
             ray_type=ray_type,
-            accelerator=hardware.BY_RAY_TYPE.get(ray_type) if ray_type else None,
+            accelerator=_type_of(ray_type, device_key, declared),
             device_key=device_key,
             total=dict(node.total),
             members=tuple(members),
@@ -163,6 +166,18 @@ def _classify(nodes: tuple[Node, ...]) -> tuple[NodeClass, ...]:
     return tuple(classes)
 
 
+def _type_of(ray_type: str | None, device_key: str | None, declared: Mapping[str, Accelerator]) -> Accelerator | None:
+    """The catalog's type, else the cluster's declared one, else one learned from the node with
+    unknown figures (a type nothing describes is still a type: ``X:N``, ``GPU:N`` and ``auto`` see
+    it). A TPU generation outside the catalog stays unknown: slices need its shape."""
+    if not ray_type:
+        return None
+    known = hardware.BY_RAY_TYPE.get(ray_type) or declared.get(ray_type)
+    if known or not device_key or device_key == hardware.TPU:
+        return known
+    return hardware.learned(ray_type, device_key)
+
+
 def _slice_hosts(pod_type: str | None) -> int:
     if not pod_type:
         return 0
@@ -173,12 +188,15 @@ def _slice_hosts(pod_type: str | None) -> int:
 
 
 def _type_rank(acc: Accelerator | None) -> tuple:
-    # Unknown GPU types (no catalog entry) go last: nothing is known about their memory.
-    return (acc is None, acc.memory_gib if acc else 0, acc.price_per_hour if acc else 0)
+    # Types of unknown memory go last (nothing says what fits), then those of unknown price.
+    memory = acc.memory_gib if acc else None
+    price = acc.price_per_hour if acc else None
+    return (memory is None, memory or 0, price is None, price or 0)
 
 
 def _cpu_rank(cls: NodeClass) -> tuple:
-    price = cls.accelerator.price_per_hour * cls.total.get(cls.primary, 0) if cls.accelerator else 0.0
+    known = cls.accelerator and cls.accelerator.price_per_hour is not None
+    price = cls.accelerator.price_per_hour * cls.total.get(cls.primary, 0) if known else 0.0
     return (cls.device_key is not None, price, cls.total.get(hardware.CPU, 0),
             cls.total.get(hardware.MEMORY, 0), cls.members[0])
 
@@ -202,15 +220,26 @@ def _slices(nodes: tuple[Node, ...]) -> dict[str, tuple[SliceGroup, ...]]:
 
 @dataclass(frozen=True)
 class ClusterSnapshot:
-    """The cluster at one moment: nodes (total, free, labels) and the queues."""
+    """The cluster at one moment: nodes (total, free, labels), the queues, and the custom
+    accelerator types its cluster file declares (Ray type -> type; the catalog's need no entry)."""
 
     name: str
     nodes: tuple[Node, ...]
     queues: Mapping[str, QueueConfig] = field(default_factory=default_queues)
+    accelerators: Mapping[str, Accelerator] = field(default_factory=dict)
 
     @cached_property
     def index(self) -> SnapshotIndex:
-        return SnapshotIndex(self.nodes)
+        return SnapshotIndex(self.nodes, self.accelerators)
+
+    def accelerator_types(self) -> list[Accelerator]:
+        """The types its nodes have (catalogued, declared or learned) and those its file declares."""
+        present = [cls.accelerator for cls in self.index.classes if cls.accelerator]
+        return list({acc.ray_type: acc for acc in (*self.accelerators.values(), *present)}.values())
+
+    def custom_types(self) -> list[Accelerator]:
+        """Types outside the catalog: declared by the cluster file, or learned from its nodes."""
+        return [acc for acc in self.accelerator_types() if acc.custom]
 
     def node(self, name: str) -> Node:
         return self.nodes[self.index.position[name]]
@@ -274,7 +303,7 @@ class ClusterSnapshot:
 
     def _derive(self, nodes: tuple[Node, ...], changed: Iterable[int]) -> ClusterSnapshot:
         """A snapshot sharing this one's index and patching only the touched free orderings."""
-        derived = ClusterSnapshot(self.name, nodes, self.queues)
+        derived = ClusterSnapshot(self.name, nodes, self.queues, self.accelerators)
         derived.__dict__["index"] = self.index  # totals and labels did not change
         orders = dict(self.__dict__.get("_free_orders", {}))
         sums = dict(self.__dict__.get("_free_sums", {}))

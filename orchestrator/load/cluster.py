@@ -1,24 +1,30 @@
-"""Cluster files (SPEC.md section 2): node types and queues, read and checked, as a snapshot."""
+"""Cluster files (SPEC.md section 2): node types, custom accelerator types and queues, read and
+checked (problems at their line and column), as a snapshot; and the queues of a file alone
+(``orch serve --queues``)."""
 
 from __future__ import annotations
 
 from pathlib import Path
-from typing import Annotated, Any
+from typing import Annotated, Any, Literal
 
-from pydantic import BeforeValidator, Field, ValidationError, model_validator
+from pydantic import BeforeValidator, Field, ValidationError, ValidationInfo, field_validator, model_validator
 
 from orchestrator.core import hardware
 from orchestrator.core.errors import SpecError
 from orchestrator.core.forms import Bytes, parse_bytes
-from orchestrator.core.hardware import AcceleratorRequest, TpuSlice
+from orchestrator.core.hardware import Accelerator, AcceleratorRequest, TpuSlice
 from orchestrator.core.snapshot import QUOTA_RESOURCES, ClusterSnapshot, Node, QueueConfig, default_queues
 from orchestrator.core.spec import NAME_PATTERN, Strict
-from orchestrator.load.messages import field_problems
+from orchestrator.core.suggest import did_you_mean
+from orchestrator.load.messages import Report, field_line, field_problems
 from orchestrator.load.reader import Words, load_documents
 
 CLUSTER_FILE = Words("cluster file", "not valid YAML")
-_CLUSTER_FIELDS = ("name", "nodes", "queues", "count", "cpus", "memory", "accelerator", "tpu_slice",
-                   "labels", "quota", "cohort", "borrow")
+QUEUES_FILE = Words("queues file", "not valid YAML")
+_CLUSTER_FIELDS = ("name", "nodes", "queues", "accelerators", "count", "cpus", "memory", "accelerator",
+                   "tpu_slice", "labels", "quota", "cohort", "borrow", "family", "ray_type", "bf16_tflops",
+                   "fp32_tflops", "price")
+_CUSTOM = "custom"  # validation context: the file's custom types, by lower-case name (hardware.by_name)
 
 
 def _parse_quantity(value: Any) -> float:
@@ -44,6 +50,15 @@ class NodeEntry(Strict):
     accelerator: str | None = None
     tpu_slice: str | None = None
     labels: dict[str, str] = Field(default_factory=dict)
+
+    @field_validator("accelerator")
+    @classmethod
+    def _known_type(cls, value: str | None, info: ValidationInfo) -> str | None:
+        """In a file, a type outside the catalog must be one of its ``accelerators:``."""
+        custom = (info.context or {}).get(_CUSTOM)
+        if value and custom is not None:
+            hardware.parse_accelerator(value, custom)
+        return value
 
     @model_validator(mode="after")
     def _consistent(self) -> NodeEntry:
@@ -72,17 +87,19 @@ class NodeEntry(Strict):
                              f"the hosts of one {tpu_slice.pod_type} slice")
         return request, tpu_slice
 
-    def expand(self) -> list[Node]:
-        """The Ray nodes of this entry with the resources and labels real Ray nodes carry."""
+    def expand(self, custom: dict[str, Accelerator] | None = None) -> list[Node]:
+        """The Ray nodes of this entry with the resources and labels real Ray nodes carry;
+        ``custom`` (``hardware.by_name``) describes the types outside the catalog."""
         request, tpu_slice = self.devices()
+        acc = request and (custom or {}).get(request.type.name.lower(), request.type)
         nodes = []
         for index in range(self.count):
             resources: dict[str, float] = {hardware.CPU: self.cpus, hardware.MEMORY: self.memory}
             labels = dict(self.labels)
             if request:
-                resources[hardware.TPU if request.kind == "tpu" else hardware.GPU] = request.count
-                resources[request.type.ray_resource] = 1
-                labels[hardware.LABEL_ACCELERATOR_TYPE] = request.type.ray_type
+                resources[acc.resource] = request.count
+                resources[acc.ray_resource] = 1
+                labels[hardware.LABEL_ACCELERATOR_TYPE] = acc.ray_type
             if tpu_slice:
                 _add_slice_facts(resources, labels, tpu_slice, f"{self.name}-slice-{index // tpu_slice.hosts}",
                                  index % tpu_slice.hosts)
@@ -127,39 +144,127 @@ class QueueEntry(Strict):
         return self
 
 
+CUSTOM_FAMILIES = tuple(f for f in hardware.FAMILIES if f != "tpu")  # TPU generations: the catalog's only
+TypeName = Annotated[str, Field(pattern=hardware.CUSTOM_NAME.pattern)]
+Amount = Annotated[float, Field(ge=0, allow_inf_nan=False)]
+
+
+class AcceleratorEntry(Strict):
+    """A custom accelerator type: one outside orch's catalog, and what is known of it (SPEC.md
+    section 2). Figures left out are unknown: plans then rank the type after known ones."""
+
+    name: TypeName
+    family: Literal[CUSTOM_FAMILIES]
+    ray_type: TypeName | None = None  # Ray's accelerator_type value, when it is not the name
+    memory: Bytes | None = None  # per device
+    bf16_tflops: Amount | None = None  # dense peak
+    fp32_tflops: Amount | None = None
+    price: Amount | None = None  # USD per device-hour
+
+    @model_validator(mode="after")
+    def _not_catalogued(self) -> AcceleratorEntry:
+        for key in (self.name, self.ray_type):
+            known = hardware.BY_NAME.get((key or "").lower())
+            if known:
+                raise ValueError(f"{key!r} is in orch's catalog (as {known.name}); leave it out of accelerators:")
+        return self
+
+    def accelerator(self) -> Accelerator:
+        memory = self.memory / hardware.GIB if self.memory is not None else None
+        return hardware.declared(self.name, self.family, self.ray_type, memory, self.bf16_tflops,
+                                 self.fp32_tflops, self.price)
+
+
+class QueuesFile(Strict):
+    """The queues alone (``orch serve --queues``): a cluster file's ``queues:`` section."""
+
+    queues: dict[Name, QueueEntry]
+
+
 class ClusterFile(Strict):
-    """A cluster file: node types and queues."""
+    """A cluster file: custom accelerator types, node types and queues."""
 
     name: Name
+    accelerators: list[AcceleratorEntry] = Field(default_factory=list)
     nodes: Annotated[list[NodeEntry], Field(min_length=1)]
     queues: dict[Name, QueueEntry] = Field(default_factory=dict)
 
     @model_validator(mode="after")
     def _unique(self) -> ClusterFile:
-        names = [entry.name for entry in self.nodes]
-        twice = sorted({n for n in names if names.count(n) > 1})
-        if twice:
-            raise ValueError(f"nodes: {', '.join(twice)} listed twice; node entry names must be unique")
+        for what, names in (("nodes", [entry.name for entry in self.nodes]),
+                            ("accelerators", [entry.name.lower() for entry in self.accelerators])):
+            twice = sorted({n for n in names if names.count(n) > 1})
+            if twice:
+                raise ValueError(f"{what}: {', '.join(twice)} listed twice; names must be unique")
+        custom = self.custom_types()
+        for entry in self.nodes:  # a file's reader checks this per field, with its place (_known_type)
+            if entry.accelerator:
+                hardware.parse_accelerator(entry.accelerator, custom)
         return self
+
+    def custom_types(self) -> dict[str, Accelerator]:
+        """The declared types by lower-case name and Ray type (``hardware.by_name``)."""
+        return hardware.by_name(entry.accelerator() for entry in self.accelerators)
 
 
 def load_cluster_file(path: str | Path) -> ClusterFile:
-    """Read and validate a cluster file; problems raise ``SpecError`` naming the field."""
+    """Read and validate a cluster file; problems raise ``SpecError`` at their line and column."""
+    return _validated(Path(path), CLUSTER_FILE, ClusterFile)
+
+
+def load_queues_file(path: str | Path) -> dict[str, QueueConfig]:
+    """The queues of a file holding a ``queues:`` section alone, or of a whole cluster file
+    (its nodes then checked too); ``default`` always exists. Problems raise ``SpecError``."""
     path = Path(path)
-    documents = load_documents(path, CLUSTER_FILE, one=True)
+    documents = load_documents(path, QUEUES_FILE, one=True)
+    if isinstance(documents[0] if documents else None, dict) and "nodes" in documents[0]:
+        return _queues(load_cluster_file(path).queues)
+    return _queues(_validated(path, QUEUES_FILE, QueuesFile).queues)
+
+
+def _validated(path: Path, words: Words, model: type[Strict]):
+    report = Report()
+    documents = load_documents(path, words, one=True, report=report)
+    data = documents[0] if documents else None
+    context = None
+    if isinstance(data, dict) and isinstance(data.get("accelerators"), list):
+        try:  # the declared types first: the nodes' types are checked against them
+            context = {_CUSTOM: ClusterFile.model_construct(accelerators=[
+                AcceleratorEntry.model_validate(item) for item in data["accelerators"]]).custom_types()}
+        except ValidationError:
+            context = None  # reported below, with the rest
     try:
-        return ClusterFile.model_validate(documents[0] if documents else None)
+        return model.model_validate(data, context=context or {_CUSTOM: {}})
     except ValidationError as error:
-        raise SpecError(field_problems(error, "(top level)", _CLUSTER_FIELDS), source=str(path)) from None
+        raise SpecError(_placed(error, report, str(path)), source=str(path), details=report.details) from None
+
+
+def _placed(error: ValidationError, report: Report, source: str) -> list[str]:
+    """pydantic's errors as ``FILE:LINE:COL: field.path: message`` lines (SPEC.md's form)."""
+    for found in error.errors():
+        path = tuple(part for part in found["loc"] if part != "[key]")
+        message = found["msg"].removeprefix("Value error, ")
+        if found["type"] == "extra_forbidden":
+            message = "unknown field" + did_you_mean(str(path[-1]), _CLUSTER_FIELDS)
+        where = report.where(path, key=found["type"] == "extra_forbidden") if report.positions else source
+        report.add(where, path, message)
+    return report.problems or [field_line(source, (), "the file is empty; a cluster file needs name and nodes")]
+
+
+def _queues(entries: dict[str, QueueEntry]) -> dict[str, QueueConfig]:
+    queues = default_queues()
+    for name, entry in entries.items():
+        queues[name] = QueueConfig(name, entry.quota, entry.cohort, entry.borrow)
+    return queues
 
 
 def snapshot_from_cluster(cluster: ClusterFile) -> ClusterSnapshot:
-    """The snapshot of a cluster file's nodes, all resources free; queue ``default`` always exists."""
-    nodes = tuple(node for entry in cluster.nodes for node in entry.expand())
-    queues = default_queues()
-    for name, entry in cluster.queues.items():
-        queues[name] = QueueConfig(name, entry.quota, entry.cohort, entry.borrow)
-    return ClusterSnapshot(cluster.name, nodes, queues)
+    """The snapshot of a cluster file's nodes, all resources free; queue ``default`` always exists;
+    the declared custom types ride along (the allocator learns their figures from them)."""
+    custom = cluster.custom_types()
+    nodes = tuple(node for entry in cluster.nodes for node in entry.expand(custom))
+    declared = {acc.ray_type: acc for acc in custom.values()}
+    return ClusterSnapshot(cluster.name, nodes, _queues(cluster.queues), declared)
 
 
 def read_cluster(path: str | Path) -> ClusterSnapshot:
@@ -168,7 +273,15 @@ def read_cluster(path: str | Path) -> ClusterSnapshot:
 
 
 def queues_of(path: str | Path | None) -> dict[str, QueueConfig]:
-    """The queues of the cluster file a cluster was started from; ``default`` alone without one."""
+    """The queues of the cluster (or queues) file a cluster was started from; ``default`` alone
+    without one."""
     if path and Path(path).exists():
-        return dict(read_cluster(path).queues)
+        return load_queues_file(path)
     return default_queues()
+
+
+def accelerators_of(path: str | Path | None) -> dict[str, Accelerator]:
+    """The custom types an orch cluster file declares (Ray type -> type), for a live snapshot."""
+    if path and Path(path).exists() and "nodes" in (load_documents(Path(path), CLUSTER_FILE, one=True) or [{}])[0]:
+        return {acc.ray_type: acc for acc in load_cluster_file(path).custom_types().values()}
+    return {}

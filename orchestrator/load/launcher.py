@@ -33,7 +33,7 @@ from orchestrator.core import hardware
 from orchestrator.core.errors import SpecError
 from orchestrator.core.protocol import type_name
 from orchestrator.core.snapshot import ClusterSnapshot
-from orchestrator.load.cluster import ClusterFile, NodeEntry, load_cluster_file, snapshot_from_cluster
+from orchestrator.load.cluster import AcceleratorEntry, ClusterFile, NodeEntry, load_cluster_file, snapshot_from_cluster
 from orchestrator.load.messages import field_problems
 from orchestrator.load.reader import Words, load_documents
 
@@ -354,9 +354,14 @@ def _accelerator(resources: Mapping[str, float], labels: Mapping[str, str], wher
                        f"{hardware.LABEL_ACCELERATOR_TYPE} (e.g. A100) or the resource {prefix}A100, "
                        "as Ray reports it on real nodes")
     acc = hardware.BY_RAY_TYPE.get(ray_type)
-    if acc is None:
-        known = ", ".join(a.ray_type for a in hardware.CATALOG)
-        raise _Problem(f"{where}.resources", f"accelerator type {ray_type!r} is not in orch's catalog ({known})")
+    if acc is None and device == hardware.TPU:
+        known = ", ".join(a.ray_type for a in hardware.CATALOG if a.is_tpu)
+        raise _Problem(f"{where}.resources", f"TPU type {ray_type!r} is not in orch's catalog ({known})")
+    if acc is None:  # a GPU type outside the catalog: a custom type of unknown figures (_snapshot)
+        if not hardware.CUSTOM_NAME.match(ray_type):
+            raise _Problem(f"{where}.resources", f"accelerator type {ray_type!r} is not a type name "
+                           "(letters, digits, '.', '_' and '-')")
+        return f"{ray_type}:{int(resources[device])}"
     if acc.is_tpu != (device == hardware.TPU):
         raise _Problem(f"{where}.resources", f"{ray_type} is a {acc.family.upper()}, but the node declares {device}")
     return f"{acc.name}:{int(resources[device])}"
@@ -366,8 +371,11 @@ def _snapshot(name: str, entries: list[NodeEntry], problems: list[str], path: Pa
     if problems:
         raise SpecError(problems, source=str(path))
     safe = re.sub(r"[^a-z0-9-]+", "-", str(name).lower()).strip("-")[:63] or "cluster"
+    # GPU types outside the catalog, as a live node's would be: known by name, figures unknown.
+    custom = {request.type.name for request, _ in map(NodeEntry.devices, entries) if request and request.type.custom}
     try:
-        return snapshot_from_cluster(ClusterFile(name=safe, nodes=entries))
+        types = [AcceleratorEntry(name=name, family="gpu") for name in sorted(custom)]
+        return snapshot_from_cluster(ClusterFile(name=safe, nodes=entries, accelerators=types))
     except ValidationError as error:  # e.g. two node types whose names normalise alike
         raise SpecError(field_problems(error), source=str(path)) from None
 

@@ -327,11 +327,11 @@ def _scalar(node: ScalarNode) -> Any:
     return _CONSTRUCTOR.yaml_constructors[node.tag](_CONSTRUCTOR, node)
 
 
-def load_documents(path: Path, words: Words, one: bool = False) -> list[Any]:
+def load_documents(path: Path, words: Words, one: bool = False, report: Report | None = None) -> list[Any]:
     """Every document of the YAML file at ``path`` as plain values, empty ones left out (``one``:
     a second is a problem). A duplicate key, a tag or a merge key is a problem too, raised with
-    its place in ``SpecError``."""
-    source, report = str(path), Report()
+    its place in ``SpecError``. ``report`` keeps where each value was written."""
+    source, report = str(path), report or Report()
     values = []
     for node in compose_all(read_file(path, words), source, words, one):
         measure(node, source)

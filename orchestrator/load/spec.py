@@ -18,6 +18,8 @@ from pydantic import ValidationError
 from yaml.nodes import MappingNode, ScalarNode, SequenceNode
 
 from orchestrator.core.errors import SpecError
+from orchestrator.core.forms import ACCELERATOR_TYPES
+from orchestrator.core.hardware import Accelerator
 from orchestrator.core.spec import JobSpec, space_keys_problem
 from orchestrator.load.files import check_environ, check_files
 from orchestrator.load.messages import Report, mark_error, printable, report_validation
@@ -25,15 +27,22 @@ from orchestrator.load.overrides import apply_override
 from orchestrator.load.reader import TAG, Builder, check_size, compose, measure, read_file
 
 
+CATALOG_ONLY: Mapping[str, Accelerator] = {}  # the default: a type must be in orch's catalog
+
+
 def load_spec(
-    path: str | Path, overrides: Sequence[str] = (), environ: Mapping[str, str] | None = os.environ
+    path: str | Path, overrides: Sequence[str] = (), environ: Mapping[str, str] | None = os.environ,
+    types: Mapping[str, Accelerator] | None = CATALOG_ONLY,
 ) -> JobSpec:
     """Read, override, validate and check the job spec at ``path``.
 
     ``overrides`` are ``KEY=VALUE`` strings from ``--set`` (``resources.workers=4``),
     each VALUE read as YAML. ``working_dir`` is resolved against the YAML's folder
     and must exist; a ``FILE.py:FUNC`` entrypoint must name a file inside it, and
-    no path may leave its root through a symlink. Every ``{from_env: VAR}`` entry
+    no path may leave its root through a symlink. ``types`` are the accelerator types the spec
+    may name beside the catalog's (``hardware.by_name`` of a cluster's custom types); None leaves
+    types outside the catalog to the cluster the job goes to (``submit``, ``plan`` of a live
+    cluster). Every ``{from_env: VAR}`` entry
     of ``env`` must name a variable set in ``environ`` (the submitter's
     environment; ``None`` skips that check). Returns the spec with
     ``working_dir`` made absolute. Raises ``SpecError`` listing every problem
@@ -44,7 +53,7 @@ def load_spec(
         text = read_file(path)
     except SpecError as error:
         raise printable(error) from None
-    return validate_text(text, str(path), overrides, base_dir=path.absolute().parent, environ=environ)
+    return validate_text(text, str(path), overrides, base_dir=path.absolute().parent, environ=environ, types=types)
 
 
 def validate_text(
@@ -53,6 +62,7 @@ def validate_text(
     overrides: Sequence[str] = (),
     base_dir: str | Path | None = None,
     environ: Mapping[str, str] | None = None,
+    types: Mapping[str, Accelerator] | None = CATALOG_ONLY,
 ) -> JobSpec:
     """Validate spec ``text`` as if read from ``source``.
 
@@ -61,12 +71,12 @@ def validate_text(
     ``MAX_PROBLEMS`` are listed.
     """
     try:
-        return _validate(text, source, overrides, base_dir, environ)
+        return _validate(text, source, overrides, base_dir, environ, types)
     except SpecError as error:
         raise printable(error) from None
 
 
-def _validate(text: str, source: str, overrides: Sequence[str], base_dir, environ) -> JobSpec:
+def _validate(text: str, source: str, overrides: Sequence[str], base_dir, environ, types) -> JobSpec:
     check_size(len(text.encode("utf-8", "replace")), source)
     report = Report()
     root = compose(text, source)
@@ -82,7 +92,7 @@ def _validate(text: str, source: str, overrides: Sequence[str], base_dir, enviro
         apply_override(data, report.positions, item)
     spec = None
     try:
-        spec = JobSpec.model_validate(data)
+        spec = JobSpec.model_validate(data, context=None if types is None else {ACCELERATOR_TYPES: types})
     except ValidationError as exc:
         report_validation(exc, data, report)
         _check_space_keys(data, report)  # pydantic skips the model's own checks when a field fails

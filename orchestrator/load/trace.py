@@ -4,12 +4,14 @@ from __future__ import annotations
 
 import json
 from pathlib import Path
-from typing import Annotated, Any, Iterable
+from typing import Annotated, Any, Iterable, Mapping
 
-from pydantic import Field, ValidationError, field_validator
+from pydantic import Field, ValidationError, ValidationInfo, field_validator
 
 from orchestrator.core import hardware
 from orchestrator.core.errors import SpecError
+from orchestrator.core.forms import ACCELERATOR_TYPES
+from orchestrator.core.hardware import Accelerator
 from orchestrator.core.simulate import TraceJob
 from orchestrator.core.snapshot import ClusterSnapshot
 from orchestrator.core.spec import NAME_PATTERN, JobSpec, Resources, Strict
@@ -40,16 +42,19 @@ class TraceLine(Strict):
 
     @field_validator("runtime_by_accelerator")
     @classmethod
-    def _device_types(cls, value: dict[str, float] | None) -> dict[str, float] | None:
-        """Keys are device types (``V100``, ``TPU-v4``, ``CPU``), as the catalog names them."""
+    def _device_types(cls, value: dict[str, float] | None, info: ValidationInfo) -> dict[str, float] | None:
+        """Keys are device types (``V100``, ``TPU-v4``, ``CPU``) as the catalog or the cluster names them."""
         if value is None:
             return None
-        return {key if key.upper() == "CPU" else hardware.lookup(key).name: seconds for key, seconds in value.items()}
+        types = (info.context or {}).get(ACCELERATOR_TYPES, {})
+        return {key if key.upper() == "CPU" else hardware.lookup(key, types).name: seconds
+                for key, seconds in value.items()}
 
 
-def trace_job(data: dict[str, Any]) -> TraceJob:
-    """A ``TraceJob`` from one decoded trace line; raises pydantic's ValidationError."""
-    line = TraceLine.model_validate(data)
+def trace_job(data: dict[str, Any], types: Mapping[str, Accelerator] | None = None) -> TraceJob:
+    """A ``TraceJob`` from one decoded trace line; raises pydantic's ValidationError. ``types``:
+    the cluster's custom accelerator types (``hardware.by_name``), beside the catalog's."""
+    line = TraceLine.model_validate(data, context={ACCELERATOR_TYPES: types or {}})
     schedule = {key: getattr(line, key) for key in ("priority", "queue", "preemptible") if key in data}
     spec = JobSpec.model_validate({"name": line.name, "entrypoint": ENTRYPOINT, "resources": line.resources,
                                    "schedule": schedule})
@@ -57,8 +62,9 @@ def trace_job(data: dict[str, Any]) -> TraceJob:
                     line.runtime_by_accelerator, line.estimate_s, line.time_limit_s)
 
 
-def load_trace(path: str | Path) -> list[TraceJob]:
-    """Read a JSON Lines trace; a bad line raises ``SpecError`` naming its line number."""
+def load_trace(path: str | Path, types: Mapping[str, Accelerator] | None = None) -> list[TraceJob]:
+    """Read a JSON Lines trace; a bad line raises ``SpecError`` naming its line number. A job may
+    name the catalog's accelerator types and ``types`` (the cluster's custom ones)."""
     path = Path(path)
     try:
         lines = path.read_text().splitlines()
@@ -70,7 +76,7 @@ def load_trace(path: str | Path) -> list[TraceJob]:
             continue
         where = f"{path}:{number}"
         try:
-            job = trace_job(json.loads(text))
+            job = trace_job(json.loads(text), types)
         except json.JSONDecodeError as error:
             raise SpecError(f"{where}: not valid JSON: {error.msg} (column {error.colno})") from None
         except ValidationError as error:

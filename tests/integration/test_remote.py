@@ -193,16 +193,20 @@ def _port_free(port: int) -> bool:
 
 def test_serve_runs_a_control_plane_for_a_head_it_finds_from_the_dashboard(remote, client, tmp_path):
     """`orch serve` on the head: finds the GCS from the dashboard's port, listens on loopback
-    with the token required, and `--address` clients reach it on 8266 (or where told)."""
+    with the token required, and `--address` clients reach it on 8266 (or where told); with
+    `--queues`, a cluster orch did not start has the file's queues, shown by `orch cluster`."""
     from orchestrator.adapters import auth
 
     default = _port_free(8266)  # the documented default, when nothing else on this machine holds it
     port = 8266 if default else _free_port()
     serve_home = tempfile.mkdtemp(prefix="orch-srv-")
     log = tmp_path / "serve.log"
+    queues = tmp_path / "queues.yaml"
+    queues.write_text("queues:\n  team-a: {quota: {CPU: 1}, cohort: lab, borrow: {CPU: 1}}\n")
     with open(log, "w") as out:
         serve = subprocess.Popen([ORCH, "serve", "--address", remote.dashboard_url, "--port", str(port),
-                                  "--home", serve_home], stdout=out, stderr=subprocess.STDOUT, cwd=REPO,
+                                  "--home", serve_home, "--queues", str(queues)],
+                                 stdout=out, stderr=subprocess.STDOUT, cwd=REPO,
                                  env={**os.environ, "ORCH_HOME": serve_home})
     url = f"http://127.0.0.1:{port}"
     try:
@@ -220,6 +224,11 @@ def test_serve_runs_a_control_plane_for_a_head_it_finds_from_the_dashboard(remot
         planned = orch(remote, env, "plan", str(_job(tmp_path, 0)), "--json")  # reads the GCS it found
         assert planned.returncode == 0, planned.stdout + planned.stderr + log.read_text()
         assert json.loads(planned.stdout)["status"] == "placeable"
+        shown = orch(remote, env, "cluster", "--json")
+        assert shown.returncode == 0, shown.stdout + shown.stderr
+        team = json.loads(shown.stdout)["queues"]["team-a"]
+        assert (team["quota"], team["cohort"], team["borrow"]) == ({"CPU": 1.0}, "lab", {"CPU": 1.0})
+        assert "team-a" in orch(remote, env, "cluster").stdout
     finally:
         serve.terminate()
         try:

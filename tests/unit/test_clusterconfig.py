@@ -213,9 +213,9 @@ def test_launcher_cross_field_rules_are_rays(tmp_path):
 LAUNCHER_ERRORS = {
     "gpu without type": (lambda t: (t["a100"]["resources"].pop("accelerator_type:A100"), t["a100"].pop("labels")),
                          "available_node_types.a100.resources: GPU: 4 needs its type"),
-    "unknown type": (lambda t: t["a100"].update(labels={"ray.io/accelerator-type": "B200"},
-                                                resources={"CPU": 8, "GPU": 8, "memory": GIB}),
-                     "accelerator type 'B200' is not in orch's catalog"),
+    "unknown TPU type": (lambda t: (t["tpu-v5e"]["labels"].update({"ray.io/accelerator-type": "TPU-V9"}),
+                                    t["tpu-v5e"]["resources"].pop("accelerator_type:TPU-V5LITEPOD", None)),
+                         "TPU type 'TPU-V9' is not in orch's catalog"),
     "label and resource disagree": (lambda t: t["a100"]["labels"].update({"ray.io/accelerator-type": "L4"}),
                                     "'L4' disagrees with the resource accelerator_type:A100"),
     "wrong topology": (lambda t: t["tpu-v5e"]["labels"].update({"ray.io/tpu-topology": "2x8"}),

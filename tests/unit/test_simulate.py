@@ -46,7 +46,7 @@ def test_load_trace_builds_specs(tmp_path):
     ('{"name": "j1", "submit_s": 0, "runtime_s": 1}\n{"name": "j2", "submit_s": 0', ":2: not valid JSON"),
     ('{"name": "j1", "submit_s": 0, "runtime_s": 1, "runtme": 2}', ":1: runtme: Extra inputs are not permitted"),
     ('{"name": "j1", "submit_s": 0, "runtime_s": 0}', ":1: runtime_s: Input should be greater than 0"),
-    ('{"name": "j1", "submit_s": 0, "runtime_s": 1, "resources": {"accelerator": "B300:1"}}',
+    ('{"name": "j1", "submit_s": 0, "runtime_s": 1, "resources": {"accelerator": "Z300:1"}}',
      ":1: resources.accelerator"),
     ('{"name": "j1", "submit_s": 0, "runtime_s": 1}\n{"name": "j1", "submit_s": 0, "runtime_s": 1}',
      ":2: name 'j1' is used on line 1 already"),

@@ -110,7 +110,7 @@ class QuotaGate:
             if option.kind == "slice":
                 need[hardware.TPU] = float(option.slice.chips)
             elif option.kind in ("gpu", "tpu"):
-                need[hardware.GPU if option.kind == "gpu" else hardware.TPU] = float(option.count * workers)
+                need[option.type.resource if option.type else hardware.GPU] = float(option.count * workers)
             held = self.books.held(name)
             if all(amount <= queue.limit(key) - held.get(key, 0.0) + EPS
                    for key, amount in need.items() if amount > EPS and key in queue.quota):

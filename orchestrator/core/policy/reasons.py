@@ -178,8 +178,8 @@ def waits_for(result: Plan | Infeasible, free: ClusterSnapshot, running: Iterabl
 
 
 def device_kind(per_worker: Mapping[str, float]) -> str:
-    """The resource a job is scarce on: GPU or TPU when it has devices, else CPU."""
-    return next((k for k in (hardware.GPU, hardware.TPU) if per_worker.get(k)), hardware.CPU)
+    """The resource a job is scarce on: its devices' (GPU, TPU, neuron_cores...) when it has some, else CPU."""
+    return next((k for k in hardware.DEVICE_RESOURCES if per_worker.get(k)), hardware.CPU)
 
 
 def named(ids: list[str], noun: str, shown: int = 3) -> str:
