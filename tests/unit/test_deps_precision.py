@@ -193,3 +193,15 @@ def test_the_runner_runs_a_plain_torch_loop_under_bf16_autocast_and_says_so(tmp_
     assert str(train.worker_loop(spec, {}, plain)({})) == "torch.float32"
     said = [(e["precision"], e["applied_by"]) for e in events.parse(capsys.readouterr().out)]
     assert said == [("bf16", "orch"), ("bf16", "loop"), ("fp32", "none")]
+
+
+def test_the_runner_sets_the_mixed_bfloat16_policy_before_a_plain_keras_loop_runs(monkeypatch):
+    tf = pytest.importorskip("tensorflow")
+    from orchestrator.runners import train
+
+    monkeypatch.setenv(PRECISION_ENV, "bf16")
+    try:
+        seen = train._WithPrecision(lambda config: tf.keras.mixed_precision.global_policy().name, "tensorflow")({})
+        assert seen == "mixed_bfloat16"
+    finally:
+        tf.keras.mixed_precision.set_global_policy("float32")
