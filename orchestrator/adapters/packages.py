@@ -156,9 +156,10 @@ def inside(working_dir: str | Path, folders: Iterable[str | Path]) -> list[Path]
 
 
 def package_working_dir(path: str, have: Callable[[str], bool], put: Callable[[str, bytes], None],
-                        leave_out: Iterable[Path] = ()) -> str:
-    """Package ``path`` as Ray's packager would (its default excludes, the .gitignore and
-    .rayignore of every folder, a zip of the files), without the ``leave_out`` folders (relative
+                        leave_out: Iterable[Path] = (), excludes: Iterable[str] = ()) -> str:
+    """Package ``path`` as Ray's packager would (its default excludes, the spec's ``excludes``
+    (gitignore patterns matched from ``path``, as Ray's runtime_env ``excludes``), the .gitignore
+    and .rayignore of every folder, a zip of the files), without the ``leave_out`` folders (relative
     to ``path``: orch's home with its job store, kept packages and storage), and ``put`` it
     unless ``have`` says the receiver has it already; the ``gcs://`` URI.
 
@@ -167,8 +168,8 @@ def package_working_dir(path: str, have: Callable[[str], bool], put: Callable[[s
     package that was made. (Hashing the folder and zipping it in two passes gave jobs names
     no package was ever kept under.) Ray takes any ``_ray_pkg_<hex>.zip`` its GCS holds.
     """
-    excludes = [*default_excludes(), *(_anchored(folder) for folder in leave_out)]
-    data, name = _zip(Path(path).absolute(), excludes)
+    patterns = [*default_excludes(), *excludes, *(_anchored(folder) for folder in leave_out)]
+    data, name = _zip(Path(path).absolute(), patterns)
     if not have(name):
         put(name, data)
     return GCS + name
@@ -190,7 +191,7 @@ def _zip(root: Path, excludes: list[str]) -> tuple[bytes, str]:
               lambda item: _add(archive, root, item, digest, buffer, limit))
     if buffer.tell() > limit:
         raise SpecError(f"working_dir: {root}: its package is over Ray's {limit / 2**20:,.0f} MiB limit; "
-                        "leave data and outputs out with .gitignore or .rayignore")
+                        "leave data and outputs out with the spec's excludes, .gitignore or .rayignore")
     return buffer.getvalue(), f"_ray_pkg_{digest.hexdigest()[:NAME_HEX]}.zip"
 
 
@@ -227,7 +228,8 @@ def _add(archive: zipfile.ZipFile, root: Path, item: Path, digest, buffer: io.By
     info = zipfile.ZipInfo.from_file(item, item.relative_to(root), strict_timestamps=False)
     if info.file_size >= LARGE_FILE_BYTES:
         logging.getLogger(__name__).warning(f"working_dir: {item} is {info.file_size / 2**20:,.1f} MiB; "
-                                            "leave it out with .gitignore or .rayignore unless the job needs it")
+                                            "leave it out with the spec's excludes, .gitignore or .rayignore "
+                                            "unless the job needs it")
     content = hashlib.sha256()
     with open(item, "rb") as source, archive.open(info, "w") as target:
         while chunk := source.read(CHUNK):

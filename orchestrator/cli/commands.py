@@ -177,6 +177,7 @@ def validate(spec: str = typer.Argument(..., help="JOB.yaml"),
     """Check a job spec and print every error; creates nothing."""
     from orchestrator.client import api
     from orchestrator.core.errors import SpecError
+    from orchestrator.load.loopcode import precision_warnings
     from orchestrator.load.messages import problem_objects
     from orchestrator.load.spec import load_spec
 
@@ -188,14 +189,19 @@ def validate(spec: str = typer.Argument(..., help="JOB.yaml"),
             raise
         _print_json({"ok": False, "errors": problem_objects(error)})
         raise typer.Exit(error.exit_code) from None
+    warnings = precision_warnings(job)  # the spec is valid; the loop would not get what it asks
     if json_out:
-        resources = job.model_dump(mode="json")["resources"]
-        return _print_json({"ok": True, "job": job.name, "framework": job.framework, "workers": resources["workers"],
-                            "accelerator": resources["accelerator"], "notes": [api.left_out_note(own)] if own else []})
+        dumped = job.model_dump(mode="json")
+        return _print_json({"ok": True, "job": job.name, "framework": job.framework,
+                            "workers": dumped["resources"]["workers"], "accelerator": dumped["resources"]["accelerator"],
+                            "pip": dumped["pip"], "excludes": dumped["excludes"],
+                            "notes": [api.left_out_note(own)] if own else [], "warnings": warnings})
     _console().print(f"[green]ok[/] {escape(spec)}: job {job.name} ({job.framework}, "
                      f"{job.resources.workers} x {job.resources.accelerator})", markup=True)
     if own:
         _console().print(escape(api.left_out_note(own)))
+    for warning in warnings:
+        _console(err=True).print(f"[yellow]warning[/]: {escape(warning)}", markup=True)
 
 
 @command()

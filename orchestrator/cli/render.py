@@ -12,7 +12,7 @@ from rich.table import Column, Table
 from rich.text import Text
 
 from orchestrator.client import api
-from orchestrator.core import hardware
+from orchestrator.core import hardware, precision
 from orchestrator.core.lifecycle import JobState
 
 _S = JobState
@@ -161,6 +161,7 @@ def status_panel(view: api.JobView) -> Panel:
     grid = Table.grid(padding=(0, 2))
     grid.add_row("state", Text(view.state, style=STATE_STYLE.get(view.state, "")))
     grid.add_row("hardware", f"{accelerator_text(view.accelerator)} x {_workers(view.workers)} ({view.framework})")
+    grid.add_row("precision", precision.shown(view.precision, view.framework, view.precision_applied_by))
     trials = (view.plan or {}).get("trials") if view.state in (_S.STARTING, _S.RUNNING) else None
     if trials:  # a sweep holds a slot per trial it runs at once
         slots = ", ".join(f"{slot['accelerator']} x {slot['workers']}" for slot in (view.plan, *trials))

@@ -23,7 +23,7 @@ from orchestrator.adapters import cluster, dashboard as proxy, packages
 from orchestrator.adapters.job_table import KeptJobs
 from orchestrator.adapters.jobs import JobsClient
 from orchestrator.client.control_plane import ControlClient
-from orchestrator.core import allocator, estimate, events
+from orchestrator.core import allocator, estimate, events, hardware
 from orchestrator.core.errors import ClusterUnavailable, InfeasibleError, JobNotFound, SpecError
 from orchestrator.core.hardware import Accelerator, by_name
 from orchestrator.core.launch import launch_request, plan_record
@@ -34,6 +34,8 @@ from orchestrator.core.spec import JOB_SOURCE, JobSpec
 from orchestrator.core.suggest import did_you_mean
 from orchestrator.load.cluster import read_cluster
 from orchestrator.load.launcher import snapshot_from_config
+from orchestrator.load.loopcode import precision_warnings
+from orchestrator.load.requirements import pip_lines
 from orchestrator.load.spec import load_spec
 
 
@@ -62,6 +64,10 @@ class JobView:
     workers_usage: list[dict[str, Any]] = field(default_factory=list)
     failures: list[dict[str, Any]] = field(default_factory=list)  # worker-group restarts and their causes
     estimate: dict[str, Any] | None = None  # runtime_s, basis, start_in_s, end_in_s: the control plane's
+    # The precision in effect: the driver's word once it ran (who applies it: orch, the loop or none);
+    # before, the plan's resolution (applied_by None), or the spec's (auto) before a plan.
+    precision: str = "auto"
+    precision_applied_by: str | None = None
 
     def to_json(self) -> dict[str, Any]:
         return asdict(self)
@@ -122,14 +128,19 @@ def submit(spec: JobSpec | str | Path, *, address: str | None = None, overrides=
     runtime_env = {"working_dir": spec.working_dir,
                    "env_vars": {**{k: v for k, v in env.values.items() if k not in hidden},
                                 **worker_env(spec.framework)}}
+    lines = pip_lines(spec.pip, spec.working_dir)
+    if lines:  # Ray installs them in a virtualenv of the job's own on each node
+        runtime_env["pip"] = {"packages": lines, "pip_check": False}
     own = orch_folders_in(spec.working_dir)
     if own:
         progress(left_out_note(own))
+    for warning in precision_warnings(spec):
+        progress(f"warning: {warning}")
     if dry_run:
         # Packaged as submit would (and refused as it would: too big), sent nowhere.
         runtime_env["working_dir"] = packages.package_working_dir(spec.working_dir, lambda _: False,
-                                                                  lambda *_: None, own)
-        return _dry_run(spec, job_id, runtime_env, address)
+                                                                  lambda *_: None, own, spec.excludes)
+        return {**_dry_run(spec, job_id, runtime_env, address), "package": _package_note(spec, own)}
     info = cluster.resolve(address) or _start_local(address, progress)
     control = ControlClient(info)
     decision = control.plan({"spec": spec_json})
@@ -137,7 +148,7 @@ def submit(spec: JobSpec | str | Path, *, address: str | None = None, overrides=
         raise InfeasibleError(spec.name, decision["reasons"] or [f"{r['option']}: {r['reason']}"
                                                                   for r in decision["rejected"]])
     _resolve_checkpoint(spec, runtime_env, address)
-    runtime_env["working_dir"] = control.upload_working_dir(spec.working_dir, own)
+    runtime_env["working_dir"] = control.upload_working_dir(spec.working_dir, own, spec.excludes)
     row = control.submit({"job": job_id, "spec": spec_json, "request": {"runtime_env": runtime_env},
                           "secrets": {name: env.values[name] for name in hidden}})
     return {"job": row["id"], "state": row["state"], "plan": decision}
@@ -151,6 +162,13 @@ def orch_folders_in(working_dir: str) -> list[Path]:
         raise SpecError(f"working_dir: {working_dir} is orch's home (ORCH_HOME) or lies inside it; "
                         "keep the job's code in a folder of its own")
     return packages.inside(working_dir, [home])
+
+
+def _package_note(spec: JobSpec, own: list[Path]) -> dict[str, Any]:
+    """What the dry run packaged: the folder, and what its package leaves out besides the
+    .gitignore and .rayignore files in it."""
+    return {"working_dir": spec.working_dir, "excludes": spec.excludes,
+            "default_excludes": packages.default_excludes(), "orch_home_left_out": [f.as_posix() for f in own]}
 
 
 def left_out_note(folders: list[Path]) -> str:
@@ -298,7 +316,23 @@ def _view(row: dict, log_events: list[dict] | None = None) -> JobView:
         framework=spec["framework"], attempt=row["attempt"], submitted_at=row["submitted_at"],
         started_at=row["started_at"], ended_at=row["ended_at"], history=row["history"], plan=row["plan"],
         estimate=row.get("estimate"),
+        **_precision(spec, chosen, log_events or []),
     )
+
+
+def _precision(spec: dict, plan: dict, log_events: list[dict]) -> dict[str, Any]:
+    """What the job's driver said of its precision, else what its plan resolves it to."""
+    said = events.last(log_events, "precision")
+    if said:
+        return {"precision": said["precision"], "precision_applied_by": said["applied_by"]}
+    asked = spec.get("precision", JobSpec.model_fields["precision"].default)
+    if not plan.get("accelerator"):
+        return {"precision": asked}
+    try:
+        request = hardware.parse_accelerator(plan["accelerator"])
+    except hardware.AcceleratorError:  # a type this client's catalog does not know: the spec's word
+        return {"precision": asked}
+    return {"precision": hardware.resolve_precision(asked, request)}
 
 
 def list_jobs(address: str | None = None, *, states=(), queue: str | None = None, name: str | None = None,

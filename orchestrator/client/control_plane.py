@@ -38,10 +38,11 @@ class ControlClient:
     def submit(self, submission: dict) -> dict:
         return self._call("/jobs", submission, "POST")
 
-    def upload_working_dir(self, path: str, leave_out: Iterable[Path] = ()) -> str:
-        """Package a folder as Ray does and hand it to the control plane (unless it has it);
-        its ``gcs://`` URI. Done at submit time, so a queued job runs the code as submitted."""
-        return packages.package_working_dir(path, self._has_package, self._put_package, leave_out)
+    def upload_working_dir(self, path: str, leave_out: Iterable[Path] = (), excludes: Iterable[str] = ()) -> str:
+        """Package a folder as Ray does (without ``excludes``, gitignore patterns) and hand it to
+        the control plane (unless it has it); its ``gcs://`` URI. Done at submit time, so a
+        queued job runs the code as submitted."""
+        return packages.package_working_dir(path, self._has_package, self._put_package, leave_out, excludes)
 
     def _has_package(self, name: str) -> bool:
         try:

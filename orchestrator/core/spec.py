@@ -133,11 +133,47 @@ def check_output(value: str) -> str:
     return value
 
 
+def check_requirements_file(value: str) -> str:
+    """``pip: FILE``: a requirements file inside working_dir (load/requirements.py reads it)."""
+    _plain_text(value)
+    _inside(value, "working_dir", "requirements.txt")
+    return value
+
+
+def check_pip_line(value: str) -> str:
+    """One ``pip:`` entry is one line of a requirements file; its syntax is checked in load/."""
+    _plain_text(value)
+    return value.strip()
+
+
+def check_exclude(value: str) -> str:
+    """An ``excludes:`` pattern matches paths inside working_dir, as a .gitignore line at its top."""
+    _plain_text(value)
+    if ".." in PurePosixPath(value.lstrip("!")).parts:
+        raise ValueError(f"{value!r}: patterns match paths inside working_dir; '..' matches nothing there")
+    return value
+
+
 EntrypointStr = Annotated[str, Field(pattern=ENTRYPOINT_PATTERN), AfterValidator(check_entrypoint)]
 WorkingDir = Annotated[str, AfterValidator(check_working_dir)]
 SourcePath = Annotated[str, AfterValidator(check_source)]
 InputPath = Annotated[str, AfterValidator(check_input)]
 OutputPath = Annotated[str, AfterValidator(check_output)]
+RequirementsFile = Annotated[str, AfterValidator(check_requirements_file)]
+PipLine = Annotated[str, AfterValidator(check_pip_line)]
+ExcludePattern = Annotated[str, AfterValidator(check_exclude)]
+
+
+def _pip_kind(value: Any) -> str | None:
+    return "list" if isinstance(value, (list, tuple)) else "file" if isinstance(value, str) else None
+
+
+PIP_ERROR = "pip"  # the error type of a pip value that is neither a list nor a file name
+Pip = Annotated[
+    Union[Annotated[list[PipLine], Tag("list")], Annotated[RequirementsFile, Tag("file")]],
+    Discriminator(_pip_kind, custom_error_type=PIP_ERROR,
+                  custom_error_message="must be a list of requirements, such as [einops==0.8.0], "
+                                       "or a requirements file inside working_dir, such as requirements.txt")]
 
 
 # ---- env and secrets -----------------------------------------------------------
@@ -314,6 +350,8 @@ class JobSpec(Strict):
     resources: Resources = Resources()
     precision: Literal["auto", "fp32", "bf16", "fp16"] = "auto"
     init_from: SourcePath | None = None
+    pip: Pip = Field(default_factory=list)  # Ray runtime_env pip
+    excludes: list[ExcludePattern] = Field(default_factory=list)  # left out of the working_dir package
     hints: Hints = Hints()
     schedule: Schedule = Schedule()
     failure: Failure = Failure()

@@ -24,6 +24,7 @@ from orchestrator.core.spec import JobSpec, space_keys_problem
 from orchestrator.load.files import check_environ, check_files
 from orchestrator.load.messages import Report, mark_error, printable, report_validation
 from orchestrator.load.overrides import apply_override
+from orchestrator.load.requirements import check_pip
 from orchestrator.load.reader import TAG, Builder, check_size, compose, measure, read_file
 
 
@@ -97,6 +98,7 @@ def _validate(text: str, source: str, overrides: Sequence[str], base_dir, enviro
         report_validation(exc, data, report)
         _check_space_keys(data, report)  # pydantic skips the model's own checks when a field fails
     folder = check_files(data, Path(base_dir), report) if base_dir is not None else None
+    check_pip(data.get("pip"), folder, report)
     if environ is not None:
         check_environ(data, environ, report)
     if report.problems:

@@ -13,7 +13,11 @@ from typing import Any, Callable
 import ray.exceptions
 from ray.train import CheckpointConfig, FailureConfig, RunConfig, ScalingConfig, UserCallback
 
+from orchestrator import loop as orch_loop
+from orchestrator.core import precision
+from orchestrator.core.protocol import PRECISION_ENV
 from orchestrator.core.spec import JobSpec
+from orchestrator.load import loopcode
 from orchestrator.runners import frameworks
 from orchestrator.runners.emit import emit
 
@@ -93,9 +97,30 @@ def run_config(spec: JobSpec, job_id: str, storage: str) -> RunConfig:
 
 def worker_loop(spec: JobSpec, payload: dict[str, Any], code: Path) -> Callable:
     """The spec's loop (from the job's code in folder ``code``) as each worker runs it: with
-    the job's secret env values set first."""
+    the job's secret env values set first, under the run's precision when orch applies it."""
     loop = load_entrypoint(spec.entrypoint, code)
+    resolved = os.environ.get(PRECISION_ENV, "fp32")
+    by = precision.applied_by(spec.framework, resolved, loopcode.entry_helpers(spec.entrypoint, code) or frozenset())
+    emit("precision", precision=resolved, applied_by=by.value)
+    if by is precision.AppliedBy.ORCH:
+        loop = _WithPrecision(loop, spec.framework)
     return _WithEnv(loop, payload["secrets"]) if payload.get("secrets") else loop
+
+
+class _WithPrecision:
+    """A loop run under the run's precision (bf16) without its own code saying so: the Keras
+    policy set before it builds its model, or all of it under torch autocast on the worker's
+    device (CPU autocast on CPU workers). orch's own helpers decide both."""
+
+    def __init__(self, loop: Callable, framework: str):
+        self.loop, self.framework = loop, framework
+
+    def __call__(self, config):
+        if self.framework == "tensorflow":
+            orch_loop.keras_policy()
+            return self.loop(config)
+        with orch_loop.autocast(orch_loop.device()):
+            return self.loop(config)
 
 
 class _WithEnv:

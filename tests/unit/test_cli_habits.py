@@ -166,7 +166,8 @@ def test_validate_json_says_ok_with_the_job(tmp_path):
     done = run("validate", str(spec), "--json")
     assert done.exit_code == 0, done.output
     assert json.loads(done.stdout) == {"ok": True, "job": "x", "framework": "torch", "workers": 2,
-                                       "accelerator": {"any_of": ["A100:1"]}, "notes": []}
+                                       "accelerator": {"any_of": ["A100:1"]}, "pip": [], "excludes": [],
+                                       "notes": [], "warnings": []}
 
 
 def test_validate_json_gives_each_problem_as_an_object_and_the_text_is_unchanged(tmp_path):
