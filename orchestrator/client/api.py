@@ -19,12 +19,12 @@ from dataclasses import asdict, dataclass, field
 from pathlib import Path
 from typing import Any, Callable, Iterator
 
-from orchestrator.adapters import cluster, dashboard as proxy, packages
+from orchestrator.adapters import cluster, dashboard as proxy, packages, tensorboard as board
 from orchestrator.adapters.job_table import KeptJobs
 from orchestrator.adapters.jobs import JobsClient
 from orchestrator.client.control_plane import ControlClient
-from orchestrator.core import allocator, estimate, events
-from orchestrator.core.errors import ClusterUnavailable, InfeasibleError, JobNotFound, SpecError
+from orchestrator.core import allocator, curves, estimate, events
+from orchestrator.core.errors import ClusterUnavailable, InfeasibleError, JobNotFound, NotAvailable, SpecError
 from orchestrator.core.launch import launch_request, plan_record
 from orchestrator.core.lifecycle import TERMINAL, JobState, driver_losses
 from orchestrator.core.masking import redact, redact_stream, resolve_env, split_env
@@ -60,6 +60,7 @@ class JobView:
     workers_usage: list[dict[str, Any]] = field(default_factory=list)
     failures: list[dict[str, Any]] = field(default_factory=list)  # worker-group restarts and their causes
     estimate: dict[str, Any] | None = None  # runtime_s, basis, start_in_s, end_in_s: the control plane's
+    curve: dict[str, Any] | None = None  # core.curves.curve of the reports; None in `orch list` (no log reads)
 
     def to_json(self) -> dict[str, Any]:
         return asdict(self)
@@ -287,8 +288,15 @@ def _view(row: dict, log_events: list[dict] | None = None) -> JobView:
         metrics=figures["metrics"], ray_job_id=row["ray_submission_id"],
         framework=spec["framework"], attempt=row["attempt"], submitted_at=row["submitted_at"],
         started_at=row["started_at"], ended_at=row["ended_at"], history=row["history"], plan=row["plan"],
-        estimate=row.get("estimate"),
+        estimate=row.get("estimate"), curve=_curve(spec, log_events) if log_events else None,
     )
+
+
+def _curve(spec: dict, log_events: list[dict]) -> dict | None:
+    """The checkpoint metric's values over the reports (a sweep: its metric, its best trial's)."""
+    sweep = spec.get("sweep")
+    metric, mode = (sweep["metric"], sweep["mode"]) if sweep else (spec.get("checkpoint", {}).get("metric"), "min")
+    return curves.curve(log_events, metric, mode, sweep=bool(sweep))
 
 
 def list_jobs(address: str | None = None, *, states=(), queue: str | None = None, name: str | None = None,
@@ -414,7 +422,9 @@ def results(job: str, address: str | None = None, note: Note = lambda _: None) -
     found = _events(jobs, row)
     view = _view(row, found)
     outcome = events.last(found, "result") or {}
-    trials = list({e["trial_id"]: {k: v for k, v in e.items() if k not in ("event", "at")}
+    sweep = row["spec"].get("sweep")
+    trials = list({e["trial_id"]: {**{k: v for k, v in e.items() if k not in ("event", "at")},
+                                   "curve": curves.trial_curve(found, sweep["metric"], e["trial_id"])}
                    for e in found if e.get("event") == "trial"}.values())
     return {"job": view.job, "name": view.name, "state": view.state, "reason": view.reason,
             "metrics": outcome.get("metrics") or view.metrics, "checkpoint": outcome.get("checkpoint"),
@@ -423,7 +433,7 @@ def results(job: str, address: str | None = None, note: Note = lambda _: None) -
             "attempts": view.attempt,
             "history": [{**e["metrics"], "attempt": e["attempt"]} for e in found if e.get("event") == "report"],
             # Sweeps: each trial as it last ended (a resumed sweep reruns only unfinished trials).
-            "trials": trials, "best_trial": _best_trial(trials, row["spec"].get("sweep"))}
+            "trials": trials, "best_trial": _best_trial(trials, sweep), "curve": view.curve}
 
 
 def _best_trial(trials: list[dict], sweep: dict | None) -> dict | None:
@@ -439,6 +449,24 @@ def _best_trial(trials: list[dict], sweep: dict | None) -> dict | None:
 def _comparable(value: Any) -> bool:
     """A metric a best trial can be picked by: a finite number (a NaN loss never wins)."""
     return isinstance(value, (int, float)) and not isinstance(value, bool) and math.isfinite(value)
+
+
+def tensorboard(jobs: list[str], address: str | None = None, port: int = 0, progress: Note = lambda _: None,
+                note: Note = lambda _: None) -> board.TensorBoard:
+    """TensorBoard on 127.0.0.1 over the jobs' event files, each job a run named by its id (a
+    sweep: one run per trial); stop it with ``stop()``."""
+    control, ray_jobs = _clients(address)
+    _say_kept(control, note)
+    runs = {}
+    for job in jobs:
+        row = control.get(job)
+        announced = events.last(_events(ray_jobs, row), "tensorboard")
+        if announced is None:
+            why = "predict jobs report no curve" if row["spec"].get("predict") else f"it is {row['state']}"
+            raise NotAvailable(f"{row['id']} has written no TensorBoard event files ({why}); jobs that train "
+                               "write them from their first report")
+        runs[row["id"]] = announced["logdir"]
+    return board.start(runs, port, progress)
 
 
 def wait(job: str, address: str | None = None, on_update: Callable[[JobView], None] = lambda _: None,
