@@ -1,15 +1,17 @@
 """`orch tensorboard`: TensorBoard itself, as a child process on 127.0.0.1, over jobs' event files.
 
-Each job is one named run (``--logdir_spec NAME:FOLDER,...``): a training job's folder holds
-its event files, a sweep's holds one folder per trial, which TensorBoard shows as
-``JOB/TRIAL``. TensorBoard is imported only by its own process, so orch needs it installed
-only where this command runs.
+TensorBoard names runs by their folders under its ``--logdir``: that is a temporary folder of
+links, one per job, named by the job's id, to the folder of its event files. A training job's
+folder holds its event files (run ``JOB``), a sweep's one folder per trial (runs
+``JOB/TRIAL``). (``--logdir_spec JOB:FOLDER`` would name a training job's run ``JOB/.``.)
+TensorBoard is imported only by its own process, so orch needs it installed only where this
+command runs.
 """
 
 from __future__ import annotations
 
 import importlib.util
-import os
+import shutil
 import signal
 import socket
 import subprocess
@@ -25,6 +27,7 @@ from orchestrator.core.errors import NotAvailable, SpecError
 
 LOOPBACK = "127.0.0.1"
 EVENT_FILES = "events.out.tfevents.*"
+RUNS, LOG = "runs", "tensorboard.log"
 START_TIMEOUT_S = 180  # TensorBoard imports TensorFlow when it is installed: seconds on a busy machine
 POLL_S = 0.5
 STOP_GRACE_S = 10
@@ -34,8 +37,12 @@ INSTALL = "pip install tensorboard (orch's torch extra brings it: pip install 'o
 class TensorBoard:
     """A running TensorBoard: its ``url`` and ``pid``; ``wait()`` until it ends, ``stop()`` it."""
 
-    def __init__(self, process: subprocess.Popen, url: str, log: Path):
-        self.process, self.url, self.log = process, url, log
+    def __init__(self, process: subprocess.Popen, url: str, work: Path):
+        self.process, self.url, self.work = process, url, work  # work: its logdir of links, and its log
+
+    @property
+    def log(self) -> Path:
+        return self.work / LOG
 
     @property
     def pid(self) -> int:
@@ -58,7 +65,7 @@ class TensorBoard:
             except subprocess.TimeoutExpired:
                 self.process.kill()
                 self.process.wait()
-        self.log.unlink(missing_ok=True)
+        shutil.rmtree(self.work, ignore_errors=True)  # the links, not what they point to
 
 
 def start(runs: dict[str, str], port: int = 0, progress: Callable[[str], None] = lambda _: None,
@@ -71,15 +78,19 @@ def start(runs: dict[str, str], port: int = 0, progress: Callable[[str], None] =
     for name, folder in runs.items():
         _check_event_files(name, Path(folder))
     port = _free(port)
-    handle, log_name = tempfile.mkstemp(prefix="orch-tensorboard-", suffix=".log")
+    work = Path(tempfile.mkdtemp(prefix="orch-tensorboard-"))
+    (work / RUNS).mkdir()
+    for name, folder in runs.items():
+        (work / RUNS / name).symlink_to(Path(folder).resolve(), target_is_directory=True)
+    # The Python reader (load_fast=false) walks into linked folders.
     command = [sys.executable, "-m", "tensorboard.main", "--host", LOOPBACK, "--port", str(port),
-               "--logdir_spec", ",".join(f"{name}:{folder}" for name, folder in runs.items())]
+               "--logdir", str(work / RUNS), "--load_fast", "false"]
     progress(f"starting TensorBoard over {', '.join(runs)} ...")
     # Its own session: Ctrl-C reaches orch, which stops it (also when orch is stopped by `kill`).
-    with os.fdopen(handle, "w") as log:
+    with open(work / LOG, "w") as log:
         process = subprocess.Popen(command, stdin=subprocess.DEVNULL, stdout=log, stderr=subprocess.STDOUT,
                                    start_new_session=True)
-    served = TensorBoard(process, f"http://{LOOPBACK}:{port}/", Path(log_name))
+    served = TensorBoard(process, f"http://{LOOPBACK}:{port}/", work)
     try:
         _until_up(served, timeout_s)
     except BaseException:

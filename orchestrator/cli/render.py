@@ -237,6 +237,8 @@ def results_panel(data: dict[str, Any]) -> Panel:
         grid.add_row("kept", f"{best['path']}  {_metrics_text(best['metrics'])}")
     if data.get("output"):
         grid.add_row("output", data["output"])
+    if data.get("tensorboard"):
+        grid.add_row("tensorboard", f"{data['tensorboard']}  (`orch tensorboard {data['job']}` serves it)")
     best = data.get("best_trial")
     if best:
         grid.add_row("best trial", f"{best['trial_id']}  config {_metrics_text(best['config'])}  "

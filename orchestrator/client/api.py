@@ -433,7 +433,8 @@ def results(job: str, address: str | None = None, note: Note = lambda _: None) -
             "attempts": view.attempt,
             "history": [{**e["metrics"], "attempt": e["attempt"]} for e in found if e.get("event") == "report"],
             # Sweeps: each trial as it last ended (a resumed sweep reruns only unfinished trials).
-            "trials": trials, "best_trial": _best_trial(trials, sweep), "curve": view.curve}
+            "trials": trials, "best_trial": _best_trial(trials, sweep), "curve": view.curve,
+            "tensorboard": (events.last(found, "tensorboard") or {}).get("logdir")}
 
 
 def _best_trial(trials: list[dict], sweep: dict | None) -> dict | None:

@@ -7,17 +7,23 @@ results, but a plain training job has no Tune. This is a Train controller callba
 (``metrics[i]`` is rank i's), whatever the framework and wherever the loop reports from;
 rank 0's numbers are written (``core.curves.scalars``, at ``core.curves.step``).
 
-The writer is tensorboardX: a maintained, framework-free writer that Ray Tune depends on,
-so it is where every orch job runs (torch, TensorFlow or JAX), which ``tensorboard`` itself
-(whose writer needs TensorFlow or torch) is not; the files are the same format.
+The writer is tensorboardX's: maintained, framework-free, and a dependency of Ray Tune, so
+it is wherever an orch job runs (torch, TensorFlow or JAX), which ``tensorboard`` (whose
+writers need TensorFlow or torch) is not. Its synchronous ``EventsWriter``, not its
+``SummaryWriter``: that one writes from a queue whose ``flush()`` does not wait for it, and
+a run's last report was lost when the controller ended right after it.
 """
 
 from __future__ import annotations
 
 import os
+import time
 from typing import Any
 
 from ray.train import UserCallback
+from tensorboardX.event_file_writer import EventsWriter
+from tensorboardX.proto.event_pb2 import Event
+from tensorboardX.proto.summary_pb2 import Summary
 
 from orchestrator.core import curves
 from orchestrator.runners.emit import emit
@@ -37,16 +43,16 @@ class EventFiles(UserCallback):
         self._reports += 1
         try:
             writer = self._writer or self._open(run_context.get_run_config())
-            at = curves.step(metrics[0], self._reports)
-            for tag, value in curves.scalars(metrics[0]).items():
-                writer.add_scalar(tag, value, global_step=at)
-            writer.flush()  # TensorBoard running beside the job shows each report as it comes
+            values = [Summary.Value(tag=tag, simple_value=value) for tag, value in curves.scalars(metrics[0]).items()]
+            writer.write_event(Event(wall_time=time.time(), step=curves.step(metrics[0], self._reports),
+                                     summary=Summary(value=values)))
+            writer.flush()  # on disk now: TensorBoard running beside the job shows each report as it comes
         except OSError as error:  # storage full or gone: training goes on without its curve
             self._broken = True
             emit("warning", message=f"TensorBoard event files stopped: {type(error).__name__}: {error}")
 
     def _open(self, run_config):
-        from tensorboardX import SummaryWriter
-
-        self._writer = SummaryWriter(os.path.join(run_config.storage_path, run_config.name))
+        folder = os.path.join(run_config.storage_path, run_config.name)
+        os.makedirs(folder, exist_ok=True)
+        self._writer = EventsWriter(os.path.join(folder, "events"))  # events.out.tfevents.<time>.<host>
         return self._writer
