@@ -85,6 +85,9 @@ def test_keras_mlp_trains_with_tensorflow(local_cluster):
     meta = _ray_job(local_cluster, view["job"])["metadata"]
     assert meta["orch_framework"] == "tensorflow"
     assert meta["orch_name"] == "digits-keras"
+    data = json.loads(run_orch("results", view["job"], "--json").stdout)
+    written = tensorboard_scalars(data["tensorboard"])["."]["test_accuracy"]  # any framework's reports
+    assert [value for _, value in written] == pytest.approx(data["curve"]["values"], rel=1e-6)
 
 
 def test_list_status_logs_cancel(local_cluster):
