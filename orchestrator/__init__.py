@@ -31,6 +31,7 @@ _EXPORTS = {
     "logs": "orchestrator.client.api",
     "cancel": "orchestrator.client.api",
     "results": "orchestrator.client.api",
+    "tensorboard": "orchestrator.client.api",
     "up": "orchestrator.client.api",
     "down": "orchestrator.client.api",
     "JobSpec": "orchestrator.core.spec",

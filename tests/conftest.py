@@ -154,3 +154,37 @@ def http_status(url: str, token: str | None = None) -> int:
         return error.code
     except (urllib.error.URLError, OSError):
         return 0
+
+
+def tensorboard_scalars(folder: str) -> dict[str, dict[str, list[tuple[int, float]]]]:
+    """Every run under ``folder`` as TensorBoard's own reader loads it: run folder (relative,
+    ``.`` for ``folder`` itself) -> tag -> [(step, value)]."""
+    from tensorboard.backend.event_processing.event_accumulator import EventAccumulator
+
+    found = {}
+    for run in sorted({path.parent for path in Path(folder).rglob("events.out.tfevents.*")}):
+        reader = EventAccumulator(str(run))
+        reader.Reload()
+        found[str(run.relative_to(folder))] = {tag: [(e.step, e.value) for e in reader.Scalars(tag)]
+                                               for tag in reader.Tags()["scalars"]}
+    return found
+
+
+@contextlib.contextmanager
+def tensorboard_served(*jobs: str):
+    """`orch tensorboard JOBS` running: yields its URL, stops it by its PID (as Ctrl-C does)."""
+    import signal
+
+    served = subprocess.Popen([ORCH, "tensorboard", *jobs], stdout=subprocess.PIPE, stderr=subprocess.PIPE,
+                              text=True, cwd=REPO)
+    try:
+        line = served.stdout.readline()  # printed once TensorBoard answers: "TensorBoard URL (pid N; ...)"
+        assert line.startswith("TensorBoard http://127.0.0.1:"), line + served.stderr.read()
+        child = int(line.split("(pid ")[1].split(";")[0])
+        yield line.split()[1]
+    finally:
+        served.send_signal(signal.SIGINT)
+        served.wait(60)
+    assert served.returncode == 130, served.stderr.read()  # as Ctrl-C
+    with pytest.raises(ProcessLookupError):  # orch stopped TensorBoard too
+        os.kill(child, 0)

@@ -149,6 +149,23 @@ def dashboard(address: Optional[str] = Address, insecure: bool = Insecure,
         served.server_close()
 
 
+@command()
+def tensorboard(jobs: List[str] = typer.Argument(..., help="Job ids or names (a name: its latest job)."),
+                port: Optional[int] = typer.Option(None, "--port", help="Loopback port to serve on "
+                                                   "(default: a free one)."),
+                address: Optional[str] = Address, insecure: bool = Insecure, debug: bool = Debug):
+    """TensorBoard on 127.0.0.1 over the jobs' event files (each job a run, a sweep a run per trial); Ctrl-C stops it."""
+    from orchestrator.client import api
+
+    say = _console(err=True).print
+    served = api.tensorboard(jobs, address, port or 0, progress=say, note=_note)
+    try:
+        _console().print(f"TensorBoard {served.url} (pid {served.pid}; Ctrl-C stops it)")
+        served.wait()
+    finally:
+        served.stop()
+
+
 @command("cluster")
 def cluster_status(address: Optional[str] = Address, insecure: bool = Insecure, json_out: bool = Json,
                    debug: bool = Debug):

@@ -157,6 +157,43 @@ def _metrics_text(metrics: dict[str, Any] | None) -> str:
     return "  ".join(f"{k}={v:.4g}" if isinstance(v, float) else f"{k}={v}" for k, v in metrics.items())
 
 
+SPARKS = "▁▂▃▄▅▆▇█"
+CURVE_WIDTH = 40  # characters: longer series are averaged into this many buckets
+
+
+def sparkline(values: list[float | None], width: int = CURVE_WIDTH) -> str:
+    """The values as one line of bars, lowest ▁ to highest █ (all ▄ when they are equal); a
+    space for a missing value (a NaN); more than ``width`` values are averaged into ``width``."""
+    values = _buckets(values, width)
+    known = [v for v in values if v is not None]
+    if not known:
+        return ""
+    low, span = min(known), max(known) - min(known)
+    top = len(SPARKS) - 1
+    return "".join(" " if v is None else SPARKS[round((v - low) / span * top) if span else top // 2] for v in values)
+
+
+def _buckets(values: list[float | None], width: int) -> list[float | None]:
+    if len(values) <= width:
+        return list(values)
+    cuts = [len(values) * i // width for i in range(width + 1)]
+    means = []
+    for start, end in zip(cuts, cuts[1:]):
+        known = [v for v in values[start:end] if v is not None]
+        means.append(sum(known) / len(known) if known else None)
+    return means
+
+
+def curve_text(curve: dict[str, Any]) -> str:
+    """``test_accuracy ▁▄▆▇██ 0.512 → 0.967 (min 0.512, max 0.97; 12 reports)``, and a sweep's trial."""
+    known = [v for v in curve["values"] if v is not None]
+    if not known:
+        return f"{curve['metric']}: no finite value in {len(curve['values'])} reports"
+    trial = f"  trial {curve['trial_id']}" if curve.get("trial_id") else ""
+    return (f"{curve['metric']}  {sparkline(curve['values'])}  {known[0]:.4g} → {known[-1]:.4g} "
+            f"(min {min(known):.4g}, max {max(known):.4g}; {len(curve['values'])} reports){trial}")
+
+
 def status_panel(view: api.JobView) -> Panel:
     grid = Table.grid(padding=(0, 2))
     grid.add_row("state", Text(view.state, style=STATE_STYLE.get(view.state, "")))
@@ -171,6 +208,8 @@ def status_panel(view: api.JobView) -> Panel:
     if (view.estimate or {}).get("basis"):
         grid.add_row("runtime", estimate_text(view.estimate))
     grid.add_row("metrics", _metrics_text(view.metrics))
+    if view.curve:
+        grid.add_row("curve", curve_text(view.curve))
     grid.add_row("ray job", view.ray_job_id)
     if view.reason:
         grid.add_row("reason", Text(view.reason, style="red" if view.state == _S.FAILED else ""))
@@ -208,18 +247,23 @@ def results_panel(data: dict[str, Any]) -> Panel:
     grid = Table.grid(padding=(0, 2))
     grid.add_row("state", Text(data["state"], style=STATE_STYLE.get(data["state"], "")))
     grid.add_row("metrics", _metrics_text(data["metrics"]))
+    if data.get("curve"):
+        grid.add_row("curve", curve_text(data["curve"]))
     grid.add_row("checkpoint", data["checkpoint"] or "-")
     for best in data["best_checkpoints"]:
         grid.add_row("kept", f"{best['path']}  {_metrics_text(best['metrics'])}")
     if data.get("output"):
         grid.add_row("output", data["output"])
+    if data.get("tensorboard"):
+        grid.add_row("tensorboard", f"{data['tensorboard']}  (`orch tensorboard {data['job']}` serves it)")
     best = data.get("best_trial")
     if best:
         grid.add_row("best trial", f"{best['trial_id']}  config {_metrics_text(best['config'])}  "
                                    f"{_metrics_text(best['metrics'])}")
     for trial in data.get("trials", []):
         grid.add_row("trial", f"{trial['trial_id']} {trial['state']} on {trial['accelerator']}  "
-                              f"config {_metrics_text(trial['config'])}  {_metrics_text(trial['metrics'])}")
+                              f"config {_metrics_text(trial['config'])}  {_metrics_text(trial['metrics'])}  "
+                              f"{sparkline(trial['curve']['values'])}")
     if data["reason"]:
         grid.add_row("reason", Text(data["reason"], style="red"))
     return Panel(grid, title=data["job"], expand=False)

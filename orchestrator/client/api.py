@@ -15,19 +15,19 @@ import math
 import os
 import secrets
 import time
-from dataclasses import asdict, dataclass, field
 from pathlib import Path
 from typing import Any, Callable, Iterator
 
-from orchestrator.adapters import cluster, dashboard as proxy, packages
+from orchestrator.adapters import cluster, dashboard as proxy, packages, tensorboard as board
 from orchestrator.adapters.job_table import KeptJobs
 from orchestrator.adapters.jobs import JobsClient
 from orchestrator.client.control_plane import ControlClient
-from orchestrator.core import allocator, estimate, events, hardware
-from orchestrator.core.errors import ClusterUnavailable, InfeasibleError, JobNotFound, SpecError
+from orchestrator.client.view import JobView, job_view
+from orchestrator.core import allocator, curves, estimate, events
 from orchestrator.core.hardware import Accelerator, by_name
+from orchestrator.core.errors import ClusterUnavailable, InfeasibleError, JobNotFound, NotAvailable, SpecError
 from orchestrator.core.launch import launch_request, plan_record
-from orchestrator.core.lifecycle import TERMINAL, JobState, driver_losses
+from orchestrator.core.lifecycle import TERMINAL, JobState
 from orchestrator.core.masking import redact, redact_stream, resolve_env, split_env
 from orchestrator.core.protocol import INIT_FROM_ENV, worker_env
 from orchestrator.core.spec import JOB_SOURCE, JobSpec
@@ -39,38 +39,7 @@ from orchestrator.load.requirements import pip_lines
 from orchestrator.load.spec import load_spec
 
 
-@dataclass
-class JobView:
-    """What `orch status` and `orch list` show of one job."""
 
-    job: str
-    name: str
-    state: str
-    priority: int
-    queue: str
-    accelerator: Any  # the plan's type once planned; before, the request as the spec wrote it (str, list, any_of)
-    workers: int | str  # a count; a range ("2..8") for an elastic job not yet planned
-    reason: str | None
-    restarts: int
-    metrics: dict[str, Any] | None
-    ray_job_id: str | None
-    framework: str = ""
-    attempt: int = 0
-    submitted_at: float | None = None
-    started_at: float | None = None
-    ended_at: float | None = None
-    history: list[dict[str, Any]] = field(default_factory=list)
-    plan: dict[str, Any] | None = None
-    workers_usage: list[dict[str, Any]] = field(default_factory=list)
-    failures: list[dict[str, Any]] = field(default_factory=list)  # worker-group restarts and their causes
-    estimate: dict[str, Any] | None = None  # runtime_s, basis, start_in_s, end_in_s: the control plane's
-    # The precision in effect: the driver's word once it ran (who applies it: orch, the loop or none);
-    # before, the plan's resolution (applied_by None), or the spec's (auto) before a plan.
-    precision: str = "auto"
-    precision_applied_by: str | None = None
-
-    def to_json(self) -> dict[str, Any]:
-        return asdict(self)
 
 
 def _spec(spec: JobSpec | str | Path, overrides=()) -> JobSpec:
@@ -298,43 +267,6 @@ def _events(jobs: JobsClient, row: dict) -> list[dict]:
     return redact(events.tagged(found), _known_secrets(row))
 
 
-def _view(row: dict, log_events: list[dict] | None = None) -> JobView:
-    """A job as shown; without its events (`orch list`), an ended job's figures are those the
-    control plane summed up when it kept its attempts."""
-    spec, chosen = row["spec"], row["plan"] or {}
-    kept = row.get("summary") if log_events is None and row["state"] in TERMINAL else None
-    figures = kept or events.summary(log_events or [])
-    failures = [{"attempt": e.get("attempt"), "at": e.get("at"), "causes": e.get("causes", {})}
-                for e in log_events or [] if e.get("event") == "worker_failure"]
-    return JobView(
-        job=row["id"], name=row["name"], state=row["state"], priority=row["priority"], queue=row["queue"],
-        accelerator=chosen.get("accelerator") or spec["resources"]["accelerator"],
-        workers=chosen.get("workers") or spec["resources"]["workers"], reason=row["reason"],
-        restarts=figures["worker_restarts"] + driver_losses(row["history"]),
-        failures=failures,
-        metrics=figures["metrics"], ray_job_id=row["ray_submission_id"],
-        framework=spec["framework"], attempt=row["attempt"], submitted_at=row["submitted_at"],
-        started_at=row["started_at"], ended_at=row["ended_at"], history=row["history"], plan=row["plan"],
-        estimate=row.get("estimate"),
-        **_precision(spec, chosen, log_events or []),
-    )
-
-
-def _precision(spec: dict, plan: dict, log_events: list[dict]) -> dict[str, Any]:
-    """What the job's driver said of its precision, else what its plan resolves it to."""
-    said = events.last(log_events, "precision")
-    if said:
-        return {"precision": said["precision"], "precision_applied_by": said["applied_by"]}
-    asked = spec.get("precision", JobSpec.model_fields["precision"].default)
-    if not plan.get("accelerator"):
-        return {"precision": asked}
-    try:
-        request = hardware.parse_accelerator(plan["accelerator"])
-    except hardware.AcceleratorError:  # a type this client's catalog does not know: the spec's word
-        return {"precision": asked}
-    return {"precision": hardware.resolve_precision(asked, request)}
-
-
 def list_jobs(address: str | None = None, *, states=(), queue: str | None = None, name: str | None = None,
               limit: int | None = None, note: Note = lambda _: None) -> list[JobView]:
     """Orch's jobs, newest first (from the job table and kept summaries; no log reads): those in
@@ -342,7 +274,7 @@ def list_jobs(address: str | None = None, *, states=(), queue: str | None = None
     wanted = {_state_name(state) for state in states}
     control, _ = _clients(address)
     _say_kept(control, note)
-    views = [_view(row) for row in reversed(control.list())
+    views = [job_view(row) for row in reversed(control.list())
              if (not wanted or row["state"] in wanted) and (queue is None or row["queue"] == queue)
              and (name is None or fnmatch.fnmatchcase(row["name"], name))]
     return views if limit is None else views[:max(limit, 0)]
@@ -362,7 +294,7 @@ def status(job: str, address: str | None = None, usage: bool = False, note: Note
     control, jobs = _clients(address)
     _say_kept(control, note)
     row = control.get(job)
-    view = _view(row, _events(jobs, row))
+    view = job_view(row, _events(jobs, row))
     if usage and jobs and row["state"] == JobState.RUNNING:
         view.workers_usage = jobs.worker_usage(row["ray_submission_id"])
     return view
@@ -436,7 +368,7 @@ def _known_secrets(row: dict) -> frozenset[str]:
                      if name in parts.secret and os.environ.get(var))
 
 
-def cluster_view(address: str | None = None) -> dict[str, Any]:
+def clusterjob_view(address: str | None = None) -> dict[str, Any]:
     """``orch cluster``: the nodes, and each queue's quota, use and borrowing, from the control
     plane on the head (so it works through a tunnel to a remote cluster, as the other commands)."""
     info = cluster.require(address)
@@ -456,9 +388,11 @@ def results(job: str, address: str | None = None, note: Note = lambda _: None) -
     _say_kept(control, note)
     row = control.get(job)
     found = _events(jobs, row)
-    view = _view(row, found)
+    view = job_view(row, found)
     outcome = events.last(found, "result") or {}
-    trials = list({e["trial_id"]: {k: v for k, v in e.items() if k not in ("event", "at")}
+    sweep = row["spec"].get("sweep")
+    trials = list({e["trial_id"]: {**{k: v for k, v in e.items() if k not in ("event", "at")},
+                                   "curve": curves.trial_curve(found, sweep["metric"], e["trial_id"])}
                    for e in found if e.get("event") == "trial"}.values())
     return {"job": view.job, "name": view.name, "state": view.state, "reason": view.reason,
             "metrics": outcome.get("metrics") or view.metrics, "checkpoint": outcome.get("checkpoint"),
@@ -467,7 +401,8 @@ def results(job: str, address: str | None = None, note: Note = lambda _: None) -
             "attempts": view.attempt,
             "history": [{**e["metrics"], "attempt": e["attempt"]} for e in found if e.get("event") == "report"],
             # Sweeps: each trial as it last ended (a resumed sweep reruns only unfinished trials).
-            "trials": trials, "best_trial": _best_trial(trials, row["spec"].get("sweep"))}
+            "trials": trials, "best_trial": _best_trial(trials, sweep), "curve": view.curve,
+            "tensorboard": (events.last(found, "tensorboard") or {}).get("logdir")}
 
 
 def _best_trial(trials: list[dict], sweep: dict | None) -> dict | None:
@@ -483,6 +418,24 @@ def _best_trial(trials: list[dict], sweep: dict | None) -> dict | None:
 def _comparable(value: Any) -> bool:
     """A metric a best trial can be picked by: a finite number (a NaN loss never wins)."""
     return isinstance(value, (int, float)) and not isinstance(value, bool) and math.isfinite(value)
+
+
+def tensorboard(jobs: list[str], address: str | None = None, port: int = 0, progress: Note = lambda _: None,
+                note: Note = lambda _: None) -> board.TensorBoard:
+    """TensorBoard on 127.0.0.1 over the jobs' event files, each job a run named by its id (a
+    sweep: one run per trial); stop it with ``stop()``."""
+    control, ray_jobs = _clients(address)
+    _say_kept(control, note)
+    runs = {}
+    for job in jobs:
+        row = control.get(job)
+        announced = events.last(_events(ray_jobs, row), "tensorboard")
+        if announced is None:
+            why = "predict jobs report no curve" if row["spec"].get("predict") else f"it is {row['state']}"
+            raise NotAvailable(f"{row['id']} has written no TensorBoard event files ({why}); jobs that train "
+                               "write them from their first report")
+        runs[row["id"]] = announced["logdir"]
+    return board.start(runs, port, progress)
 
 
 def wait(job: str, address: str | None = None, on_update: Callable[[JobView], None] = lambda _: None,

@@ -60,3 +60,9 @@ class JobNotFound(OrchError):
 
     def __init__(self, job: str):
         super().__init__(f"no job {job!r}; `orch list` shows the jobs")
+
+
+class NotAvailable(OrchError):
+    """What a command needs is not here: a program not installed, files a job has not written (exit 1)."""
+
+    exit_code = 1

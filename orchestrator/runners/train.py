@@ -20,6 +20,7 @@ from orchestrator.core.spec import JobSpec
 from orchestrator.load import loopcode
 from orchestrator.runners import frameworks
 from orchestrator.runners.emit import emit
+from orchestrator.runners.event_files import EventFiles
 
 RESULT_FILE = "orch_result.json"
 
@@ -47,6 +48,7 @@ class ProgressCallback(UserCallback):
 def run(payload: dict[str, Any], code: Path) -> dict[str, Any]:
     spec = JobSpec.model_validate(payload["spec"])
     loop = worker_loop(spec, payload, code)
+    announce_event_files(os.path.join(payload["storage"], payload["job"]))
     trainer = frameworks.build_trainer(
         spec.framework, loop, dict(spec.config), scaling_config(payload["scaling"]),
         run_config(spec, payload["job"], payload["storage"]),
@@ -73,6 +75,12 @@ def save_summary(summary: dict[str, Any]) -> None:
     (Path(summary["path"]) / RESULT_FILE).write_text(json.dumps(summary, default=str))
 
 
+def announce_event_files(logdir: str) -> None:
+    """Say where this job's TensorBoard event files go (`orch tensorboard` reads it from the log):
+    a Train run's folder, or the folder of a sweep's Train runs (one TensorBoard run per trial)."""
+    emit("tensorboard", logdir=logdir)
+
+
 def scaling_config(kwargs: dict[str, Any]) -> ScalingConfig:
     kwargs = dict(kwargs)
     if isinstance(kwargs.get("num_workers"), list):  # JSON turned the (min, max) tuple into a list
@@ -80,7 +88,8 @@ def scaling_config(kwargs: dict[str, Any]) -> ScalingConfig:
     return ScalingConfig(**kwargs)
 
 
-def run_config(spec: JobSpec, job_id: str, storage: str) -> RunConfig:
+def run_config(spec: JobSpec, job_id: str, storage: str, progress: UserCallback | None = None) -> RunConfig:
+    """The Train run's settings; ``progress`` turns its reports into events (default: ProgressCallback)."""
     policy = spec.checkpoint
     return RunConfig(
         name=job_id,
@@ -91,7 +100,7 @@ def run_config(spec: JobSpec, job_id: str, storage: str) -> RunConfig:
             checkpoint_score_attribute=policy.metric,
             checkpoint_score_order=policy.mode,
         ),
-        callbacks=[ProgressCallback()],
+        callbacks=[progress or ProgressCallback(), EventFiles()],
     )
 
 

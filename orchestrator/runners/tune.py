@@ -26,7 +26,6 @@ resumes from.
 
 from __future__ import annotations
 
-import dataclasses
 import importlib.util
 import json
 import os
@@ -51,6 +50,7 @@ from orchestrator.runners.emit import emit
 from orchestrator.runners.train import (
     ProgressCallback,
     TrainingFailed,
+    announce_event_files,
     run_config,
     save_summary,
     scaling_config,
@@ -80,6 +80,7 @@ def run(payload: dict[str, Any], code: Path) -> dict[str, Any]:
     # after a trial finished must not find it unfinished on restore and run it again.
     os.environ.setdefault("TUNE_GLOBAL_CHECKPOINT_S", "0")
     slots = _trial_slots(payload)
+    announce_event_files(_train_runs(storage, job))
     # Held here for the sweep's lifetime: Ray ends an actor once no handle to it is left.
     slot_keeper = _Slots.options(name=_slots_name(job), num_cpus=0, get_if_exists=True).remote(slots)
     trainable = tune.with_resources(_trial_function(spec, payload, code), DRIVER_SLOT)
@@ -203,7 +204,7 @@ class _Slots:
 def _trial_function(spec: JobSpec, payload: dict[str, Any], code: Path) -> Callable[[dict], None]:
     loop = worker_loop(spec, payload, code)
     job = payload["job"]
-    runs = os.path.join(payload["storage"], job, "train")
+    runs = _train_runs(payload["storage"], job)
 
     def trial(sampled: dict) -> None:
         trial_id = tune.get_context().get_trial_id()
@@ -211,7 +212,7 @@ def _trial_function(spec: JobSpec, payload: dict[str, Any], code: Path) -> Calla
         scaling, accelerator = scaling_config(slot["scaling"]), slot["accelerator"]
         name = _train_run(trial_id, runs)
         reports = Queue(maxsize=1, actor_options={"num_cpus": 0})
-        settings = dataclasses.replace(run_config(spec, name, runs), callbacks=[_ForwardReports(reports)])
+        settings = run_config(spec, name, runs, progress=_ForwardReports(reports))
         trainer = frameworks.build_trainer(spec.framework, loop, {**spec.config, **sampled}, scaling, settings)
         threading.Thread(target=_fit, args=(trainer, reports), daemon=True).start()
         # tune.report works only in this thread, so Train's reports come here through the queue.
@@ -233,6 +234,11 @@ class _ForwardReports(ProgressCallback):
     def after_report(self, run_context, metrics: list[dict[str, Any]], checkpoint) -> None:
         # Blocks until the trial took the previous report, so Tune's scheduler keeps up with training.
         self._reports.put(("report", metrics[0] if metrics else {}, checkpoint.path if checkpoint else None))
+
+
+def _train_runs(storage: str, job: str) -> str:
+    """The folder of the sweep's Train runs: each trial's checkpoints and TensorBoard event files."""
+    return os.path.join(storage, job, "train")
 
 
 def _acquire_slot(job: str, trial_id: str) -> dict[str, Any]:

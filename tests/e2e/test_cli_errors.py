@@ -57,10 +57,11 @@ def test_up_with_another_cluster_file_while_one_is_up_starts_nothing(local_clust
     assert done.returncode == 2 and "`orch down` first" in done.stderr, done.stdout + done.stderr
 
 
-def test_help_imports_neither_ray_nor_frameworks():
+def test_help_imports_neither_ray_nor_frameworks_nor_tensorboard():
     code = ("import sys; from orchestrator.cli.commands import app; "
             "from typer.testing import CliRunner; CliRunner().invoke(app, ['--help']); "
-            "bad = [m for m in ('ray', 'torch', 'tensorflow') if m in sys.modules]; print(bad)")
+            "bad = [m for m in ('ray', 'torch', 'tensorflow', 'tensorboard', 'tensorboardX') if m in sys.modules]; "
+            "print(bad)")
     done = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True)
     assert done.stdout.strip() == "[]", done.stdout + done.stderr
 

@@ -8,7 +8,7 @@ import time
 import pytest
 
 from orchestrator.core.lifecycle import JobState
-from tests.conftest import run_orch
+from tests.conftest import http_status, run_orch, tensorboard_scalars, tensorboard_served
 
 pytestmark = pytest.mark.ray
 
@@ -48,6 +48,33 @@ def test_torch_mlp_trains_to_90_percent_and_shows_in_ray(local_cluster):
     assert [m["epoch"] for m in data["history"]] == list(range(12))
     # checkpoint.keep: 2 with metric test_accuracy keeps the best two
     assert len(data["best_checkpoints"]) == 2
+    _shows_its_curve_and_tensorboard(view["job"], data)
+
+
+def _shows_its_curve_and_tensorboard(job: str, data: dict) -> None:
+    """Every report's every metric is in the job's event files at its epoch, as TensorBoard
+    reads them; `orch results` gives the checkpoint metric's series; `orch tensorboard` serves them."""
+    reports = [{k: v for k, v in m.items() if k != "attempt"} for m in data["history"]]
+    assert data["curve"] == {"metric": "test_accuracy", "values": [m["test_accuracy"] for m in reports],
+                             "trial_id": None}
+    runs = tensorboard_scalars(data["tensorboard"])
+    assert list(runs) == ["."]  # one run: the job's
+    for tag in reports[0]:
+        assert runs["."][tag] == [(m["epoch"], pytest.approx(m[tag], rel=1e-6)) for m in reports], tag
+    with tensorboard_served(job) as url:
+        assert http_status(url) == 200
+        deadline = time.monotonic() + 60
+        while (tags := _scalar_tags(url)).get(job) is None:  # TensorBoard loads the files after it answers
+            assert time.monotonic() < deadline, tags
+            time.sleep(1)
+        assert set(tags[job]) == set(reports[0])
+
+
+def _scalar_tags(url: str) -> dict:
+    import urllib.request
+
+    with urllib.request.urlopen(f"{url}data/plugin/scalars/tags", timeout=10) as reply:
+        return json.load(reply)
 
 
 @pytest.mark.soak  # TensorFlow's start-up makes it a minute; `make soak`
@@ -59,6 +86,9 @@ def test_keras_mlp_trains_with_tensorflow(local_cluster):
     meta = _ray_job(local_cluster, view["job"])["metadata"]
     assert meta["orch_framework"] == "tensorflow"
     assert meta["orch_name"] == "digits-keras"
+    data = json.loads(run_orch("results", view["job"], "--json").stdout)
+    written = tensorboard_scalars(data["tensorboard"])["."]["test_accuracy"]  # any framework's reports
+    assert [value for _, value in written] == pytest.approx(data["curve"]["values"], rel=1e-6)
 
 
 def test_list_status_logs_cancel(local_cluster):

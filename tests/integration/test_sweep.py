@@ -15,7 +15,7 @@ from pathlib import Path
 import pytest
 
 from orchestrator.core.lifecycle import JobState
-from tests.conftest import run_orch, wait_until_ended
+from tests.conftest import run_orch, tensorboard_scalars, wait_until_ended
 
 pytestmark = pytest.mark.ray
 
@@ -43,6 +43,20 @@ def test_torch_sweep_reaches_93_percent_and_lists_every_trial(local_cluster):
     assert results["best_trial"]["metrics"]["test_accuracy"] == best
     assert set(results["best_trial"]["config"]) == {"lr", "hidden", "dropout"}
     assert Path(results["checkpoint"], "model.pt").exists()
+    # One TensorBoard run per trial, every metric at each epoch its Train run reported; the
+    # curve is the best trial's.
+    runs = tensorboard_scalars(results["tensorboard"])
+    assert sorted(runs) == sorted(t["trial_id"] for t in trials)
+    for trial in trials:
+        scalars, values = runs[trial["trial_id"]], trial["curve"]["values"]
+        assert values and values[-1] == trial["metrics"]["test_accuracy"]
+        for tag in ("epoch", "train_loss", "test_loss", "test_accuracy"):
+            assert [step for step, _ in scalars[tag]] == list(range(len(scalars[tag]))), tag
+        # ASHA may stop a trial while its Train run's next report (written already) waits for Tune.
+        written = [value for _, value in scalars["test_accuracy"]]
+        assert len(written) - len(values) in (0, 1), (written, values)
+        assert written[:len(values)] == pytest.approx(values, rel=1e-6)
+    assert results["curve"]["trial_id"] == results["best_trial"]["trial_id"]
 
 
 def _events(local_cluster, submission_id: str) -> list[dict]:

@@ -17,6 +17,7 @@ from orchestrator.control.store import Store
 from orchestrator.core.errors import ClusterUnavailable, JobNotFound, SpecError
 from orchestrator.core.lifecycle import JobState
 from orchestrator.core.spec import JobSpec
+from orchestrator.client.view import job_view
 
 SPEC = {"name": "digits", "framework": "torch", "entrypoint": "train.py:loop", "env": {"TOKEN": {"from_env": "TOKEN", "secret": True}},
         "resources": {"accelerator": ["H100:1", "A100:1"], "workers": 1},
@@ -57,17 +58,17 @@ def use(monkeypatch, rows):
 
 @pytest.mark.parametrize("asked", ["H100:1", ["H100:1", "A100:1"], {"any_of": ["A100:1", "L4:1"]}])
 def test_a_queued_jobs_accelerator_is_the_request_as_json_never_a_repr(asked):
-    view = api._view(_row("j-1", spec={**SPEC, "resources": {"accelerator": asked, "workers": 1}}))
+    view = job_view(_row("j-1", spec={**SPEC, "resources": {"accelerator": asked, "workers": 1}}))
     assert json.loads(json.dumps(view.to_json()))["accelerator"] == asked
 
 
 def test_a_planned_jobs_accelerator_is_the_plans_type_and_tables_write_it_as_the_spec_would():
-    assert api._view(_row("j-1", plan={"accelerator": "T4:1", "workers": 1})).accelerator == "T4:1"
+    assert job_view(_row("j-1", plan={"accelerator": "T4:1", "workers": 1})).accelerator == "T4:1"
     assert render.accelerator_text(["H100:1", "A100:1"]) == "[H100:1, A100:1]"
     assert render.accelerator_text({"any_of": ["A100:1", "L4:1"]}) == "any_of [A100:1, L4:1]"
     console = cli._console()
     console.begin_capture()
-    console.print(render.jobs_table([api._view(_row("j-1"))]))
+    console.print(render.jobs_table([job_view(_row("j-1"))]))
     assert "[H100:1, A100:1] x 1" in console.end_capture()
 
 
@@ -142,7 +143,7 @@ def test_cancel_tries_every_job_and_fails_if_any_was_not_found(monkeypatch):
 
 def test_wait_follows_every_job_and_exits_by_their_outcomes(monkeypatch):
     ended = {"a-1": "SUCCEEDED", "b-1": "SUCCEEDED", "c-1": "FAILED"}
-    monkeypatch.setattr(render, "follow", lambda job, address, quiet=False: api._view(_row(job, ended[job])))
+    monkeypatch.setattr(render, "follow", lambda job, address, quiet=False: job_view(_row(job, ended[job])))
     done = run("wait", "a-1", "b-1", "--json")
     assert done.exit_code == 0 and [(v["job"], v["state"]) for v in json.loads(done.stdout)] == [
         ("a-1", "SUCCEEDED"), ("b-1", "SUCCEEDED")]

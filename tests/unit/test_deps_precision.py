@@ -21,6 +21,7 @@ from orchestrator.core.precision import AppliedBy
 from orchestrator.core.protocol import PRECISION_ENV
 from orchestrator.load import loopcode, requirements
 from orchestrator.load.spec import load_spec
+from orchestrator.client.view import job_view
 
 PLAIN = "import torch\n\ndef train(config):\n    return torch.nn.Linear(4, 2)(torch.ones(1, 4)).dtype\n"
 HELPED = ("import torch\nfrom orchestrator import loop as orch_loop\n\ndef train(config):\n"
@@ -165,11 +166,11 @@ def test_status_shows_the_precision_in_effect():
     row = {"id": "j", "name": "j", "state": "QUEUED", "priority": 100, "queue": "default", "reason": None,
            "ray_submission_id": None, "attempt": 0, "submitted_at": 0.0, "started_at": None, "ended_at": None,
            "plan": None, "spec": spec, "history": []}
-    assert api._view(row, []).precision == "auto"  # not planned yet
-    planned = api._view({**row, "plan": {"accelerator": "A100:1", "workers": 1}}, [])
+    assert job_view(row, []).precision == "auto"  # not planned yet
+    planned = job_view({**row, "plan": {"accelerator": "A100:1", "workers": 1}}, [])
     assert (planned.precision, planned.precision_applied_by) == ("bf16", None)
     said = [{"event": "precision", "precision": "bf16", "applied_by": "orch", "attempt": 1}]
-    view = api._view({**row, "plan": {"accelerator": "A100:1", "workers": 1}}, said)
+    view = job_view({**row, "plan": {"accelerator": "A100:1", "workers": 1}}, said)
     assert view.to_json()["precision"] == "bf16" and view.to_json()["precision_applied_by"] == "orch"
     assert precision.shown("bf16", "torch", "orch") == "bf16 (orch's autocast)"
     assert precision.shown("bf16", "tensorflow", "orch") == "bf16 (orch's mixed_bfloat16 policy)"

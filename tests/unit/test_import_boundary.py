@@ -28,7 +28,7 @@ MAY_IMPORT = {
 }
 # What the pure core may use: the standard library's pure parts and pydantic (its models).
 CORE_OUTSIDE = {"__future__", "bisect", "collections", "dataclasses", "difflib", "enum", "functools", "heapq",
-                "itertools", "json", "math", "posixpath", "pathlib", "re", "typing", "pydantic"}
+                "itertools", "json", "math", "numbers", "posixpath", "pathlib", "re", "typing", "pydantic"}
 CORE_CLOCK = {("orchestrator.core.simulate", "time")}  # the report's wall_s: how long the replay took
 
 

@@ -12,6 +12,7 @@ from orchestrator.client import api
 from orchestrator.client.control_plane import _job_path
 from orchestrator.core import events
 from orchestrator.core.errors import JobNotFound
+from orchestrator.client.view import job_view
 
 PG = "6f1a2b3c4d5e6f7a8b9c0d1e2f3a4b5c6d7e"
 
@@ -38,7 +39,7 @@ def _view(**fields) -> api.JobView:
            "ray_submission_id": "j-1", "attempt": 3, "submitted_at": 0.0, "started_at": None, "ended_at": None,
            "plan": None, "spec": {"resources": {"accelerator": "CPU", "workers": 2}, "framework": "torch"},
            "history": [{"state": "QUEUED", "reason": "driver lost (exit code -9); resumes from its last checkpoint"}]}
-    return api._view({**row, **fields}, [{"event": "worker_failure", "attempt": 3, "causes": {}}])
+    return job_view({**row, **fields}, [{"event": "worker_failure", "attempt": 3, "causes": {}}])
 
 
 def test_a_views_workers_is_a_number_and_restarts_count_drivers_too():
@@ -89,7 +90,7 @@ def test_a_predict_jobs_status_shows_the_metrics_of_its_result():
     row = {"id": "p-1", "name": "p", "state": "SUCCEEDED", "priority": 100, "queue": "default", "reason": None,
            "ray_submission_id": "p-1", "attempt": 1, "submitted_at": 0.0, "started_at": None, "ended_at": None,
            "plan": None, "history": [], "spec": {"resources": {"accelerator": "CPU", "workers": 1}, "framework": "torch"}}
-    assert api._view(row, [{"event": "result", "metrics": {"rows": 450}}]).metrics == {"rows": 450}
+    assert job_view(row, [{"event": "result", "metrics": {"rows": 450}}]).metrics == {"rows": 450}
 
 
 def test_the_failure_that_ended_an_attempt_is_not_counted_as_a_restart():
