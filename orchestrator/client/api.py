@@ -6,6 +6,11 @@
 
 Jobs go to the cluster's control plane, which queues them and launches Ray
 Jobs; metrics and results are read back from the Ray Jobs' logs.
+
+What only planning here, dry runs, cluster files, the dashboard or reading a
+stopped cluster's table need (the allocator, the launch request, the cluster
+file models, the runtime estimates) is imported where it is used: `orch submit`
+is a process per job, and scripts run many at once.
 """
 
 from __future__ import annotations
@@ -17,22 +22,23 @@ import secrets
 import time
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
-from typing import Any, Callable, Iterator
+from typing import TYPE_CHECKING, Any, Callable, Iterator
 
-from orchestrator.adapters import cluster, dashboard as proxy, packages
-from orchestrator.adapters.job_table import KeptJobs
+from orchestrator.adapters import cluster, packages
 from orchestrator.adapters.jobs import JobsClient
 from orchestrator.client.control_plane import ControlClient
-from orchestrator.core import allocator, estimate, events
+from orchestrator.core import events
 from orchestrator.core.errors import ClusterUnavailable, InfeasibleError, JobNotFound, SpecError
-from orchestrator.core.launch import launch_request, plan_record
 from orchestrator.core.lifecycle import TERMINAL, JobState, driver_losses
 from orchestrator.core.masking import redact, redact_stream, resolve_env, split_env
 from orchestrator.core.protocol import INIT_FROM_ENV, worker_env
 from orchestrator.core.spec import JOB_SOURCE, JobSpec
 from orchestrator.core.suggest import did_you_mean
-from orchestrator.load.cluster import read_cluster
 from orchestrator.load.spec import load_spec
+
+if TYPE_CHECKING:
+    from orchestrator.adapters.dashboard import DashboardProxy
+    from orchestrator.adapters.job_table import KeptJobs
 
 
 @dataclass
@@ -83,6 +89,9 @@ def plan(spec: JobSpec | str | Path, *, address: str | None = None, cluster_file
     Against a cluster file when given; else against the running cluster (what
     orch's jobs hold now, and the job's queue position); else this machine.
     """
+    from orchestrator.core import allocator
+    from orchestrator.load.cluster import read_cluster
+
     spec = _spec(spec)
     if cluster_file:
         return _estimated(spec, allocator.to_json(allocator.plan(spec, read_cluster(cluster_file))))
@@ -94,6 +103,8 @@ def plan(spec: JobSpec | str | Path, *, address: str | None = None, cluster_file
 
 def _estimated(spec: JobSpec, body: dict) -> dict:
     """A plan made here, where no job history is at hand: its estimate rests on the spec alone."""
+    from orchestrator.core import estimate
+
     return {**body, "estimate": estimate.estimate_json(spec, body, [])}
 
 
@@ -171,6 +182,8 @@ def checkpoint_of(source: str, field: str = "init_from", address: str | None = N
 
 def up(cluster_file: str | None = None, progress=print) -> cluster.ClusterInfo:
     """Start the local (or a simulated, from a cluster file) Ray cluster, or return the running one."""
+    from orchestrator.load.cluster import read_cluster
+
     return cluster.up(cluster_file, progress, read=read_cluster)
 
 
@@ -179,16 +192,20 @@ def down(progress=print) -> bool:
     return cluster.down(progress)
 
 
-def dashboard(address: str | None = None, port: int = 0) -> proxy.DashboardProxy:
+def dashboard(address: str | None = None, port: int = 0) -> DashboardProxy:
     """The cluster's Ray dashboard on 127.0.0.1:``port`` (0: a free port) through a proxy that adds
     the cluster token; run it with ``serve_forever()``. ClusterUnavailable (exit 3) when orch has
     no token the cluster takes: the proxy would only show the dashboard's token prompt."""
+    from orchestrator.adapters import dashboard as proxy
+
     info = cluster.require(address)
     return proxy.DashboardProxy(info.dashboard_url, proxy.checked_token(info.dashboard_url), port)
 
 
 def dashboard_token(address: str | None = None) -> str:
     """The token the cluster's dashboard asks for, once the cluster has taken it."""
+    from orchestrator.adapters import dashboard as proxy
+
     info = cluster.require(address)
     token = proxy.checked_token(info.dashboard_url)
     if token is None:
@@ -214,6 +231,9 @@ def _resolve_checkpoint(spec: JobSpec, runtime_env: dict, address: str | None) -
 def _dry_run(spec: JobSpec, job_id: str, runtime_env: dict, address: str | None) -> dict[str, Any]:
     """What admission would send: asked of the cluster's control plane (its plan against what
     orch's jobs hold, its storage), or with no cluster, planned on this machine. Starts nothing."""
+    from orchestrator.core import allocator
+    from orchestrator.core.launch import launch_request, plan_record
+
     info = cluster.resolve(address)
     if info is not None:
         _resolve_checkpoint(spec, runtime_env, address)  # as submit would: `job:NAME` must have one
@@ -239,6 +259,8 @@ Note = Callable[[str], None]  # where a read says it shows what orch kept (the C
 def _clients(address: str | None) -> tuple[ControlClient | KeptJobs, JobsClient | None]:
     """The control plane and Ray's Jobs API; with no cluster running here, the job table orch
     kept under its home (read only) and no Ray: ended attempts' events and logs are in it."""
+    from orchestrator.adapters.job_table import KeptJobs
+
     info = cluster.resolve(address)
     if info is None:
         kept = KeptJobs.open(cluster.orch_home())
@@ -249,6 +271,8 @@ def _clients(address: str | None) -> tuple[ControlClient | KeptJobs, JobsClient 
 
 
 def _say_kept(control: ControlClient | KeptJobs, note: Note) -> None:
+    from orchestrator.adapters.job_table import KeptJobs
+
     if isinstance(control, KeptJobs):
         note(f"note: no orch cluster is running (`orch up` starts one); showing what orch kept in {control.path}")
 
