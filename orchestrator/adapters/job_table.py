@@ -185,6 +185,13 @@ class JobTable:
             rows = self._db.execute(query + " ORDER BY seq", args).fetchall()
         return [self._parse(r) for r in rows]
 
+    def count_queued(self, min_priority: int) -> int:
+        """How many QUEUED jobs have at least ``min_priority`` (a plan's queue position): counted by
+        SQLite, not parsed row by row, since every submit asks while scripts queue many jobs."""
+        with self._lock:
+            return self._db.execute("SELECT COUNT(*) FROM jobs WHERE state = 'QUEUED' AND priority >= ?",
+                                    (min_priority,)).fetchone()[0]
+
     # ---- the shapes the control plane serves (GET /jobs, /jobs/ID, /jobs/ID/log) -------------
 
     def jobs_json(self) -> list[dict[str, Any]]:

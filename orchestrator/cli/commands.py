@@ -258,18 +258,19 @@ def submit(spec: str = typer.Argument(..., help="JOB.yaml"),
            wait: bool = typer.Option(False, "--wait", help="Follow progress; exit with the job's outcome."),
            address: Optional[str] = Address, insecure: bool = Insecure, json_out: bool = Json, debug: bool = Debug):
     """Validate, plan and enqueue a job; print its id."""
-    from orchestrator.cli import render
     from orchestrator.client import api
 
     say = (lambda m: None) if json_out else (lambda m: _console(err=True).print(m))
     submitted = api.submit(spec, address=address, overrides=set_, dry_run=dry_run, progress=say)
-    if dry_run:
-        return _print_json(render.dry_run_json(submitted))
-    if not wait:
+    if not (dry_run or wait):  # the common case imports neither rich's tables nor render: scripts submit many
         if json_out:
             return _print_json({"job": submitted["job"], "state": submitted["state"]})
         return _console().print(f"submitted [bold]{submitted['job']}[/] ({submitted['state']}, "
                                 f"{submitted['plan']['accelerator']} x {submitted['plan']['workers']})", markup=True)
+    from orchestrator.cli import render
+
+    if dry_run:
+        return _print_json(render.dry_run_json(submitted))
     try:
         view = render.follow(submitted["job"], address, quiet=json_out)
     except KeyboardInterrupt:  # the job is the cluster's now: say so, and how to stop it

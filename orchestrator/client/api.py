@@ -6,6 +6,11 @@
 
 Jobs go to the cluster's control plane, which queues them and launches Ray
 Jobs; metrics and results are read back from the Ray Jobs' logs.
+
+What only planning here, dry runs, cluster files, the dashboard or reading a
+stopped cluster's table need (the allocator, the launch request, the cluster
+file models, the runtime estimates) is imported where it is used: `orch submit`
+is a process per job, and scripts run many at once.
 """
 
 from __future__ import annotations
@@ -16,27 +21,27 @@ import os
 import secrets
 import time
 from pathlib import Path
-from typing import Any, Callable, Iterator
+from typing import TYPE_CHECKING, Any, Callable, Iterator
 
-from orchestrator.adapters import cluster, dashboard as proxy, packages, tensorboard as board
-from orchestrator.adapters.job_table import KeptJobs
+from orchestrator.adapters import cluster, packages
 from orchestrator.adapters.jobs import JobsClient
 from orchestrator.client.control_plane import ControlClient
 from orchestrator.client.view import JobView, job_view
-from orchestrator.core import allocator, curves, estimate, events
-from orchestrator.core.hardware import Accelerator, by_name
+from orchestrator.core import curves, events
 from orchestrator.core.errors import ClusterUnavailable, InfeasibleError, JobNotFound, NotAvailable, SpecError
-from orchestrator.core.launch import launch_request, plan_record
 from orchestrator.core.lifecycle import TERMINAL, JobState
 from orchestrator.core.masking import redact, redact_stream, resolve_env, split_env
 from orchestrator.core.protocol import INIT_FROM_ENV, worker_env
 from orchestrator.core.spec import JOB_SOURCE, JobSpec
 from orchestrator.core.suggest import did_you_mean
-from orchestrator.load.cluster import read_cluster
-from orchestrator.load.launcher import snapshot_from_config
 from orchestrator.load.loopcode import precision_warnings
-from orchestrator.load.requirements import pip_lines
 from orchestrator.load.spec import load_spec
+
+if TYPE_CHECKING:
+    from orchestrator.adapters.dashboard import DashboardProxy
+    from orchestrator.adapters.job_table import KeptJobs
+    from orchestrator.adapters.tensorboard import TensorBoard
+    from orchestrator.core.hardware import Accelerator
 
 
 
@@ -50,6 +55,9 @@ def _spec(spec: JobSpec | str | Path, overrides=()) -> JobSpec:
 def custom_types(cluster_file: str) -> dict[str, Accelerator]:
     """The custom accelerator types a cluster file (or launcher YAML, RayCluster) has, by
     lower-case name and Ray type, for ``orch validate --cluster``."""
+    from orchestrator.core.hardware import by_name
+    from orchestrator.load.launcher import snapshot_from_config
+
     return by_name(snapshot_from_config(cluster_file).custom_types())
 
 
@@ -67,6 +75,9 @@ def plan(spec: JobSpec | str | Path, *, address: str | None = None, cluster_file
     Against a cluster file when given; else against the running cluster (what
     orch's jobs hold now, and the job's queue position); else this machine.
     """
+    from orchestrator.core import allocator
+    from orchestrator.load.cluster import read_cluster
+
     spec = _spec(spec)
     if cluster_file:
         return _estimated(spec, allocator.to_json(allocator.plan(spec, read_cluster(cluster_file))))
@@ -78,6 +89,8 @@ def plan(spec: JobSpec | str | Path, *, address: str | None = None, cluster_file
 
 def _estimated(spec: JobSpec, body: dict) -> dict:
     """A plan made here, where no job history is at hand: its estimate rests on the spec alone."""
+    from orchestrator.core import estimate
+
     return {**body, "estimate": estimate.estimate_json(spec, body, [])}
 
 
@@ -97,9 +110,10 @@ def submit(spec: JobSpec | str | Path, *, address: str | None = None, overrides=
     runtime_env = {"working_dir": spec.working_dir,
                    "env_vars": {**{k: v for k, v in env.values.items() if k not in hidden},
                                 **worker_env(spec.framework)}}
-    lines = pip_lines(spec.pip, spec.working_dir)
-    if lines:  # Ray installs them in a virtualenv of the job's own on each node
-        runtime_env["pip"] = {"packages": lines, "pip_check": False}
+    if spec.pip:  # Ray installs them in a virtualenv of the job's own on each node
+        from orchestrator.load.requirements import pip_lines
+
+        runtime_env["pip"] = {"packages": pip_lines(spec.pip, spec.working_dir), "pip_check": False}
     own = orch_folders_in(spec.working_dir)
     if own:
         progress(left_out_note(own))
@@ -167,6 +181,8 @@ def checkpoint_of(source: str, field: str = "init_from", address: str | None = N
 
 def up(cluster_file: str | None = None, progress=print) -> cluster.ClusterInfo:
     """Start the local (or a simulated, from a cluster file) Ray cluster, or return the running one."""
+    from orchestrator.load.cluster import read_cluster
+
     return cluster.up(cluster_file, progress, read=read_cluster)
 
 
@@ -175,16 +191,20 @@ def down(progress=print) -> bool:
     return cluster.down(progress)
 
 
-def dashboard(address: str | None = None, port: int = 0) -> proxy.DashboardProxy:
+def dashboard(address: str | None = None, port: int = 0) -> DashboardProxy:
     """The cluster's Ray dashboard on 127.0.0.1:``port`` (0: a free port) through a proxy that adds
     the cluster token; run it with ``serve_forever()``. ClusterUnavailable (exit 3) when orch has
     no token the cluster takes: the proxy would only show the dashboard's token prompt."""
+    from orchestrator.adapters import dashboard as proxy
+
     info = cluster.require(address)
     return proxy.DashboardProxy(info.dashboard_url, proxy.checked_token(info.dashboard_url), port)
 
 
 def dashboard_token(address: str | None = None) -> str:
     """The token the cluster's dashboard asks for, once the cluster has taken it."""
+    from orchestrator.adapters import dashboard as proxy
+
     info = cluster.require(address)
     token = proxy.checked_token(info.dashboard_url)
     if token is None:
@@ -210,6 +230,9 @@ def _resolve_checkpoint(spec: JobSpec, runtime_env: dict, address: str | None) -
 def _dry_run(spec: JobSpec, job_id: str, runtime_env: dict, address: str | None) -> dict[str, Any]:
     """What admission would send: asked of the cluster's control plane (its plan against what
     orch's jobs hold, its storage), or with no cluster, planned on this machine. Starts nothing."""
+    from orchestrator.core import allocator
+    from orchestrator.core.launch import launch_request, plan_record
+
     info = cluster.resolve(address)
     if info is not None:
         _resolve_checkpoint(spec, runtime_env, address)  # as submit would: `job:NAME` must have one
@@ -235,6 +258,8 @@ Note = Callable[[str], None]  # where a read says it shows what orch kept (the C
 def _clients(address: str | None) -> tuple[ControlClient | KeptJobs, JobsClient | None]:
     """The control plane and Ray's Jobs API; with no cluster running here, the job table orch
     kept under its home (read only) and no Ray: ended attempts' events and logs are in it."""
+    from orchestrator.adapters.job_table import KeptJobs
+
     info = cluster.resolve(address)
     if info is None:
         kept = KeptJobs.open(cluster.orch_home())
@@ -245,6 +270,8 @@ def _clients(address: str | None) -> tuple[ControlClient | KeptJobs, JobsClient 
 
 
 def _say_kept(control: ControlClient | KeptJobs, note: Note) -> None:
+    from orchestrator.adapters.job_table import KeptJobs
+
     if isinstance(control, KeptJobs):
         note(f"note: no orch cluster is running (`orch up` starts one); showing what orch kept in {control.path}")
 
@@ -421,7 +448,7 @@ def _comparable(value: Any) -> bool:
 
 
 def tensorboard(jobs: list[str], address: str | None = None, port: int = 0, progress: Note = lambda _: None,
-                note: Note = lambda _: None) -> board.TensorBoard:
+                note: Note = lambda _: None) -> TensorBoard:
     """TensorBoard on 127.0.0.1 over the jobs' event files, each job a run named by its id (a
     sweep: one run per trial); stop it with ``stop()``."""
     control, ray_jobs = _clients(address)
@@ -435,6 +462,8 @@ def tensorboard(jobs: list[str], address: str | None = None, port: int = 0, prog
             raise NotAvailable(f"{row['id']} has written no TensorBoard event files ({why}); jobs that train "
                                "write them from their first report")
         runs[row["id"]] = announced["logdir"]
+    from orchestrator.adapters import tensorboard as board
+
     return board.start(runs, port, progress)
 
 

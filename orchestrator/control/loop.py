@@ -101,9 +101,9 @@ class Control:
             books = autoscale.account(_all_free(self._recent_snapshot()), max_scale,
                                       [(row.id, _demand(row)) for row in running])
             body = _assessed(spec, autoscale.assess(spec, books.snapshot, max_scale))
-        ahead = [r for r in self.store.all([JobState.QUEUED]) if r.priority >= spec.schedule.priority]
+        ahead = self.store.count_queued(spec.schedule.priority)
         runs = durations.past_runs(self.store.all([JobState.SUCCEEDED], name=spec.name)).get(spec.name, [])
-        return {**body, "queue_position": len(ahead), "estimate": estimate.estimate_json(spec, body, runs)}
+        return {**body, "queue_position": ahead, "estimate": estimate.estimate_json(spec, body, runs)}
 
     def dry_run(self, submission: dict[str, Any]) -> dict[str, Any]:
         """The plan and the Ray Job request admission would send for ``submission`` now; queues nothing."""

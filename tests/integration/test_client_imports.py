@@ -111,3 +111,39 @@ def test_submit_list_status_logs_cancel_and_wait_import_no_ray(head, tmp_path):
     assert done.returncode == 0, done.stdout + done.stderr
     assert json.loads(done.stdout.strip().splitlines()[-1]) == []
     assert any(path.endswith("/logs") for path in asked)  # the job's log was read from Ray's Jobs API
+
+
+SUBMIT_ONLY = """
+import json, sys
+from orchestrator.cli import main
+spec, unwanted = sys.argv[1], sys.argv[2].split(",")
+sys.argv = ["orch", "submit", spec, "--json"]
+try:
+    main()
+except SystemExit as done:
+    assert not done.code, done.code
+print(json.dumps(sorted(m for m in sys.modules if m in unwanted)))
+"""
+# What `orch submit` leaves to the control plane, or needs only for --dry-run, --wait or other
+# commands: scripts start one process per job, often many at once, so each import costs them
+# (issue 25: ten parallel clients on 2 cores).
+NOT_FOR_SUBMIT = ("orchestrator.core.allocator", "orchestrator.core.launch", "orchestrator.core.estimate",
+                  "orchestrator.load.cluster", "orchestrator.adapters.job_table", "orchestrator.cli.render",
+                  "rich.table", "rich.live")
+
+
+def test_a_plain_submit_imports_only_what_it_uses(head, tmp_path):
+    control_url, ray_url, _ = head
+    code = tmp_path / "code"
+    code.mkdir()
+    (code / "train.py").write_text("def loop(config):\n    pass\n")
+    spec = tmp_path / "job.yaml"
+    spec.write_text(f"name: lean\nentrypoint: train.py:loop\nworking_dir: {code}\n")
+    env = {"PATH": "/usr/bin:/bin", "HOME": str(tmp_path), "ORCH_HOME": str(tmp_path / "home"),
+           "ORCH_ADDRESS": ray_url, "ORCH_CONTROL_ADDRESS": control_url, "RAY_AUTH_TOKEN": TOKEN}
+    done = subprocess.run([sys.executable, "-c", SUBMIT_ONLY, str(spec), ",".join(NOT_FOR_SUBMIT)], cwd=REPO,
+                          env=env, capture_output=True, text=True, timeout=120)
+    assert done.returncode == 0, done.stdout + done.stderr
+    *submitted, imported = done.stdout.strip().splitlines()
+    assert json.loads("".join(submitted))["state"] == "QUEUED"
+    assert json.loads(imported) == []

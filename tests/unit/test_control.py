@@ -777,3 +777,13 @@ def test_plan_and_job_json_carry_the_estimate_from_the_stores_history(control):
     listed = {row["id"]: row["estimate"] for row in jobs_json(control.store)}
     assert listed["digits-1"]["runtime_s"] == 120.0
     assert control.plan(_spec("fresh", workers=1))["estimate"]["basis"] is None
+
+
+def test_a_plans_queue_position_counts_the_queued_jobs_of_its_priority_or_higher(control):
+    for job, priority in (("low", 10), ("same", 100), ("high", 200), ("higher", 300)):
+        _submit(control, job, priority=priority)
+    control.step()  # "higher" starts: no longer queued
+    assert _state(control, "higher") == "STARTING"
+    assert control.plan(_spec("next", priority=100))["queue_position"] == 2  # same and high
+    assert control.plan(_spec("next", priority=0))["queue_position"] == 3
+    assert control.plan(_spec("next", priority=1000))["queue_position"] == 0
