@@ -395,7 +395,7 @@ def _known_secrets(row: dict) -> frozenset[str]:
                      if name in parts.secret and os.environ.get(var))
 
 
-def clusterjob_view(address: str | None = None) -> dict[str, Any]:
+def cluster_view(address: str | None = None) -> dict[str, Any]:
     """``orch cluster``: the nodes, and each queue's quota, use and borrowing, from the control
     plane on the head (so it works through a tunnel to a remote cluster, as the other commands)."""
     info = cluster.require(address)

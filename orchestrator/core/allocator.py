@@ -266,7 +266,8 @@ def _missing(request: AcceleratorRequest, snapshot: ClusterSnapshot) -> str:
     if acc.source != hardware.NAMED:
         return f"no node has {acc.name}"
     custom = hardware.by_name(snapshot.custom_types())
-    return f"no node has {acc.name}: {hardware.unknown_type(acc.name, custom)}"
+    # Named by the spec only: say which field, as validation would for a catalog typo.
+    return f"no node has {acc.name}; resources.accelerator: {hardware.unknown_type(acc.name, custom)}"
 
 
 def _rejected(option: str, reason: str) -> _Option:
