@@ -87,6 +87,8 @@ def plan_table(plan: dict[str, Any]) -> Group:
         head.add_row("queue", f"{plan['queue_position']} job(s) ahead")
     if (plan.get("estimate") or {}).get("basis"):
         head.add_row("runtime", estimate_text(plan["estimate"]))
+    if plan["status"] != "infeasible" and (plan.get("estimate") or {}).get("start_in_s") is not None:
+        head.add_row("eta", eta_text(plan["estimate"], _S.QUEUED, both=True))
     parts: list[Any] = [head]
     if plan["rejected"]:
         rejected = Table("rejected option", "reason", title="other options")
@@ -125,12 +127,29 @@ def accelerator_text(accelerator: Any) -> str:
 
 def jobs_table(views: list[api.JobView]) -> Table:
     # ids are copied into other commands: never cut; the reason takes what width is left.
-    table = Table(*(Column(name, no_wrap=True) for name in ("job", "state", "priority", "queue", "hardware", "age")),
-                  Column("reason", ratio=1, overflow="fold"))
+    columns = ("job", "state", "priority", "queue", "hardware", "age", "eta")
+    table = Table(*(Column(name, no_wrap=True) for name in columns), Column("reason", ratio=1, overflow="fold"))
     for v in views:
         table.add_row(v.job, Text(v.state, style=STATE_STYLE.get(v.state, "")), str(v.priority), v.queue,
-                      f"{accelerator_text(v.accelerator)} x {v.workers}", _age(v.submitted_at), _first_line(v.reason))
+                      f"{accelerator_text(v.accelerator)} x {v.workers}", _age(v.submitted_at),
+                      eta_text(v.estimate, v.state), _first_line(v.reason))
     return table
+
+
+def eta_text(estimate: dict[str, Any] | None, state: str, both: bool = False) -> str:
+    """When a queued job is expected to start (``both``: and to end), when a running one is
+    expected to end, from the control plane's forecast of the queue; ``-`` where it is unknown,
+    blank for a job that ended."""
+    found = estimate or {}
+    start, end = found.get("start_in_s"), found.get("end_in_s")
+    if state in (_S.STARTING, _S.RUNNING):
+        return "-" if end is None else f"ends in {_span(int(end))}"
+    if state != _S.QUEUED:
+        return ""
+    if start is None:
+        return "-"
+    said = "starts now" if start == 0 else f"starts in {_span(int(start))}"
+    return f"{said}, ends in {_span(int(end))}" if both and end is not None else said
 
 
 def estimate_text(estimate: dict[str, Any]) -> str:
@@ -207,6 +226,8 @@ def status_panel(view: api.JobView) -> Panel:
     grid.add_row("restarts", f"{view.restarts} (attempt {view.attempt})")
     if (view.estimate or {}).get("basis"):
         grid.add_row("runtime", estimate_text(view.estimate))
+    if eta_text(view.estimate, view.state).strip("-"):
+        grid.add_row("eta", eta_text(view.estimate, view.state, both=True))
     grid.add_row("metrics", _metrics_text(view.metrics))
     if view.curve:
         grid.add_row("curve", curve_text(view.curve))

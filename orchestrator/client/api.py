@@ -84,7 +84,7 @@ def plan(spec: JobSpec | str | Path, *, address: str | None = None, cluster_file
     info = cluster.resolve(address)
     if info is None:
         return _estimated(spec, allocator.to_json(allocator.plan(spec, cluster.local_snapshot())))
-    return ControlClient(info).plan({"spec": spec.model_dump(mode="json")})
+    return ControlClient(info).plan({"spec": spec.model_dump(mode="json"), "eta": True})
 
 
 def _estimated(spec: JobSpec, body: dict) -> dict:

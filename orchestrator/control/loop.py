@@ -17,16 +17,18 @@ autoscaler add them (`autoscale.extend`; its docstring has the rules).
 
 from __future__ import annotations
 
+import math
 import threading
 import time
 import traceback
-from dataclasses import asdict
-from typing import Any, Callable, Mapping
+from dataclasses import asdict, dataclass
+from typing import Any, Callable
 
 from orchestrator.adapters import packages
 from orchestrator.adapters.jobs import ENDED_IN_RAY, JobsClient, RayStatus
 from orchestrator.adapters import durations
 from orchestrator.control import reconcile, stops
+from orchestrator.control.etas import Etas, Runtimes, demand_of, queue_state, with_etas
 from orchestrator.control.launcher import Launcher
 from orchestrator.control.store import JobRow, Store
 from orchestrator.core import allocator, autoscale, estimate, events
@@ -35,7 +37,8 @@ from orchestrator.core.launch import launch_request, plan_record
 from orchestrator.core.lifecycle import JobState
 from orchestrator.core.masking import redact
 from orchestrator.core.policy.decide import decide
-from orchestrator.core.policy.state import Decision, QueueState, QueuedJob, RunningJob
+from orchestrator.core.forecast import forecast
+from orchestrator.core.policy.state import Decision, QueuedJob, QueueState
 from orchestrator.core.snapshot import ClusterSnapshot
 from orchestrator.core.spec import JobSpec
 
@@ -45,7 +48,19 @@ LOG_TAIL_CHARS = 256 * 1024  # how much of an ended attempt's log the store keep
 PACKAGE_SWEEP_S = 600.0  # how often kept job packages no job uses are looked for
 SNAPSHOT_TTL_S = 2.0
 CANCEL_WAIT_S = 20.0  # a cancel waits this long for a step in progress (clients give up at 30 s)
+PLANNED = "(planned)"  # the job `orch plan` asks about, in the forecast: no job id looks like it
 LOG_READ_TRIES = 3  # steps an ended attempt waits for Ray to serve its log before it moves on without
+
+
+@dataclass(frozen=True)
+class _Live:
+    """One read of the live queue: the policy's state, the snapshot its plans place on, the rows
+    of the jobs holding resources and, with an autoscaler, its books."""
+
+    state: QueueState
+    snapshot: ClusterSnapshot
+    running: list[JobRow]
+    books: autoscale.Books | None = None
 
 
 class Control:
@@ -64,6 +79,8 @@ class Control:
         self._log_misses: dict[str, int] = {}  # submission -> steps its ended log could not be read
         self.packages = packages.PackageStore(store.folder / packages.FOLDER)  # on the head, as the store
         self.launcher = Launcher(store, jobs, self.packages, storage, clock)
+        self.runtimes = Runtimes(store)  # each job's expected running time, for the policy and ETAs
+        self.etas = Etas()  # the latest forecast of the queue, refreshed beside the loop
 
     # ---- requests from clients --------------------------------------------------
 
@@ -88,9 +105,11 @@ class Control:
             raise InfeasibleError(spec.name, list(decision.reasons)
                                   or [f"{option}: {reason}" for option, reason in decision.rejected])
 
-    def plan(self, spec_json: dict) -> dict[str, Any]:
+    def plan(self, spec_json: dict, eta: bool = False) -> dict[str, Any]:
         """SPEC.md's plan JSON against what orch's jobs hold now, with the queue position; with an
-        autoscaler, a job that needs nodes it can add is queued for them, as submit would take it."""
+        autoscaler, a job that needs nodes it can add is queued for them, as submit would take it.
+        ``eta``: with when it would start and end if submitted now (`orch plan`; a submit does not
+        wait for a forecast)."""
         spec = JobSpec.model_validate(spec_json)
         running = self.store.all(ACTIVE)
         if self.max_scale_source is None:
@@ -99,11 +118,22 @@ class Control:
         else:
             max_scale = self.max_scale_source()
             books = autoscale.account(_all_free(self._recent_snapshot()), max_scale,
-                                      [(row.id, _demand(row)) for row in running])
+                                      [(row.id, demand_of(row)) for row in running])
             body = _assessed(spec, autoscale.assess(spec, books.snapshot, max_scale))
         ahead = self.store.count_queued(spec.schedule.priority)
         runs = durations.past_runs(self.store.all([JobState.SUCCEEDED], name=spec.name)).get(spec.name, [])
-        return {**body, "queue_position": ahead, "estimate": estimate.estimate_json(spec, body, runs)}
+        found = estimate.estimate_json(spec, body, runs)
+        if eta and body["status"] != "infeasible":
+            found.update(self._eta_of(spec, found["runtime_s"]))
+        return {**body, "queue_position": ahead, "estimate": found}
+
+    def _eta_of(self, spec: JobSpec, runtime_s: float | None) -> dict[str, float | None]:
+        """When a job submitted now would start and end: the live queue run forward with it last
+        among the jobs of its priority, as the policy would order it."""
+        state = self._live(self._recent_snapshot).state
+        limit = spec.schedule.time_limit
+        state.enqueue(QueuedJob(PLANNED, spec, math.inf, runtime_s, limit.seconds if limit else None))
+        return forecast(state, until=[PLANNED])[PLANNED].to_json(state.now)
 
     def dry_run(self, submission: dict[str, Any]) -> dict[str, Any]:
         """The plan and the Ray Job request admission would send for ``submission`` now; queues nothing."""
@@ -169,6 +199,7 @@ class Control:
     # ---- the loop ---------------------------------------------------------------------
 
     def run_forever(self, poll_s: float = 0.5) -> None:
+        threading.Thread(target=self.etas.run_forever, args=(self.forecast_state,), daemon=True).start()
         swept = 0.0
         while True:
             try:
@@ -244,22 +275,15 @@ class Control:
             self.store.keep_summary(row.id, events.summary(events.tagged(self.store.kept_events(row.id))))
 
     def _schedule(self) -> Decision:
-        queued = self.store.all([JobState.QUEUED])
-        running = self.store.all(ACTIVE)
-        notes: dict[str, str] = {}
-        if self.max_scale_source is None:
-            snapshot = _held(_all_free(self.snapshot_source()), running)
-            decision = decide(queue_state(queued, running, snapshot))
+        live = self._live(self.snapshot_source)
+        state, notes = live.state, {}
+        if live.books is None:
+            decision = decide(state)
         else:
-            max_scale = self.max_scale_source()
-            books = autoscale.account(_all_free(self.snapshot_source()), max_scale,
-                                      [(row.id, _demand(row)) for row in running])
-            snapshot = books.snapshot
-            state = queue_state(queued, running, snapshot, books.demands)
-            decision, notes = autoscale.extend(state, decide(state), max_scale)
-            self._note_nodes_coming(running, books)
+            decision, notes = autoscale.extend(state, decide(state), self.max_scale_source())
+            self._note_nodes_coming(live.running, live.books)
         for job_id, plan in decision.admit:
-            self.launcher.launch(self.store.get(job_id), plan_record(plan, snapshot))
+            self.launcher.launch(self.store.get(job_id), plan_record(plan, live.snapshot))
             if job_id in notes and self.store.get(job_id).state == JobState.STARTING:
                 self.store.update(job_id, reason=notes[job_id])
         for victim, reason in decision.preempt:
@@ -267,6 +291,29 @@ class Control:
         for job_id, reason in decision.waiting.items():
             self.store.update(job_id, reason=reason)
         return decision
+
+    def _live(self, snapshot_source: Callable[[], ClusterSnapshot]) -> _Live:
+        """The policy's input now, from the store and ``snapshot_source``: with an autoscaler, what
+        the running jobs hold as ``autoscale.account`` counts it (nodes still coming included)."""
+        queued, running, now = self.store.all([JobState.QUEUED]), self.store.all(ACTIVE), self.clock()
+        runtimes = self.runtimes.of([*queued, *running])
+        if self.max_scale_source is None:
+            snapshot = _held(_all_free(snapshot_source()), running)
+            return _Live(queue_state(queued, running, snapshot, now, runtimes), snapshot, running)
+        books = autoscale.account(_all_free(snapshot_source()), self.max_scale_source(),
+                                  [(row.id, demand_of(row)) for row in running])
+        state = queue_state(queued, running, books.snapshot, now, runtimes, books.demands)
+        return _Live(state, books.snapshot, running, books)
+
+    def forecast_state(self) -> QueueState | None:
+        """What the ETAs forecast: the live state (the cluster as read for clients, at most a few
+        seconds old); None when no job is queued or running."""
+        live = self._live(self._recent_snapshot)
+        return live.state if live.state.pending or live.state.running else None
+
+    def eta_rows(self, rows: list[dict[str, Any]]) -> list[dict[str, Any]]:
+        """Status or list JSON rows with the latest forecast's ETAs in their ``estimate``."""
+        return with_etas(rows, self.etas, self.clock())
 
     def _note_nodes_coming(self, running: list[JobRow], books: autoscale.Books) -> None:
         """A running job's reason says it waits for the autoscaler while nodes it needs are coming;
@@ -290,7 +337,7 @@ def cluster_report(snapshot: ClusterSnapshot, running: list[JobRow]) -> dict[str
     usage: dict[str, dict[str, float]] = {}
     for row in running:
         held = usage.setdefault(row.queue, {})
-        for resources in _demand(row).values():
+        for resources in demand_of(row).values():
             for resource, amount in resources.items():
                 held[resource] = held.get(resource, 0.0) + amount
     queues = {}
@@ -332,27 +379,9 @@ def _held(snapshot: ClusterSnapshot, running: list[JobRow]) -> ClusterSnapshot:
     """
     demand: dict[str, dict[str, float]] = {}
     for row in running:
-        for node, resources in _demand(row).items():
+        for node, resources in demand_of(row).items():
             held = demand.setdefault(node, {})
             for resource, amount in resources.items():
                 held[resource] = held.get(resource, 0.0) + amount
     known = {n.name for n in snapshot.nodes}
     return snapshot.allocate({n: d for n, d in demand.items() if n in known})
-
-
-def _demand(row: JobRow) -> dict[str, dict[str, float]]:
-    """node -> resources a stored plan holds (as ``Plan.demand()`` for a live plan)."""
-    return row.plan.demand if row.plan else {}
-
-
-def queue_state(queued: list[JobRow], running: list[JobRow], snapshot: ClusterSnapshot,
-                demands: Mapping[str, dict[str, dict[str, float]]] | None = None) -> QueueState:
-    """The policy's input, built from stored rows; ``snapshot`` already excludes what ``running``
-    holds. What a running job holds is its stored plan's demand, or ``demands[job]`` when given:
-    with an autoscaler, as ``autoscale.account`` counted it (its demand on new nodes moved to the
-    nodes that joined, or on the virtual nodes still coming)."""
-    waiting = [QueuedJob(r.id, r.spec, r.seq) for r in queued]
-    holding = [RunningJob(r.id, r.queue, r.priority, r.preemptible,
-                          _demand(r) if demands is None else demands.get(r.id, {}), r.started_at or 0.0,
-                          stopping=r.preempt_requested_at is not None) for r in running]
-    return QueueState.build(snapshot, waiting, holding)

@@ -35,15 +35,16 @@ DEFAULT_DASHBOARD = "http://127.0.0.1:8265"  # `ray start --head`'s dashboard, a
 DRAIN_BYTES = 128 << 20  # a refused upload up to this size is read whole before the answer
 
 
-def jobs_json(store: Store) -> list[dict[str, Any]]:
-    """GET /jobs: every job with the summary kept of its ended attempts and its runtime estimate
-    (what `orch list` shows)."""
-    return store.jobs_json()
+def jobs_json(control) -> list[dict[str, Any]]:
+    """GET /jobs: every job with the summary kept of its ended attempts, its runtime estimate and
+    ETA (what `orch list` shows)."""
+    return control.eta_rows(control.store.jobs_json())
 
 
-def job_json(store: Store, row: JobRow) -> dict[str, Any]:
-    """GET /jobs/X: one job with its attempts' kept events and its runtime estimate (`orch status`)."""
-    return store.job_json(row)
+def job_json(control, row: JobRow) -> dict[str, Any]:
+    """GET /jobs/X: one job with its attempts' kept events, its runtime estimate and ETA (`orch status`)."""
+    [found] = control.eta_rows([control.store.job_json(row)])
+    return found
 
 
 class Handler(BaseHTTPRequestHandler):
@@ -110,10 +111,10 @@ class Handler(BaseHTTPRequestHandler):
         if method == "GET" and parts == ["cluster"]:
             return 200, control.cluster()
         if method == "GET" and parts == ["jobs"]:
-            return 200, jobs_json(control.store)
+            return 200, jobs_json(control)
         if method == "GET" and len(parts) == 2 and parts[0] == "jobs":
             row = control._find(parts[1])
-            return 200, job_json(control.store, row)
+            return 200, job_json(control, row)
         if method == "GET" and len(parts) == 3 and parts[0] == "jobs" and parts[2] == "log":
             row = control._find(parts[1])
             return 200, control.store.log_json(row)
@@ -123,7 +124,8 @@ class Handler(BaseHTTPRequestHandler):
         if method == "POST" and parts == ["dry-run"]:
             return 200, control.dry_run(self._body())
         if method == "POST" and parts == ["plan"]:
-            return 200, control.plan(self._body()["spec"])
+            body = self._body()
+            return 200, control.plan(body["spec"], eta=bool(body.get("eta")))
         if method == "GET" and len(parts) == 2 and parts[0] == "packages":
             found = control.packages.path(parts[1])
             return (200, {"package": parts[1]}) if found else (404, {"error": f"no package {parts[1]}"})

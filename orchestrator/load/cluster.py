@@ -16,7 +16,7 @@ from orchestrator.core.hardware import Accelerator, AcceleratorRequest, TpuSlice
 from orchestrator.core.snapshot import QUOTA_RESOURCES, ClusterSnapshot, Node, QueueConfig, default_queues
 from orchestrator.core.spec import NAME_PATTERN, Strict
 from orchestrator.core.suggest import did_you_mean
-from orchestrator.load.messages import Report, field_line, field_problems
+from orchestrator.load.messages import Report, field_line
 from orchestrator.load.reader import Words, load_documents
 
 CLUSTER_FILE = Words("cluster file", "not valid YAML")

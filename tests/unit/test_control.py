@@ -653,7 +653,7 @@ def test_orch_list_shows_an_ended_jobs_restarts_and_metrics_without_reading_logs
     control.jobs.log["one"] = "".join(f"{events.MARK} {json.dumps(e)}\n" for e in lines)
     control.jobs.end("one")
     control.step()
-    rows = service.jobs_json(control.store)
+    rows = service.jobs_json(control)
     monkeypatch.setattr(api, "_clients", lambda address: (type("C", (), {"list": lambda self: rows})(), None))
     [view] = api.list_jobs()
     assert (view.state, view.restarts, view.metrics) == (JobState.SUCCEEDED, 1, {"epoch": 2, "acc": 0.9})
@@ -773,8 +773,8 @@ def test_plan_and_job_json_carry_the_estimate_from_the_stores_history(control):
     assert planned["estimate"] == {"runtime_s": 120.0, "basis": "history: 1 run on CPU x1",
                                    "start_in_s": None, "end_in_s": None}
     control.submit({"job": "digits-1", "spec": spec, "request": {"runtime_env": {"env_vars": {}}}, "secrets": None})
-    assert job_json(control.store, control.store.get("digits-1"))["estimate"]["basis"] == "history: 1 run on CPU x1"
-    listed = {row["id"]: row["estimate"] for row in jobs_json(control.store)}
+    assert job_json(control, control.store.get("digits-1"))["estimate"]["basis"] == "history: 1 run on CPU x1"
+    listed = {row["id"]: row["estimate"] for row in jobs_json(control)}
     assert listed["digits-1"]["runtime_s"] == 120.0
     assert control.plan(_spec("fresh", workers=1))["estimate"]["basis"] is None
 
