@@ -38,6 +38,7 @@ bench: setup
 	$(BIN)/python benchmarks/allocator_scale.py
 	$(BIN)/python benchmarks/scheduling_trace.py
 	$(BIN)/python benchmarks/simulate_scale.py
+	$(BIN)/python benchmarks/hetero_trace.py
 	$(BIN)/python benchmarks/forecast_scale.py
 	$(BIN)/python benchmarks/submit_latency.py
 	$(BIN)/python benchmarks/list_scale.py

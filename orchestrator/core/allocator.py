@@ -5,6 +5,8 @@ and looks for room for all workers at once (gang) on the free resources
 (placeable), else on the total resources (queued), else rejects the option with
 a specific reason. Ordered options take the first placeable one, ``any_of`` the
 cheapest placeable one, ``auto`` the lowest price per peak TFLOP/s (SPEC.md; core/auto).
+Where a job's runtime differs by type, the queue policy chooses among ``alternatives``
+by expected finish instead (core/policy/finish.py): the allocator knows no runtimes.
 
 Plan decisions (they shape what the runners ask of Ray Train):
 - ``per_worker`` holds only amounts: ``CPU``, ``memory`` and ``GPU`` or ``TPU``.
@@ -177,18 +179,46 @@ def _resolve(spec: JobSpec, snapshot: ClusterSnapshot, queue: QueueConfig) -> _R
     return resolved
 
 
+def alternatives(spec: JobSpec, snapshot: ClusterSnapshot) -> tuple[Plan, ...]:
+    """``spec``'s plan on each accelerator type it may use, once per type (as the first option
+    naming it): placeable where the free resources hold it, else queued where the cluster does;
+    types it never fits are left out. The queue policy weighs them by expected finish
+    (core/policy/finish.py) where the job's runtime differs by type."""
+    queue = snapshot.queues.get(spec.schedule.queue)
+    if queue is None:
+        return ()
+    resolved = _resolve(spec, snapshot, queue)
+    rejected = resolved.choice.rejected + tuple((o.option, o.on_total.reason) for o in resolved.options
+                                                if o.on_total.status == "rejected")
+    plans: dict[str, Plan] = {}
+    for option in resolved.options:
+        for group in option.groups:
+            outcome = _on(option, group, snapshot, True) or _on(option, group, snapshot, False)
+            if outcome and str(outcome.request) not in plans:
+                plans[str(outcome.request)] = _make_plan(spec, snapshot, outcome, rejected, resolved.choice.why)
+    return tuple(plans.values())
+
+
 def _try(option: _Option, snapshot: ClusterSnapshot) -> _Outcome:
     """The option on the free resources: placeable, else its queued (or rejected) outcome."""
     for group in option.groups:
-        if group.slices:
-            free = next((s for s in group.slices if option.fit.holds_all(snapshot, s.members, True)), None)
-            if free:
-                return _placed(option.option, "placeable", group.request, option.fit, free.members, free)
-            continue
-        positions = option.fit.place(snapshot, group.classes, True)
-        if positions:
-            return _placed(option.option, "placeable", group.request, option.fit, positions)
+        outcome = _on(option, group, snapshot, True)
+        if outcome:
+            return outcome
     return option.on_total
+
+
+def _on(option: _Option, group: _Group, snapshot: ClusterSnapshot, use_free: bool) -> _Outcome | None:
+    """The option on one group's nodes: placeable on the free resources (``use_free``), else
+    queued on the totals; None when they do not hold it."""
+    status = "placeable" if use_free else "queued"
+    if group.slices:
+        whole = next((s for s in group.slices if option.fit.holds_all(snapshot, s.members, use_free)), None)
+        if whole is None:
+            return None
+        return _placed(option.option, status, group.request, option.fit, whole.members, whole)
+    positions = option.fit.place(snapshot, group.classes, use_free)
+    return _placed(option.option, status, group.request, option.fit, positions) if positions else None
 
 
 def _choose(outcomes: list[_Outcome], cheapest: bool) -> _Outcome | None:

@@ -43,3 +43,23 @@ def test_submit_latency_counts_a_lost_or_doubled_submission():
     assert accounted(["a", "a"], ["a"]) == (0, 1)  # two clients were given one id
     assert accounted(["a"], ["a", "a"]) == (0, 1)  # one submission kept twice
     assert percentile([3.0, 1.0, 2.0], 0.5) == 2.0 and percentile([float(n) for n in range(101)], 0.99) == 99.0
+
+
+def test_hetero_first_fit_lists_take_what_todays_rules_take():
+    """benchmarks/hetero_trace.py's baseline: on each mix of free types, the ordered list in
+    ``TODAYS_ORDER`` plans the type that ``GPU:N`` and ``any_of`` plan as written."""
+    from benchmarks.hetero_trace import NODES, TODAYS_ORDER, TYPES, as_lists, speed
+    from orchestrator.core.allocator import plan
+    from orchestrator.core.spec import JobSpec
+
+    assert speed("V100") == 1 and speed("K80") < speed("P100") < 1
+    written = [{"name": "g", "class": "gpu-2", "submit_s": 0, "runtime_s": 1,
+                "resources": {"accelerator": "GPU:2", "cpus": 4}},
+               {"name": "a", "class": "gpu-2", "submit_s": 0, "runtime_s": 1,
+                "resources": {"accelerator": {"any_of": [f"{name}:2" for name in TYPES]}, "cpus": 4}}]
+    for absent in ([], ["k80"], ["p100"], ["k80", "p100"], ["v100", "p100"]):
+        snapshot = cluster(*(node for node in NODES if node["name"] not in absent))
+        for line, listed in zip(written, as_lists(written, TODAYS_ORDER)):
+            specs = [JobSpec.model_validate({"name": "j", "entrypoint": "x.py:f", "resources": form["resources"]})
+                     for form in (line, listed)]
+            assert plan(specs[0], snapshot).accelerator == plan(specs[1], snapshot).accelerator, (absent, line["name"])

@@ -36,6 +36,12 @@ Policy ``orch`` (SPEC.md sections 2-4):
   waiting job does start.
   Only the first ``RESERVATIONS`` waiting jobs of a step hold one, the usual
   bound on conservative backfill: deeper reservations would idle the cluster.
+- Hardware by expected finish: a job that leaves the type to orch (``any_of``,
+  ``GPU:N``, ``auto``) and whose estimate differs by type takes the option
+  expected to finish first (expected start, now or a reservation's shadow
+  time, plus its runtime there), ties by price; it may hold out for a busy
+  faster type, with a reservation, when that finishes sooner (policy/finish.py).
+  Later jobs of its group may still take the slower type it passed over.
 - Accelerator nodes: the CPUs and memory that come with a node's free
   devices (its totals shared out per device: 8 CPUs per GPU on a 32-CPU,
   4-GPU node) are kept off CPU-only work while any queued job may use those
@@ -85,12 +91,14 @@ from orchestrator.core.allocator import Infeasible, Plan
 from orchestrator.core.policy.admission import QuotaGate
 from orchestrator.core.policy.books import Books
 from orchestrator.core.policy.devices import DeviceGuard
+from orchestrator.core.policy.finish import FinishChoice, FinishChooser
 from orchestrator.core.policy.preempt import Preemption, Preemptor
 from orchestrator.core.policy.quota import least_held, plan_totals
 from orchestrator.core.policy.reasons import (
     BehindInGroup,
     BehindReservation,
     CpusKept,
+    HoldsOut,
     NoBorrowWhilePreempting,
     Preempting,
     Reason,
@@ -162,6 +170,7 @@ class _Step:
         self.devices = DeviceGuard(self.books, state.pending, self.gate)
         self.preemptor = Preemptor(state, self.books, self.gate, self.devices)
         self.reservations = Reservations(self.books, self.devices)
+        self.finish = FinishChooser(self.books, self.reservations)
         self.keys_of: dict[tuple[int, str], tuple] = {}
         self.failed: dict[tuple, Reason] = {}  # placement keys that did not fit the view -> why
         # placement key -> (the view when it was planned, its plan on the free resources, when it must end by)
@@ -233,8 +242,9 @@ class _Step:
 
     def _may_backfill(self, outcome: Turn | Reason) -> bool:
         """Whether a later job of a group whose job waits for ``outcome`` may still start: it may
-        backfill onto reserved resources when its estimate ends before their shadow time."""
-        return isinstance(outcome, BehindReservation) and self.books.timed
+        backfill onto reserved resources when its estimate ends before their shadow time, and
+        behind a job that holds out for a faster type, take the slower one that is free."""
+        return isinstance(outcome, HoldsOut) or (isinstance(outcome, BehindReservation) and self.books.timed)
 
     def _wait(self, jobs: list[QueuedJob], pos: int, reason: Reason) -> None:
         """``jobs[pos]`` waits for ``reason``, and the later jobs of its group behind it."""
@@ -290,15 +300,22 @@ class _Step:
         result = allocator.plan(job.spec, self.books.view)
         if isinstance(result, Infeasible):
             return why_not(result, self.books.free, ())
+        choice = self.finish.choose(job, key)
+        if choice is not None:
+            result = choice.plan
         need = plan_totals(result)
         over = self.gate.over_quota(job, need)
         if over:
             return over
         if not self.lending and self.gate.borrows(job, need):
             return Turn.BORROWS
+        if choice is not None:
+            self.decision.finish[job.id] = choice
+            if choice.holds_out:
+                return self._hold_out(job, choice)
         if result.status == "placeable":
             return self._start(job, key, result, need)
-        return self._blocked(job, key, result, need)
+        return self._blocked(job, key, result, need, choice)
 
     def _start(self, job: QueuedJob, key: tuple, result: Plan, need: Mapping[str, float]) -> Turn | Reason:
         """Admit ``job``, off the device share when it is CPU work; why it waits when it cannot be."""
@@ -312,6 +329,15 @@ class _Step:
             result = spared
         self._admit(job, result, need)
         return Turn.ADMITTED
+
+    def _hold_out(self, job: QueuedJob, choice: FinishChoice) -> HoldsOut:
+        """``job`` waits for the busy type it is expected to finish soonest on, and reserves it
+        (``FinishChooser`` weighs waiting only while the step may hold a reservation)."""
+        chosen = choice.chosen
+        self.reservations.take()
+        self.books.reserve(job, chosen.reserve.demand(), chosen.start)
+        self.waiting_on.update(self.books.classes(chosen.plan))
+        return HoldsOut(choice, tuple(sorted(set(chosen.reserve.nodes))))
 
     def _admit(self, job: QueuedJob, plan: Plan, need: Mapping[str, float], reserved: bool = False) -> None:
         if job.spec.sweep:
@@ -341,8 +367,10 @@ class _Step:
         self.decision.backfilled[job.id] = until
         return Turn.ADMITTED
 
-    def _blocked(self, job: QueuedJob, key: tuple, queued: Plan, need: Mapping[str, float]) -> Reason:
-        """``job`` fits its quota, not the view: behind a reservation, preempting, or waiting with one."""
+    def _blocked(self, job: QueuedJob, key: tuple, queued: Plan, need: Mapping[str, float],
+                 choice: FinishChoice | None = None) -> Reason:
+        """``job`` fits its quota, not the view: behind a reservation, preempting, or waiting with one
+        (``choice``: its type was chosen by expected finish)."""
         on_free = allocator.plan(job.spec, self.books.free) if self.books.reserved else queued
         classes = self.books.classes(queued)
         if on_free.status == "placeable":
@@ -366,7 +394,7 @@ class _Step:
             return self._preempt(job, preemption, need)
         base = WaitsForResources(queued, self.books.free, self.state.running.values())
         self.failed.setdefault(key, base)
-        return self._after_stopping(job, need) or self._reserve(job, queued, base)
+        return self._after_stopping(job, need) or self._reserve(job, queued, base, choice)
 
     def _preempt(self, job: QueuedJob, preemption: Preemption, need: Mapping[str, float]) -> Preempting:
         """Book ``preemption``: the victims stop, and ``job`` holds what they free and its quota."""
@@ -388,11 +416,16 @@ class _Step:
         self.books.hold_quota(job, need)
         return WaitsForStopping(tuple(freed))
 
-    def _reserve(self, job: QueuedJob, queued: Plan, base: WaitsForResources) -> WaitsForResources:
-        """Reserve for ``job`` the least busy nodes it could run on, when it may hold a reservation."""
-        fit = self.reservations.place(job, queued)
+    def _reserve(self, job: QueuedJob, queued: Plan, base: WaitsForResources,
+                 choice: FinishChoice | None = None) -> WaitsForResources:
+        """Reserve for ``job`` the least busy nodes it could run on, when it may hold a reservation;
+        its type chosen by expected finish, the nodes it is expected to start on soonest, as weighed."""
+        if choice is not None:
+            fit, shadow = (choice.chosen.reserve if self.reservations.take() else None), choice.chosen.start
+        else:
+            fit = self.reservations.place(job, queued)
+            shadow = None if fit is None or not self.books.timed else self.reservations.shadow(fit.demand())
         if fit is None:
             return base
-        demand = fit.demand()
-        self.books.reserve(job, demand, self.reservations.shadow(demand) if self.books.timed else None)
+        self.books.reserve(job, fit.demand(), shadow)
         return base.with_reserved(fit.nodes)

@@ -9,6 +9,7 @@ from typing import Iterable, Mapping
 from orchestrator.core import hardware
 from orchestrator.core.allocator import Infeasible, Plan
 from orchestrator.core.placement import quantity
+from orchestrator.core.policy.finish import FinishChoice
 from orchestrator.core.policy.state import RunningJob
 from orchestrator.core.snapshot import EPS, ClusterSnapshot
 
@@ -132,6 +133,20 @@ class WaitsForStopping:
 
 
 @dataclass(frozen=True)
+class HoldsOut:
+    """The job could start now on a slower type, but is expected to finish sooner on a busy
+    faster one it holds a reservation on (core/policy/finish.py)."""
+
+    choice: FinishChoice
+    reserved: tuple[str, ...]
+
+    def text(self) -> str:
+        chosen = self.choice.chosen
+        return (f"holds out for {chosen.plan.accelerator}, expected to start in {self.choice.from_now(chosen.start)} "
+                f"on {', '.join(self.reserved)} (reserved for it): {self.choice.text()}")
+
+
+@dataclass(frozen=True)
 class BehindInGroup:
     """An earlier job of the same queue, priority and resources waits: this one waits with it."""
 
@@ -145,7 +160,7 @@ class BehindInGroup:
 
 
 Reason = (CannotRun | WaitsForResources | OverQuota | BehindQuota | NoBorrowWhilePreempting | CpusKept
-          | BehindReservation | Preempting | WaitsForStopping | BehindInGroup)
+          | BehindReservation | Preempting | WaitsForStopping | HoldsOut | BehindInGroup)
 
 
 def why_not(result: Plan | Infeasible, free: ClusterSnapshot, running: Iterable[RunningJob]) -> Reason:

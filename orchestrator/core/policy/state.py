@@ -7,13 +7,16 @@ import bisect
 from collections import Counter
 from dataclasses import dataclass, field
 from functools import cached_property
-from typing import Iterable, Iterator, Mapping
+from typing import TYPE_CHECKING, Iterable, Iterator, Mapping
 
 from orchestrator.core import hardware
 from orchestrator.core.allocator import Infeasible, Plan
 from orchestrator.core.policy.quota import totals
 from orchestrator.core.snapshot import QUOTA_RESOURCES, ClusterSnapshot
 from orchestrator.core.spec import JobSpec, Resources
+
+if TYPE_CHECKING:
+    from orchestrator.core.policy.finish import FinishChoice
 
 
 def ends_within(estimate_s: float | None, limit_s: float | None) -> float | None:
@@ -287,10 +290,12 @@ class QueueState:
 class Decision:
     """What to do now. ``preempt`` holds (victim, reason); ``preempted_for`` victim -> the job it stops for;
     ``backfilled``: admitted jobs that use reserved resources -> when they are expected to end by
-    (the reservations' shadow time)."""
+    (the reservations' shadow time); ``finish``: jobs whose hardware was chosen by expected finish
+    (admitted or waiting for it) -> the options as weighed (core/policy/finish.py)."""
 
     admit: list[tuple[str, Plan]] = field(default_factory=list)
     preempt: list[tuple[str, str]] = field(default_factory=list)
     preempted_for: dict[str, str] = field(default_factory=dict)
     waiting: dict[str, str] = field(default_factory=dict)
     backfilled: dict[str, float] = field(default_factory=dict)  # admitted onto reserved resources -> must end by
+    finish: dict[str, FinishChoice] = field(default_factory=dict)
