@@ -12,10 +12,12 @@ from __future__ import annotations
 import threading
 import time
 import traceback
+from dataclasses import dataclass
 from typing import Any, Callable, Iterable, Mapping
 
 from orchestrator.adapters import durations
 from orchestrator.control.store import JobRow, Store
+from orchestrator.core import estimate
 from orchestrator.core.forecast import Forecast, forecast
 from orchestrator.core.lifecycle import JobState, running_s
 from orchestrator.core.policy.state import QueuedJob, QueueState, RunningJob
@@ -24,12 +26,21 @@ HISTORY_TTL_S = 10.0  # how long the past runs read from the store serve the est
 ETA_EVERY_S = 5.0  # how often the forecast runs, at the least (see `Etas.run_forever`)
 
 
+@dataclass(frozen=True)
+class Runtime:
+    """A stored job's expected running time (None: unknown) and, for a job that leaves the GPU
+    type to orch, its running time on each type (`estimate.by_type`)."""
+
+    seconds: float | None
+    by_type: Mapping[str, float] | None = None
+
+
 class Runtimes:
-    """Job id -> its expected running time (None: unknown), from the job table's history.
+    """Job id -> its `Runtime`, from the job table's history.
 
     The past runs are read at most every HISTORY_TTL_S; a job's figure is kept until they are
-    read again or the job's plan changes (it is estimated on its plan's type once admitted), so a
-    step over a thousand queued jobs estimates each once.
+    read again, the job's plan changes (it is estimated on its plan's type once admitted) or the
+    cluster's GPU types do, so a step over a thousand queued jobs estimates each once.
     """
 
     def __init__(self, store: Store, ttl_s: float = HISTORY_TTL_S):
@@ -37,19 +48,24 @@ class Runtimes:
         self._lock = threading.Lock()  # the loop and the forecast thread both ask
         self._read_at: float | None = None
         self._runs: durations.Runs = {}
-        self._known: dict[tuple[str, int, bool], float | None] = {}
+        self._types: tuple[str, ...] = ()
+        self._known: dict[tuple[str, int, bool], Runtime] = {}
 
-    def of(self, rows: Iterable[JobRow]) -> dict[str, float | None]:
+    def of(self, rows: Iterable[JobRow], gpu_types: Iterable[str] = ()) -> dict[str, Runtime]:
         with self._lock:
-            now = time.monotonic()
-            if self._read_at is None or now - self._read_at > self.ttl_s:
+            now, types = time.monotonic(), tuple(sorted(gpu_types))
+            if self._read_at is None or now - self._read_at > self.ttl_s or types != self._types:
                 self._runs = durations.past_runs(self.store.all([JobState.SUCCEEDED]))
                 self._known.clear()
-                self._read_at = now
+                self._read_at, self._types = now, types
             todo = [row for row in rows if _key(row) not in self._known]
             for row, found in zip(todo, durations.estimates(todo, self._runs).values()):
-                self._known[_key(row)] = found["runtime_s"]
+                by_type = estimate.by_type(row.spec, self._runs.get(row.name, []), types) if not row.plan else None
+                self._known[_key(row)] = Runtime(found["runtime_s"], by_type)
             return {row.id: self._known[_key(row)] for row in rows}
+
+
+UNKNOWN = Runtime(None)
 
 
 def _key(row: JobRow) -> tuple[str, int, bool]:
@@ -57,22 +73,26 @@ def _key(row: JobRow) -> tuple[str, int, bool]:
 
 
 def queue_state(queued: list[JobRow], running: list[JobRow], snapshot, now: float,
-                runtimes: Mapping[str, float | None] | None = None,
+                runtimes: Mapping[str, Runtime] | None = None,
                 demands: Mapping[str, dict[str, dict[str, float]]] | None = None) -> QueueState:
     """The policy's input, built from stored rows; ``snapshot`` already excludes what ``running``
     holds. What a running job holds is its stored plan's demand, or ``demands[job]`` when given:
     with an autoscaler, as ``autoscale.account`` counted it (its demand on new nodes moved to the
-    nodes that joined, or on the virtual nodes still coming). ``runtimes``: job id -> expected
-    running time (`Runtimes.of`); a job's time limit counts what its earlier attempts ran."""
+    nodes that joined, or on the virtual nodes still coming). ``runtimes``: job id -> its
+    `Runtime` (`Runtimes.of`); a job's time limit counts what its earlier attempts ran."""
     runtimes = runtimes or {}
-    waiting = [QueuedJob(r.id, r.spec, r.seq, runtimes.get(r.id), _limit_left(r, now)) for r in queued]
+    waiting = []
+    for r in queued:
+        known = runtimes.get(r.id, UNKNOWN)
+        waiting.append(QueuedJob(r.id, r.spec, r.seq, known.seconds, _limit_left(r, now), known.by_type))
     holding = []
     for r in running:
         started = r.started_at or now
         left = _limit_left(r, now)
         holding.append(RunningJob(r.id, r.queue, r.priority, r.preemptible,
                                   demand_of(r) if demands is None else demands.get(r.id, {}), started,
-                                  stopping=r.preempt_requested_at is not None, estimate_s=runtimes.get(r.id),
+                                  stopping=r.preempt_requested_at is not None,
+                                  estimate_s=runtimes.get(r.id, UNKNOWN).seconds,
                                   limit_s=None if left is None else now - started + left))
     return QueueState.build(snapshot, waiting, holding, now=now)
 

@@ -21,7 +21,7 @@ import math
 import threading
 import time
 import traceback
-from dataclasses import asdict, dataclass
+from dataclasses import asdict, dataclass, replace
 from typing import Any, Callable
 
 from orchestrator.adapters import packages
@@ -124,16 +124,24 @@ class Control:
         runs = durations.past_runs(self.store.all([JobState.SUCCEEDED], name=spec.name)).get(spec.name, [])
         found = estimate.estimate_json(spec, body, runs)
         if eta and body["status"] != "infeasible":
-            found.update(self._eta_of(spec, found["runtime_s"]))
+            body, when = self._forecast_plan(spec, body, found["runtime_s"], runs)
+            found.update(when)
         return {**body, "queue_position": ahead, "estimate": found}
 
-    def _eta_of(self, spec: JobSpec, runtime_s: float | None) -> dict[str, float | None]:
-        """When a job submitted now would start and end: the live queue run forward with it last
-        among the jobs of its priority, as the policy would order it."""
-        state = self._live(self._recent_snapshot).state
-        limit = spec.schedule.time_limit
-        state.enqueue(QueuedJob(PLANNED, spec, math.inf, runtime_s, limit.seconds if limit else None))
-        return forecast(state, until=[PLANNED])[PLANNED].to_json(state.now)
+    def _forecast_plan(self, spec: JobSpec, body: dict[str, Any], runtime_s: float | None,
+                       runs: list[estimate.PastRun]) -> tuple[dict[str, Any], dict[str, float | None]]:
+        """The plan as the policy would make it for a job submitted now (last among the jobs of
+        its priority; by expected finish where its runtime per type is known, saying so), and
+        when it would start and end: the live queue run forward with it."""
+        live = self._live(self._recent_snapshot)
+        state, limit = live.state, spec.schedule.time_limit
+        by_type = estimate.by_type(spec, runs, _gpu_types(live.snapshot))
+        state.enqueue(QueuedJob(PLANNED, spec, math.inf, runtime_s, limit.seconds if limit else None, by_type))
+        if by_type:
+            choice = decide(state).finish.get(PLANNED)
+            if choice is not None:
+                body = {**body, **_record(replace(choice.plan, job=spec.name), live.snapshot)}
+        return body, forecast(state, until=[PLANNED])[PLANNED].to_json(state.now)
 
     def dry_run(self, submission: dict[str, Any]) -> dict[str, Any]:
         """The plan and the Ray Job request admission would send for ``submission`` now; queues nothing."""
@@ -296,11 +304,12 @@ class Control:
         """The policy's input now, from the store and ``snapshot_source``: with an autoscaler, what
         the running jobs hold as ``autoscale.account`` counts it (nodes still coming included)."""
         queued, running, now = self.store.all([JobState.QUEUED]), self.store.all(ACTIVE), self.clock()
-        runtimes = self.runtimes.of([*queued, *running])
+        cluster = snapshot_source()
+        runtimes = self.runtimes.of([*queued, *running], _gpu_types(cluster))
         if self.max_scale_source is None:
-            snapshot = _held(_all_free(snapshot_source()), running)
+            snapshot = _held(_all_free(cluster), running)
             return _Live(queue_state(queued, running, snapshot, now, runtimes), snapshot, running)
-        books = autoscale.account(_all_free(snapshot_source()), self.max_scale_source(),
+        books = autoscale.account(_all_free(cluster), self.max_scale_source(),
                                   [(row.id, demand_of(row)) for row in running])
         state = queue_state(queued, running, books.snapshot, now, runtimes, books.demands)
         return _Live(state, books.snapshot, running, books)
@@ -364,6 +373,11 @@ def _assessed(spec: JobSpec, assessment: autoscale.Assessment) -> dict[str, Any]
     if assessment.status == "autoscale":
         body.update(status="queued", reasons=[assessment.reason])
     return body
+
+
+def _gpu_types(snapshot: ClusterSnapshot) -> list[str]:
+    """The GPU types the cluster has, among which a ``GPU:N`` job's runtime may differ."""
+    return [acc.name for acc in snapshot.accelerator_types() if acc.resource == "GPU"]
 
 
 def _all_free(snapshot: ClusterSnapshot) -> ClusterSnapshot:

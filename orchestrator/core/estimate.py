@@ -97,6 +97,35 @@ def estimate(job: Target, runs: Iterable[PastRun]) -> Estimate | None:
             or (Estimate(job.limit_s, "time limit (upper bound)") if job.limit_s else None))
 
 
+def by_type(spec: JobSpec, runs: Iterable[PastRun], gpu_types: Iterable[str] = ()) -> dict[str, float] | None:
+    """The job's running time on each type it leaves orch to choose among (an ``any_of``'s GPU
+    types; for ``GPU:N``, ``gpu_types``: those of the cluster), from its history, own or scaled by
+    throughput: what hardware by expected finish weighs (core/policy/finish.py). None when the job
+    names one type, has an option that is no GPU type, or its history says nothing of one of the
+    types: a hint or a limit is the same on every type, so today's rule stands."""
+    choice = spec.resources.accelerator
+    if choice.ordered and len(choice.options) > 1:
+        return None
+    options = [(name, option.count) for option in choice.options for name in _gpu_types(option, gpu_types)]
+    if len(options) < 2 or any(option.kind != "gpu" for option in choice.options):
+        return None
+    mine = [run for run in runs if run.name == spec.name]
+    found: dict[str, float] = {}
+    for name, count in options:
+        target = target_of(spec, {"accelerator": f"{name}:{count}"})
+        known = _own_history(target, mine) or _scaled_history(target, mine)
+        if known is None:
+            return None
+        found[name] = known.runtime_s
+    return found
+
+
+def _gpu_types(option: hardware.AcceleratorRequest, gpu_types: Iterable[str]) -> list[str]:
+    if option.kind != "gpu":
+        return []
+    return [option.type.name] if option.type else list(gpu_types)
+
+
 def _own_history(job: Target, runs: list[PastRun]) -> Estimate | None:
     same = [run for run in runs if _config(run) == _config(job)]
     if not same:

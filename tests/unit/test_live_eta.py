@@ -8,7 +8,9 @@ import pytest
 
 from orchestrator.control.loop import Control
 from orchestrator.control.service import job_json, jobs_json
+from orchestrator.core import estimate
 from orchestrator.core.lifecycle import JobState
+from orchestrator.core.spec import JobSpec
 from tests.unit.test_control import _spec, control  # noqa: F401 (control: the fixture, a fake Ray and clock)
 
 
@@ -105,10 +107,10 @@ def test_runtimes_from_history_are_read_once_per_ttl_and_follow_the_plan(control
     control.runtimes._read_at = None  # as if the TTL ran out
     _submit(control, "again", workers=2)
     row = control.store.get("again")
-    assert control.runtimes.of([row]) == {"again": None}  # another name: no history
+    assert control.runtimes.of([row])["again"].seconds is None  # another name: no history
     again = _job("digits", workers=2)
     control.submit({"job": "digits-2", "spec": again, "request": {"runtime_env": {"env_vars": {}}}, "secrets": None})
-    assert control.runtimes.of([control.store.get("digits-2")]) == {"digits-2": 120.0}
+    assert control.runtimes.of([control.store.get("digits-2")])["digits-2"].seconds == 120.0
 
 
 @pytest.mark.parametrize("state,estimate,both,shown", [
@@ -140,3 +142,77 @@ def test_the_jobs_table_has_an_eta_column_and_the_status_panel_an_eta_row():
     text = console.export_text()
     assert "eta" in text.splitlines()[1] and "starts in 9m00s" in text
     assert "starts in 9m00s, ends in 14m00s" in text
+
+
+# ---- hardware by expected finish, live: runtimes per GPU type from the job's history ----------
+
+def _gpu_spec(name: str, accelerator) -> JobSpec:
+    return JobSpec.model_validate({"name": name, "entrypoint": "train.py:loop", "working_dir": ".",
+                                   "resources": {"workers": 1, "cpus": 1, "memory": "1GiB", "accelerator": accelerator},
+                                   "precision": "fp32"})
+
+
+V100_HOUR = [estimate.PastRun("train", "V100:1", 1, 3600.0, "fp32")]
+A100_OVER_V100 = 19.5 / 15.7  # the catalog's fp32 peaks: how much faster an A100 is here
+
+
+@pytest.mark.parametrize("accelerator,types,expected", [
+    ({"any_of": ["A100:1", "V100:1"]}, (), {"A100": 3600 / A100_OVER_V100, "V100": 3600.0}),
+    ("GPU:1", ("A100", "V100"), {"A100": 3600 / A100_OVER_V100, "V100": 3600.0}),
+    ("GPU:1", ("V100",), None),  # one type: nothing to choose
+    (["A100:1", "V100:1"], (), None),  # an ordered list keeps the user's order
+    ("A100:1", (), None),  # one type named
+    ({"any_of": ["A100:1", "CPU"]}, (), None),  # CPU has no GPU peak: not weighed
+    ({"any_of": ["A100:1", "TPU-v4-8"]}, (), None),  # a TPU slice is not weighed against a GPU
+])
+def test_runtime_by_type_scales_the_jobs_history_by_peak_throughput(accelerator, types, expected):
+    found = estimate.by_type(_gpu_spec("train", accelerator), V100_HOUR, types)
+    assert found == (None if expected is None else pytest.approx(expected))
+
+
+def test_runtime_by_type_needs_history_a_hint_is_the_same_everywhere():
+    spec = _gpu_spec("train", {"any_of": ["A100:1", "V100:1"]})
+    assert estimate.by_type(spec, [], ()) is None
+    assert estimate.by_type(spec, [estimate.PastRun("other", "V100:1", 1, 3600.0, "fp32")], ()) is None
+
+
+@pytest.fixture
+def gpus(tmp_path):
+    """A cluster of one A100 node and one V100 node, and a history: `train` ran 1 h on a V100."""
+    from orchestrator.control.store import Store
+    from orchestrator.load.cluster import ClusterFile, NodeEntry, snapshot_from_cluster
+    from tests.unit.test_control import Clock, FakeJobs
+
+    cluster = snapshot_from_cluster(ClusterFile(name="gpus", nodes=[
+        NodeEntry(name=f"{kind.lower()}-node", cpus=8, memory=64 * 2**30, accelerator=f"{kind}:1")
+        for kind in ("A100", "V100")]))
+    made = Control(Store(tmp_path / "control.db"), FakeJobs(), lambda: cluster, str(tmp_path / "storage"),
+                   clock=Clock(), grace_s=60)
+    _submit_gpu(made, "train-0", "V100:1")
+    made.step()
+    made.step()
+    made.clock.now += 3600
+    made.jobs.end(made.store.get("train-0").ray_submission_id)
+    made.step()
+    assert made.store.get("train-0").state == JobState.SUCCEEDED
+    yield made
+    made.store.close()
+
+
+def _submit_gpu(control: Control, job: str, accelerator) -> None:
+    spec = _gpu_spec("train", accelerator).model_dump(mode="json")
+    control.submit({"job": job, "spec": spec, "request": {"runtime_env": {"env_vars": {}}}, "secrets": None})
+
+
+def test_plan_and_the_live_queue_choose_the_gpu_type_expected_to_finish_first(gpus):
+    either = {"any_of": ["V100:1", "A100:1"]}
+    planned = gpus.plan(_gpu_spec("train", either).model_dump(mode="json"), eta=True)
+    assert planned["accelerator"] == "A100:1", planned
+    assert "by expected finish: A100:1 ends in 48m" in planned["why"] and "V100:1 would end in 60m" in planned["why"]
+    assert planned["estimate"]["end_in_s"] == pytest.approx(3600 * 15.7 / 19.5, abs=1)
+    blind = gpus.plan(_gpu_spec("fresh", either).model_dump(mode="json"), eta=True)
+    assert blind["accelerator"] == "V100:1" and "expected finish" not in blind["why"]  # no history: the cheapest
+    _submit_gpu(gpus, "train-1", either)
+    gpus.runtimes._read_at = None  # the history is read again (every 10 s)
+    gpus.step()
+    assert gpus.store.get("train-1").plan.record["accelerator"] == "A100:1"
