@@ -28,7 +28,7 @@ class FakeControl:
     def _find(self, job):
         raise JobNotFound(job)
 
-    def plan(self, spec):
+    def plan(self, spec, eta=False):
         raise SpecError("resources.gpus: 'many' is not a number")
 
     def cluster(self):
