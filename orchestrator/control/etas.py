@@ -9,21 +9,27 @@ so it runs beside the loop, every few seconds, and clients read the latest one.
 
 from __future__ import annotations
 
+import math
 import threading
 import time
 import traceback
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from typing import Any, Callable, Iterable, Mapping
 
 from orchestrator.adapters import durations
 from orchestrator.control.store import JobRow, Store
 from orchestrator.core import estimate
+from orchestrator.core.allocator import Plan
 from orchestrator.core.forecast import Forecast, forecast
 from orchestrator.core.lifecycle import JobState, running_s
+from orchestrator.core.policy.decide import decide
 from orchestrator.core.policy.state import QueuedJob, QueueState, RunningJob
+from orchestrator.core.snapshot import ClusterSnapshot
+from orchestrator.core.spec import JobSpec
 
 HISTORY_TTL_S = 10.0  # how long the past runs read from the store serve the estimates
 ETA_EVERY_S = 5.0  # how often the forecast runs, at the least (see `Etas.run_forever`)
+PLANNED = "(planned)"  # the job `orch plan` asks about, in the forecast: no job id looks like it
 
 
 @dataclass(frozen=True)
@@ -95,6 +101,23 @@ def queue_state(queued: list[JobRow], running: list[JobRow], snapshot, now: floa
                                   estimate_s=runtimes.get(r.id, UNKNOWN).seconds,
                                   limit_s=None if left is None else now - started + left))
     return QueueState.build(snapshot, waiting, holding, now=now)
+
+
+def forecast_plan(state: QueueState, spec: JobSpec, runtime_s: float | None,
+                  by_type: Mapping[str, float] | None) -> tuple[Plan | None, dict[str, float | None]]:
+    """For a job submitted now into ``state`` (last among the jobs of its priority): its plan
+    when the policy chooses its type by expected finish (``by_type``: its runtime per type; the
+    plan's ``why`` says so), else None; and when it would start and end, from now."""
+    limit = spec.schedule.time_limit
+    state.enqueue(QueuedJob(PLANNED, spec, math.inf, runtime_s, limit.seconds if limit else None, by_type))
+    choice = decide(state).finish.get(PLANNED) if by_type else None
+    chosen = None if choice is None else replace(choice.plan, job=spec.name)
+    return chosen, forecast(state, until=[PLANNED])[PLANNED].to_json(state.now)
+
+
+def gpu_types(snapshot: ClusterSnapshot) -> list[str]:
+    """The GPU types the cluster has, among which a ``GPU:N`` job's runtime may differ."""
+    return [acc.name for acc in snapshot.accelerator_types() if acc.resource == "GPU"]
 
 
 def _limit_left(row: JobRow, now: float) -> float | None:

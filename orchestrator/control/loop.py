@@ -17,18 +17,18 @@ autoscaler add them (`autoscale.extend`; its docstring has the rules).
 
 from __future__ import annotations
 
-import math
 import threading
 import time
 import traceback
-from dataclasses import asdict, dataclass, replace
+from dataclasses import asdict, dataclass
 from typing import Any, Callable
 
 from orchestrator.adapters import packages
 from orchestrator.adapters.jobs import ENDED_IN_RAY, JobsClient, RayStatus
 from orchestrator.adapters import durations
 from orchestrator.control import reconcile, stops
-from orchestrator.control.etas import Etas, Runtimes, demand_of, queue_state, with_etas
+from orchestrator.control.etas import (Etas, Runtimes, demand_of, forecast_plan, gpu_types, queue_state,
+                                       with_etas)
 from orchestrator.control.launcher import Launcher
 from orchestrator.control.store import JobRow, Store
 from orchestrator.core import allocator, autoscale, estimate, events
@@ -37,8 +37,7 @@ from orchestrator.core.launch import launch_request, plan_record
 from orchestrator.core.lifecycle import JobState
 from orchestrator.core.masking import redact
 from orchestrator.core.policy.decide import decide
-from orchestrator.core.forecast import forecast
-from orchestrator.core.policy.state import Decision, QueuedJob, QueueState
+from orchestrator.core.policy.state import Decision, QueueState
 from orchestrator.core.snapshot import ClusterSnapshot
 from orchestrator.core.spec import JobSpec
 
@@ -48,7 +47,6 @@ LOG_TAIL_CHARS = 256 * 1024  # how much of an ended attempt's log the store keep
 PACKAGE_SWEEP_S = 600.0  # how often kept job packages no job uses are looked for
 SNAPSHOT_TTL_S = 2.0
 CANCEL_WAIT_S = 20.0  # a cancel waits this long for a step in progress (clients give up at 30 s)
-PLANNED = "(planned)"  # the job `orch plan` asks about, in the forecast: no job id looks like it
 LOG_READ_TRIES = 3  # steps an ended attempt waits for Ray to serve its log before it moves on without
 
 
@@ -95,15 +93,8 @@ class Control:
         return row, created
 
     def _refuse_infeasible(self, spec: JobSpec) -> None:
-        """InfeasibleError, with the reasons, for a job that can never fit this cluster."""
-        live = _all_free(self._recent_snapshot())
-        if self.max_scale_source is None:
-            decision = allocator.plan(spec, live)
-        else:  # it may fit nodes the autoscaler can still launch
-            decision = autoscale.feasible(spec, live, self.max_scale_source())
-        if isinstance(decision, allocator.Infeasible):
-            raise InfeasibleError(spec.name, list(decision.reasons)
-                                  or [f"{option}: {reason}" for option, reason in decision.rejected])
+        max_scale = self.max_scale_source() if self.max_scale_source else None
+        _refuse_infeasible(spec, _all_free(self._recent_snapshot()), max_scale)
 
     def plan(self, spec_json: dict, eta: bool = False) -> dict[str, Any]:
         """SPEC.md's plan JSON against what orch's jobs hold now, with the queue position; with an
@@ -130,18 +121,11 @@ class Control:
 
     def _forecast_plan(self, spec: JobSpec, body: dict[str, Any], runtime_s: float | None,
                        runs: list[estimate.PastRun]) -> tuple[dict[str, Any], dict[str, float | None]]:
-        """The plan as the policy would make it for a job submitted now (last among the jobs of
-        its priority; by expected finish where its runtime per type is known, saying so), and
-        when it would start and end: the live queue run forward with it."""
+        """The plan as the policy would make it for a job submitted now, and when it would start
+        and end (`etas.forecast_plan`)."""
         live = self._live(self._recent_snapshot)
-        state, limit = live.state, spec.schedule.time_limit
-        by_type = estimate.by_type(spec, runs, _gpu_types(live.snapshot))
-        state.enqueue(QueuedJob(PLANNED, spec, math.inf, runtime_s, limit.seconds if limit else None, by_type))
-        if by_type:
-            choice = decide(state).finish.get(PLANNED)
-            if choice is not None:
-                body = {**body, **_record(replace(choice.plan, job=spec.name), live.snapshot)}
-        return body, forecast(state, until=[PLANNED])[PLANNED].to_json(state.now)
+        chosen, when = forecast_plan(live.state, spec, runtime_s, estimate.by_type(spec, runs, gpu_types(live.snapshot)))
+        return (body if chosen is None else {**body, **_record(chosen, live.snapshot)}), when
 
     def dry_run(self, submission: dict[str, Any]) -> dict[str, Any]:
         """The plan and the Ray Job request admission would send for ``submission`` now; queues nothing."""
@@ -289,7 +273,7 @@ class Control:
             decision = decide(state)
         else:
             decision, notes = autoscale.extend(state, decide(state), self.max_scale_source())
-            self._note_nodes_coming(live.running, live.books)
+            _note_nodes_coming(self.store, live.running, live.books)
         for job_id, plan in decision.admit:
             self.launcher.launch(self.store.get(job_id), plan_record(plan, live.snapshot))
             if job_id in notes and self.store.get(job_id).state == JobState.STARTING:
@@ -305,7 +289,7 @@ class Control:
         the running jobs hold as ``autoscale.account`` counts it (nodes still coming included)."""
         queued, running, now = self.store.all([JobState.QUEUED]), self.store.all(ACTIVE), self.clock()
         cluster = snapshot_source()
-        runtimes = self.runtimes.of([*queued, *running], _gpu_types(cluster))
+        runtimes = self.runtimes.of([*queued, *running], gpu_types(cluster))
         if self.max_scale_source is None:
             snapshot = _held(_all_free(cluster), running)
             return _Live(queue_state(queued, running, snapshot, now, runtimes), snapshot, running)
@@ -324,19 +308,29 @@ class Control:
         """Status or list JSON rows with the latest forecast's ETAs in their ``estimate``."""
         return with_etas(rows, self.etas, self.clock())
 
-    def _note_nodes_coming(self, running: list[JobRow], books: autoscale.Books) -> None:
-        """A running job's reason says it waits for the autoscaler while nodes it needs are coming;
-        cleared once they joined. Other reasons (a preemption, a cancel) are left as they are."""
-        for row in running:
-            text = books.waiting.get(row.id)
-            want = f"{autoscale.WAITS}: {text}" if text else None
-            mine = row.reason is None or row.reason.startswith(autoscale.WAITS)
-            if mine and row.reason != want:
-                self.store.update(row.id, reason=want)
-
     def forget_packages(self) -> list[str]:
         """Drop kept packages that no queued or active job uses and nothing used for a while."""
         return self.launcher.forget_code(self.store.all([JobState.QUEUED, *ACTIVE]))
+
+
+def _refuse_infeasible(spec: JobSpec, live: ClusterSnapshot, max_scale: ClusterSnapshot | None) -> None:
+    """InfeasibleError, with the reasons, for a job that can never fit this cluster (with an
+    autoscaler, ``max_scale``: it may fit nodes the autoscaler can still launch)."""
+    decision = allocator.plan(spec, live) if max_scale is None else autoscale.feasible(spec, live, max_scale)
+    if isinstance(decision, allocator.Infeasible):
+        raise InfeasibleError(spec.name, list(decision.reasons)
+                              or [f"{option}: {reason}" for option, reason in decision.rejected])
+
+
+def _note_nodes_coming(store: Store, running: list[JobRow], books: autoscale.Books) -> None:
+    """A running job's reason says it waits for the autoscaler while nodes it needs are coming;
+    cleared once they joined. Other reasons (a preemption, a cancel) are left as they are."""
+    for row in running:
+        text = books.waiting.get(row.id)
+        want = f"{autoscale.WAITS}: {text}" if text else None
+        mine = row.reason is None or row.reason.startswith(autoscale.WAITS)
+        if mine and row.reason != want:
+            store.update(row.id, reason=want)
 
 
 def cluster_report(snapshot: ClusterSnapshot, running: list[JobRow]) -> dict[str, Any]:
@@ -373,11 +367,6 @@ def _assessed(spec: JobSpec, assessment: autoscale.Assessment) -> dict[str, Any]
     if assessment.status == "autoscale":
         body.update(status="queued", reasons=[assessment.reason])
     return body
-
-
-def _gpu_types(snapshot: ClusterSnapshot) -> list[str]:
-    """The GPU types the cluster has, among which a ``GPU:N`` job's runtime may differ."""
-    return [acc.name for acc in snapshot.accelerator_types() if acc.resource == "GPU"]
 
 
 def _all_free(snapshot: ClusterSnapshot) -> ClusterSnapshot:

@@ -82,17 +82,17 @@ blocks all behind it.
 from __future__ import annotations
 
 import heapq
-from dataclasses import replace
 from enum import Enum
 from typing import Mapping
 
 from orchestrator.core import allocator, hardware
 from orchestrator.core.allocator import Infeasible, Plan
 from orchestrator.core.policy.admission import QuotaGate
+from orchestrator.core.policy.backfill import Backfill
 from orchestrator.core.policy.books import Books
 from orchestrator.core.policy.devices import DeviceGuard
 from orchestrator.core.policy.finish import FinishChoice, FinishChooser
-from orchestrator.core.policy.preempt import Preemption, Preemptor
+from orchestrator.core.policy.preempt import Preemptor
 from orchestrator.core.policy.quota import least_held, plan_totals
 from orchestrator.core.policy.reasons import (
     BehindInGroup,
@@ -100,10 +100,8 @@ from orchestrator.core.policy.reasons import (
     CpusKept,
     HoldsOut,
     NoBorrowWhilePreempting,
-    Preempting,
     Reason,
     WaitsForResources,
-    WaitsForStopping,
     why_not,
 )
 from orchestrator.core.policy.reserve import Reservations
@@ -173,8 +171,7 @@ class _Step:
         self.finish = FinishChooser(self.books, self.reservations)
         self.keys_of: dict[tuple[int, str], tuple] = {}
         self.failed: dict[tuple, Reason] = {}  # placement keys that did not fit the view -> why
-        # placement key -> (the view when it was planned, its plan on the free resources, when it must end by)
-        self.backfill_slots: dict[tuple, tuple] = {}
+        self.backfill = Backfill(state, self.books, self.gate, self.devices)
         self.waiting_on: set[int] = set()  # node classes some waiting job would run on
         self.lending = False  # the second pass, for jobs that borrow
         self.waiting: dict[str, Reason] = {}
@@ -349,21 +346,12 @@ class _Step:
         self.decision.admit.append((job.id, plan))
 
     def _backfill(self, job: QueuedJob, key: tuple) -> Turn | None:
-        """Admit ``job`` onto reserved resources when it is expected to end before each reservation
-        it would use is expected to start (and its quota allows); None when it may not."""
-        books = self.books
-        slot = self.backfill_slots.get(key)
-        if slot is None or slot[0] is not books.view:  # equal keys plan alike until a start or a reservation
-            placed = self.devices.place(job.spec, books.free)
-            slot = self.backfill_slots[key] = (books.view, placed, placed and books.backfill_until(placed))
-        _, placed, until = slot
-        within = placed and job.ends_within(placed)
-        if within is None or until is None or self.state.now + within > until + EPS:
+        """Admit ``job`` onto reserved resources when ``Backfill`` lets it; None when it may not."""
+        found = self.backfill.slot(job, key, self.lending)
+        if found is None:
             return None
-        need = plan_totals(placed)
-        if self.gate.over_quota(job, need) or (not self.lending and self.gate.borrows(job, need)):
-            return None
-        self._admit(job, placed if placed.job == job.id else replace(placed, job=job.id), need, reserved=True)
+        placed, need, until = found
+        self._admit(job, placed, need, reserved=True)
         self.decision.backfilled[job.id] = until
         return Turn.ADMITTED
 
@@ -391,30 +379,10 @@ class _Step:
             preemption = self.preemptor.choose(job, key, need, self.lending, self.waiting_on)
         self.waiting_on.update(classes)
         if preemption:
-            return self._preempt(job, preemption, need)
+            return self.preemptor.book(job, preemption, need, self.decision)
         base = WaitsForResources(queued, self.books.free, self.state.running.values())
         self.failed.setdefault(key, base)
-        return self._after_stopping(job, need) or self._reserve(job, queued, base, choice)
-
-    def _preempt(self, job: QueuedJob, preemption: Preemption, need: Mapping[str, float]) -> Preempting:
-        """Book ``preemption``: the victims stop, and ``job`` holds what they free and its quota."""
-        for victim, reclaim in zip(preemption.victims, preemption.reclaim):
-            why = f"queue {job.queue} reclaims its quota for" if reclaim else "higher-priority"
-            self.decision.preempt.append((victim.id, f"preempted: {why} job {job.id} needs its resources"))
-            self.decision.preempted_for[victim.id] = job.id
-        self.books.reserve(job, preemption.fit.demand())
-        self.books.hold_quota(job, need)
-        return Preempting(tuple(v.id for v in preemption.victims))
-
-    def _after_stopping(self, job: QueuedJob, need: Mapping[str, float]) -> WaitsForStopping | None:
-        """``job`` fits once the jobs asked to stop have stopped: claim what they free."""
-        claim = self.preemptor.after_stopping(job)
-        if claim is None:
-            return None
-        fit, freed = claim
-        self.books.reserve(job, fit.demand())
-        self.books.hold_quota(job, need)
-        return WaitsForStopping(tuple(freed))
+        return self.preemptor.claim_stopping(job, need) or self._reserve(job, queued, base, choice)
 
     def _reserve(self, job: QueuedJob, queued: Plan, base: WaitsForResources,
                  choice: FinishChoice | None = None) -> WaitsForResources:

@@ -15,8 +15,8 @@ from orchestrator.core.allocator import Plan
 from orchestrator.core.policy.admission import QuotaGate
 from orchestrator.core.policy.books import Books
 from orchestrator.core.policy.devices import DeviceGuard
-from orchestrator.core.policy.reasons import device_kind
-from orchestrator.core.policy.state import QueuedJob, QueueState, RunningJob
+from orchestrator.core.policy.reasons import Preempting, WaitsForStopping, device_kind
+from orchestrator.core.policy.state import Decision, QueuedJob, QueueState, RunningJob
 from orchestrator.core.snapshot import EPS
 
 
@@ -43,6 +43,28 @@ class Preemptor:
         # Reclaim needs a queue over its quota and something preemptible to take back.
         self.borrowing = bool(state.preemptible_priorities) and any(
             books.over_own_quota(q) for q in books.queues.values() if q.cohort)
+
+    def book(self, job: QueuedJob, preemption: Preemption, need: Mapping[str, float],
+             decision: Decision) -> Preempting:
+        """Book ``preemption`` into ``decision``: the victims stop, and ``job`` holds what they
+        free and its quota."""
+        for victim, reclaim in zip(preemption.victims, preemption.reclaim):
+            why = f"queue {job.queue} reclaims its quota for" if reclaim else "higher-priority"
+            decision.preempt.append((victim.id, f"preempted: {why} job {job.id} needs its resources"))
+            decision.preempted_for[victim.id] = job.id
+        self.books.reserve(job, preemption.fit.demand())
+        self.books.hold_quota(job, need)
+        return Preempting(tuple(v.id for v in preemption.victims))
+
+    def claim_stopping(self, job: QueuedJob, need: Mapping[str, float]) -> WaitsForStopping | None:
+        """``job`` fits once the jobs asked to stop have stopped: claim what they free."""
+        claim = self.after_stopping(job)
+        if claim is None:
+            return None
+        fit, freed = claim
+        self.books.reserve(job, fit.demand())
+        self.books.hold_quota(job, need)
+        return WaitsForStopping(tuple(freed))
 
     def may_preempt_below(self, priority: int) -> bool:
         """Could some job of ``priority`` or lower still preempt or reclaim?"""
