@@ -1,5 +1,6 @@
-"""The queue policy: ``decide(state) -> Decision`` (order, quota, reservations, preemption,
-wait reasons, sweep slots), the same for the control plane and the simulator.
+"""The queue policy: ``decide(state) -> Decision`` (order, quota, reservations, backfill,
+preemption, hardware by expected finish, wait reasons, sweep slots), the same for the control
+plane, the simulator and the ETAs' forecast.
 
 Part of ``core``: imports only ``core`` and the standard library.
 """
