@@ -14,6 +14,7 @@ pytestmark = pytest.mark.ray
 HOLD_MIB = 300
 
 
+@pytest.mark.soak  # ~50 s waiting for Ray's node agents; `make soak` (tests/unit/test_worker_usage.py: the rendering)
 def test_status_shows_each_workers_cpu_and_memory(local_cluster, tmp_path):
     stop = tmp_path / "stop"
     spec = {"name": "busy-workers", "entrypoint": "busy.py:train_loop",
