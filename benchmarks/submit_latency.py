@@ -15,7 +15,10 @@ clients start once the blocker's Ray Train worker is up and has had SETTLE_S to
 finish starting: its start (Ray Train, its imports) costs CPU seconds that would
 otherwise be measured as submit latency. Beside the wall times: the median CPU
 seconds of one `orch submit` process (user + system), which the machine's other
-load changes far less, and the load average when the clients ended.
+load changes far less, and the load average when the clients ended. Then the same
+clients run benchmarks/cli_floor.py at once: a typer command that reads the spec and
+makes three requests to the control plane, nothing else. Its latency is the least any
+one-process-per-submit Python client with orch's CLI framework gets on this machine.
 
 orch's own modules are compiled to bytecode first, as installing orch does:
 with PYTHONDONTWRITEBYTECODE set (as in some shells and CI) an editable
@@ -104,23 +107,37 @@ def _spec(folder: Path, name: str, cpus: int, priority: int, hold_s: int) -> Pat
     return path
 
 
+def at_once(args: list[str], env: dict, clients: int) -> list[tuple[float, float, str]]:
+    """``clients`` clients each running ``args`` PER_CLIENT times, all at once: wall, CPU, stdout of each."""
+    def client(_: int) -> list[tuple[float, float, str]]:
+        return [run(args, env) for _ in range(PER_CLIENT)]
+
+    with ThreadPoolExecutor(clients) as pool:
+        return [one for runs in pool.map(client, range(clients)) for one in runs]
+
+
 def parallel(env: dict, folder: Path, clients: int) -> tuple[list[float], list[float], int, int]:
     """``clients`` clients each submitting PER_CLIENT queued jobs at once: wall and CPU seconds, lost, doubled."""
     from orchestrator.client import api
 
     name = f"bench-parallel-{clients}"
-    path = _spec(folder, name, 1, 100, 0)
-
-    def client(_: int) -> list[tuple[float, float, str]]:
-        return [run([str(BIN / "orch"), "submit", str(path), "--json"], env) for _ in range(PER_CLIENT)]
-
-    with ThreadPoolExecutor(clients) as pool:
-        submitted = [one for runs in pool.map(client, range(clients)) for one in runs]
+    submitted = at_once([str(BIN / "orch"), "submit", str(_spec(folder, name, 1, 100, 0)), "--json"], env, clients)
     ids = [json.loads(out)["job"] for *_, out in submitted]
     lost, doubled = accounted(ids, [view.job for view in api.list_jobs() if view.name == name])
     for job in ids:
         api.cancel(job)
     return [wall for wall, *_ in submitted], [cpu for _, cpu, _ in submitted], lost, doubled
+
+
+def floor(env: dict, folder: Path, clients: int) -> tuple[float, float, float]:
+    """p50 and p99 wall and median CPU seconds of benchmarks/cli_floor.py from ``clients`` clients at once."""
+    from orchestrator.adapters import cluster
+
+    spec = _spec(folder, f"bench-floor-{clients}", 1, 100, 0)
+    runs = at_once([sys.executable, str(REPO / "benchmarks" / "cli_floor.py"), str(spec),
+                    "--control", cluster.resolve(None).control_url], env, clients)
+    walls = [wall for wall, *_ in runs]
+    return statistics.median(walls), percentile(walls, 0.99), statistics.median(cpu for _, cpu, _ in runs)
 
 
 def started(job: str) -> None:
@@ -154,20 +171,23 @@ def main() -> None:
         for clients in CLIENTS:
             seconds, cpu, lost, doubled = parallel(env, folder, clients)
             load = os.getloadavg()[0]
+            least = floor(env, folder, clients)
             loads.append((clients, statistics.median(seconds), percentile(seconds, 0.99), statistics.median(cpu),
-                          load, lost, doubled))
+                          load, lost, doubled, least))
             print(f"{clients} parallel clients, {len(seconds)} submits: p50 {loads[-1][1]:.2f} s, "
                   f"p99 {loads[-1][2]:.2f} s, CPU per submit {loads[-1][3]:.3f} s, load average {load:.1f}, "
-                  f"lost {lost}, doubled {doubled}", flush=True)
+                  f"lost {lost}, doubled {doubled}; floor client p50 {least[0]:.2f} s, p99 {least[1]:.2f} s, "
+                  f"CPU {least[2]:.3f} s", flush=True)
         api.cancel(json.loads(out)["job"])
     finally:
         subprocess.run([str(BIN / "orch"), "down"], env=env, capture_output=True)
     orch_m, ray_m = statistics.median(orch_s), statistics.median(ray_s)
     under_load = "; ".join(f"{c} clients p50 {p50:.2f} s p99 {p99:.2f} s CPU/submit {cpu:.3f} s load {load:.1f} "
-                           f"lost {lost} doubled {doubled}" for c, p50, p99, cpu, load, lost, doubled in loads)
+                           f"lost {lost} doubled {doubled} (floor client p50 {least[0]:.2f} s CPU {least[2]:.3f} s)"
+                           for c, p50, p99, cpu, load, lost, doubled, least in loads)
     print(f"submit_latency: orch submit / ray job submit --no-wait = {orch_m / ray_m:.3f} "
           f"(median of {ROUNDS}: orch {orch_m:.2f} s, ray {ray_m:.2f} s; target <= 0.5; {under_load})")
-    if any(lost or doubled for *_, lost, doubled in loads):
+    if any(lost or doubled for *_, lost, doubled, _ in loads):
         sys.exit(1)
 
 

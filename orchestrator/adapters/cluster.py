@@ -16,7 +16,6 @@ import json
 import os
 import re
 import signal
-import socket
 import subprocess
 import sys
 import tempfile
@@ -30,6 +29,7 @@ from pathlib import Path
 from typing import Callable, Iterator, Mapping
 
 from orchestrator.adapters import auth
+from orchestrator.adapters.ports import free_ports
 from orchestrator.core import hardware
 from orchestrator.core.errors import ClusterUnavailable, SpecError
 from orchestrator.core.hardware import Accelerator
@@ -273,12 +273,12 @@ def _start_nodes(info: ClusterInfo, nodes: list[Node], progress) -> None:
     logs = orch_home() / "logs"
     logs.mkdir(parents=True, exist_ok=True)
     head, *workers = nodes
-    gcs_port, dash_port = _free_port(), _free_port()
+    gcs_port, dash_port, client_port = free_ports(3)
     info.gcs_address = f"127.0.0.1:{gcs_port}"
     info.dashboard_url = f"http://127.0.0.1:{dash_port}"
     progress(f"starting Ray head {head.name} (dashboard {info.dashboard_url})")
     head_args = ["--head", "--port", str(gcs_port), "--dashboard-host", "127.0.0.1",
-                 "--dashboard-port", str(dash_port), "--ray-client-server-port", str(_free_port())]
+                 "--dashboard-port", str(dash_port), "--ray-client-server-port", str(client_port)]
     info.process_groups.append(_spawn(head, head_args, logs, info.gcs_address, ray_temp_dir(), is_head=True))
     _wait_until(lambda: _answers(f"{info.dashboard_url}/api/jobs/"), "the Ray head", logs / f"{head.name}.log")
     _wait_for_nodes(info.gcs_address, 1)
@@ -292,7 +292,7 @@ def _start_nodes(info: ClusterInfo, nodes: list[Node], progress) -> None:
 
 def _start_control(info: ClusterInfo) -> None:
     """Start the control plane (orchestrator.control.service) and wait until it answers."""
-    port = _free_port()
+    port, = free_ports(1)
     args = [sys.executable, "-m", "orchestrator.control.service", "--home", str(orch_home()),
             "--dashboard", info.dashboard_url, "--gcs", info.gcs_address, "--port", str(port),
             "--storage", info.storage, "--name", info.name]
@@ -328,12 +328,11 @@ def node_temp_dir(index: int) -> Path:
 
 
 def _spawn(node: Node, role_args: list[str], logs: Path, gcs_address: str, temp_dir: Path, is_head: bool) -> int:
+    agent, agent_grpc, runtime_env, metrics = free_ports(4)
     args = [_ray_executable(), "start", "--block", "--disable-usage-stats", *role_args,
             "--temp-dir", str(temp_dir), *_resource_args(node, is_head),
-            "--dashboard-agent-listen-port", str(_free_port()),
-            "--dashboard-agent-grpc-port", str(_free_port()),
-            "--runtime-env-agent-port", str(_free_port()),
-            "--metrics-export-port", str(_free_port())]
+            "--dashboard-agent-listen-port", str(agent), "--dashboard-agent-grpc-port", str(agent_grpc),
+            "--runtime-env-agent-port", str(runtime_env), "--metrics-export-port", str(metrics)]
     log = open(logs / f"{node.name}.log", "w")
     env = auth.ray_env()
     # Job drivers run `python`: make it this interpreter, which has orch and Ray installed.
@@ -417,12 +416,6 @@ def _wait_for_nodes(gcs_address: str, expected: int) -> None:
         time.sleep(0.5)
     raise ClusterUnavailable(f"only some of the {expected} Ray nodes joined within {START_TIMEOUT_S}s; "
                              f"see the logs in {orch_home() / 'logs'}")
-
-
-def _free_port() -> int:
-    with socket.socket() as sock:
-        sock.bind(("127.0.0.1", 0))
-        return sock.getsockname()[1]
 
 
 def _ray_executable() -> str:

@@ -15,8 +15,6 @@ from __future__ import annotations
 import re
 from pathlib import Path, PurePosixPath
 
-from packaging.requirements import InvalidRequirement, Requirement
-
 from orchestrator.core.errors import SpecError
 from orchestrator.core.suggest import did_you_mean
 from orchestrator.load.messages import Report
@@ -53,6 +51,9 @@ def line_problem(line: str) -> str | None:
     if text.startswith(".") or "/" in text.split(";")[0].split("@")[0]:
         return (f"{text!r} is a relative path, which pip would read in Ray's own folder on each node; "
                 "write an absolute path that exists on every node, or a URL")
+    # Imported here: most specs have no pip lines, and each `orch submit` is a process of its own.
+    from packaging.requirements import InvalidRequirement, Requirement
+
     try:
         Requirement(text)
     except InvalidRequirement as error:

@@ -129,7 +129,7 @@ print(json.dumps(sorted(m for m in sys.modules if m in unwanted)))
 # (issue 25: ten parallel clients on 2 cores).
 NOT_FOR_SUBMIT = ("orchestrator.core.allocator", "orchestrator.core.launch", "orchestrator.core.estimate",
                   "orchestrator.load.cluster", "orchestrator.adapters.job_table", "orchestrator.cli.render",
-                  "rich.table", "rich.live")
+                  "rich.table", "rich.live", "packaging.requirements")  # the last: only for pip: lines
 
 
 def test_a_plain_submit_imports_only_what_it_uses(head, tmp_path):

@@ -19,6 +19,7 @@ from pathlib import Path
 
 import pytest
 
+from orchestrator.adapters.ports import free_ports
 from orchestrator.core.lifecycle import TERMINAL, JobState
 from tests.conftest import ORCH, REPO, http_status, run_orch, where_job
 
@@ -171,15 +172,9 @@ def test_wrong_or_missing_token_exits_3_and_submits_nothing(remote, client, tmp_
 
 
 def test_no_control_plane_at_the_address_says_how_to_start_one(remote, client):
-    nowhere = f"127.0.0.1:{_free_port()}"
+    nowhere = f"127.0.0.1:{free_ports(1)[0]}"
     message = _clean_failure(orch(remote, {**client, "ORCH_CONTROL_ADDRESS": nowhere}, "list"))
     assert "cannot reach the orch control plane" in message and "orch serve" in message, message
-
-
-def _free_port() -> int:
-    with socket.socket() as sock:
-        sock.bind(("127.0.0.1", 0))
-        return sock.getsockname()[1]
 
 
 def _port_free(port: int) -> bool:
@@ -198,7 +193,7 @@ def test_serve_runs_a_control_plane_for_a_head_it_finds_from_the_dashboard(remot
     from orchestrator.adapters import auth
 
     default = _port_free(8266)  # the documented default, when nothing else on this machine holds it
-    port = 8266 if default else _free_port()
+    port = 8266 if default else free_ports(1)[0]
     serve_home = tempfile.mkdtemp(prefix="orch-srv-")
     log = tmp_path / "serve.log"
     queues = tmp_path / "queues.yaml"

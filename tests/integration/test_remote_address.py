@@ -18,6 +18,7 @@ from pathlib import Path
 import pytest
 
 from orchestrator.adapters import auth, cluster
+from orchestrator.adapters.ports import free_ports
 from orchestrator.control import service
 from orchestrator.core.errors import ClusterUnavailable
 from tests.conftest import REPO, http_status, run_orch
@@ -118,12 +119,6 @@ def _clean_probe_cache(monkeypatch):
         monkeypatch.delenv(name, raising=False)
 
 
-def _free_port() -> int:
-    with socket.socket() as sock:
-        sock.bind(("127.0.0.1", 0))
-        return sock.getsockname()[1]
-
-
 def _job(tmp_path: Path) -> Path:
     spec = {"name": "where", "entrypoint": "where.py:train_loop", "working_dir": str(WHERE),
             "config": {"out": str(tmp_path)}, "resources": {"workers": 1, "accelerator": "CPU", "memory": "1GiB"}}
@@ -166,7 +161,7 @@ def test_gcs_address_is_read_from_the_dashboard_process_with_that_port():
 
 def test_gcs_address_not_found_says_to_pass_gcs():
     with pytest.raises(ClusterUnavailable, match="--gcs HOST:PORT"):
-        service.find_gcs_address(f"http://127.0.0.1:{_free_port()}")
+        service.find_gcs_address(f"http://127.0.0.1:{free_ports(1)[0]}")
 
 
 def test_token_auth_probe(dashboard, authless_dashboard):
@@ -176,7 +171,7 @@ def test_token_auth_probe(dashboard, authless_dashboard):
         auth.check_token_auth(authless_dashboard.url)
     assert auth.check_token_auth(authless_dashboard.url, allow_insecure=True) is False
     with pytest.raises(ClusterUnavailable, match="cannot reach the Ray dashboard"):
-        auth.check_token_auth(f"http://127.0.0.1:{_free_port()}")
+        auth.check_token_auth(f"http://127.0.0.1:{free_ports(1)[0]}")
     not_ray = StandIn({})
     try:
         with pytest.raises(ClusterUnavailable, match="does not look like a Ray dashboard"):
@@ -261,7 +256,7 @@ def test_right_token_reaches_the_control_plane(dashboard, control_plane, client_
 
 
 def test_no_control_plane_says_how_to_start_one(dashboard, client_env):
-    env = {**client_env, "ORCH_CONTROL_ADDRESS": f"127.0.0.1:{_free_port()}"}
+    env = {**client_env, "ORCH_CONTROL_ADDRESS": f"127.0.0.1:{free_ports(1)[0]}"}
     message = _clean_failure(run_orch("list", "--address", dashboard.url, env=env))
     assert "cannot reach the orch control plane" in message and "orch serve" in message
     assert "ORCH_CONTROL_ADDRESS" in message
@@ -317,8 +312,8 @@ def test_control_plane_lets_in_only_the_token(monkeypatch, tmp_path):
 
 
 def test_serve_with_a_wrong_gcs_address_exits_3(dashboard, client_env, tmp_path):
-    message = _clean_failure(run_orch("serve", "--address", dashboard.url, "--gcs", f"127.0.0.1:{_free_port()}",
-                                      "--port", str(_free_port()), "--home", str(tmp_path / "serve-home"),
+    message = _clean_failure(run_orch("serve", "--address", dashboard.url, "--gcs", f"127.0.0.1:{free_ports(1)[0]}",
+                                      "--port", str(free_ports(1)[0]), "--home", str(tmp_path / "serve-home"),
                                       env=client_env))
     assert "cannot connect to the GCS at 127.0.0.1:" in message and "--gcs HOST:PORT" in message
 

@@ -19,7 +19,7 @@ from orchestrator.control.loop import cluster_report
 from orchestrator.core import catalog, estimate, hardware
 from orchestrator.core.allocator import Infeasible, Plan, plan, to_json
 from orchestrator.core.errors import SpecError
-from orchestrator.core.snapshot import ClusterSnapshot, Node
+from orchestrator.core.snapshot import ClusterSnapshot
 from orchestrator.core.spec import JobSpec
 from orchestrator.load.cluster import ClusterFile, load_cluster_file, load_queues_file, snapshot_from_cluster
 from orchestrator.load.spec import validate_text
