@@ -193,6 +193,7 @@ def validate(spec: str = typer.Argument(..., help="JOB.yaml"),
              debug: bool = Debug):
     """Check a job spec and print every error; creates nothing."""
     from orchestrator.client import api
+    from orchestrator.client import submit as submitting
     from orchestrator.core.errors import SpecError
     from orchestrator.load.loopcode import precision_warnings
     from orchestrator.load.messages import problem_objects
@@ -200,7 +201,7 @@ def validate(spec: str = typer.Argument(..., help="JOB.yaml"),
 
     try:
         job = load_spec(spec, set_, types=api.custom_types(cluster) if cluster else {})
-        own = api.orch_folders_in(job.working_dir)
+        own = submitting.orch_folders_in(job.working_dir)
     except SpecError as error:
         if not json_out:
             raise
@@ -212,11 +213,11 @@ def validate(spec: str = typer.Argument(..., help="JOB.yaml"),
         return _print_json({"ok": True, "job": job.name, "framework": job.framework,
                             "workers": dumped["resources"]["workers"], "accelerator": dumped["resources"]["accelerator"],
                             "pip": dumped["pip"], "excludes": dumped["excludes"],
-                            "notes": [api.left_out_note(own)] if own else [], "warnings": warnings})
+                            "notes": [submitting.left_out_note(own)] if own else [], "warnings": warnings})
     _console().print(f"[green]ok[/] {escape(spec)}: job {job.name} ({job.framework}, "
                      f"{job.resources.workers} x {job.resources.accelerator})", markup=True)
     if own:
-        _console().print(escape(api.left_out_note(own)))
+        _console().print(escape(submitting.left_out_note(own)))
     for warning in warnings:
         _console(err=True).print(f"[yellow]warning[/]: {escape(warning)}", markup=True)
 

@@ -9,8 +9,8 @@ Jobs; metrics and results are read back from the Ray Jobs' logs.
 
 What only planning here, dry runs, cluster files, the dashboard or reading a
 stopped cluster's table need (the allocator, the launch request, the cluster
-file models, the runtime estimates) is imported where it is used: `orch submit`
-is a process per job, and scripts run many at once.
+file models, the spec models, the runtime estimates) is imported where it is used:
+`orch submit` is a process per job, and scripts run many at once (``submit.py``).
 """
 
 from __future__ import annotations
@@ -18,38 +18,27 @@ from __future__ import annotations
 import fnmatch
 import math
 import os
-import secrets
 import time
 from pathlib import Path
 from typing import TYPE_CHECKING, Any, Callable, Iterator
 
-from orchestrator.adapters import cluster, packages
+from orchestrator.adapters import cluster
 from orchestrator.adapters.jobs import JobsClient
 from orchestrator.client.control_plane import ControlClient
 from orchestrator.client.view import JobView, job_view
 from orchestrator.core import curves, events
-from orchestrator.core.errors import ClusterUnavailable, InfeasibleError, JobNotFound, NotAvailable, SpecError
+from orchestrator.core.errors import ClusterUnavailable, NotAvailable, SpecError
 from orchestrator.core.lifecycle import TERMINAL, JobState
-from orchestrator.core.masking import redact, redact_stream, resolve_env, split_env
-from orchestrator.core.protocol import INIT_FROM_ENV, worker_env
-from orchestrator.core.spec import JOB_SOURCE, JobSpec
+from orchestrator.core.masking import redact, redact_stream, split_env
 from orchestrator.core.suggest import did_you_mean
-from orchestrator.load.loopcode import precision_warnings
-from orchestrator.load.spec import load_spec
+from orchestrator.client import submit as submitting
 
 if TYPE_CHECKING:
+    from orchestrator.core.spec import JobSpec
     from orchestrator.adapters.dashboard import DashboardProxy
     from orchestrator.adapters.job_table import KeptJobs
     from orchestrator.adapters.tensorboard import TensorBoard
     from orchestrator.core.hardware import Accelerator
-
-
-
-
-
-def _spec(spec: JobSpec | str | Path, overrides=()) -> JobSpec:
-    # A type outside the catalog is the cluster's to judge (its plan rejects what it lacks).
-    return spec if isinstance(spec, JobSpec) else load_spec(spec, overrides, types=None)
 
 
 def custom_types(cluster_file: str) -> dict[str, Accelerator]:
@@ -61,12 +50,10 @@ def custom_types(cluster_file: str) -> dict[str, Accelerator]:
     return by_name(snapshot_from_config(cluster_file).custom_types())
 
 
-def new_job_id(name: str) -> str:
-    """Ids are the name plus a random suffix: names may repeat, ids never do."""
-    return f"{name}-{secrets.token_hex(3)}"
-
-
 # ---- planning and submitting -----------------------------------------------------
+
+
+submit = submitting.submit  # validate, plan and enqueue: in a module of its own, for what it must not import
 
 
 def plan(spec: JobSpec | str | Path, *, address: str | None = None, cluster_file: str | None = None) -> dict:
@@ -78,7 +65,7 @@ def plan(spec: JobSpec | str | Path, *, address: str | None = None, cluster_file
     from orchestrator.core import allocator
     from orchestrator.load.cluster import read_cluster
 
-    spec = _spec(spec)
+    spec = submitting.spec_of(spec)
     if cluster_file:
         return _estimated(spec, allocator.to_json(allocator.plan(spec, read_cluster(cluster_file))))
     info = cluster.resolve(address)
@@ -92,91 +79,6 @@ def _estimated(spec: JobSpec, body: dict) -> dict:
     from orchestrator.core import estimate
 
     return {**body, "estimate": estimate.estimate_json(spec, body, [])}
-
-
-def submit(spec: JobSpec | str | Path, *, address: str | None = None, overrides=(),
-           dry_run: bool = False, progress: Callable[[str], None] = lambda _: None) -> dict[str, Any]:
-    """Validate, plan and enqueue a job; returns ``{"job", "state", "plan"}``.
-
-    A job that can never fit raises InfeasibleError before anything is
-    uploaded or created. With ``dry_run`` nothing is started either: the
-    result carries the Ray Job request that admission would send.
-    """
-    spec = _spec(spec, overrides)
-    job_id = new_job_id(spec.name)
-    spec_json = spec.model_dump(mode="json")
-    env = resolve_env(spec, os.environ)
-    hidden = split_env(spec).secret  # reach the workers through the control plane, never Ray's job record
-    runtime_env = {"working_dir": spec.working_dir,
-                   "env_vars": {**{k: v for k, v in env.values.items() if k not in hidden},
-                                **worker_env(spec.framework)}}
-    if spec.pip:  # Ray installs them in a virtualenv of the job's own on each node
-        from orchestrator.load.requirements import pip_lines
-
-        runtime_env["pip"] = {"packages": pip_lines(spec.pip, spec.working_dir), "pip_check": False}
-    own = orch_folders_in(spec.working_dir)
-    if own:
-        progress(left_out_note(own))
-    for warning in precision_warnings(spec):
-        progress(f"warning: {warning}")
-    if dry_run:
-        # Packaged as submit would (and refused as it would: too big), sent nowhere.
-        runtime_env["working_dir"] = packages.package_working_dir(spec.working_dir, lambda _: False,
-                                                                  lambda *_: None, own, spec.excludes)
-        return {**_dry_run(spec, job_id, runtime_env, address), "package": _package_note(spec, own)}
-    info = cluster.resolve(address) or _start_local(address, progress)
-    control = ControlClient(info)
-    decision = control.plan({"spec": spec_json})
-    if decision["status"] == "infeasible":
-        raise InfeasibleError(spec.name, decision["reasons"] or [f"{r['option']}: {r['reason']}"
-                                                                  for r in decision["rejected"]])
-    _resolve_checkpoint(spec, runtime_env, address)
-    runtime_env["working_dir"] = control.upload_working_dir(spec.working_dir, own, spec.excludes)
-    row = control.submit({"job": job_id, "spec": spec_json, "request": {"runtime_env": runtime_env},
-                          "secrets": {name: env.values[name] for name in hidden}})
-    return {"job": row["id"], "state": row["state"], "plan": decision}
-
-
-def orch_folders_in(working_dir: str) -> list[Path]:
-    """orch's home (its job store with queued jobs' secrets, kept packages, a local cluster's
-    storage) where it lies inside ``working_dir``, relative to it: job packages leave it out."""
-    home = cluster.orch_home().resolve()
-    if Path(working_dir).resolve().is_relative_to(home):
-        raise SpecError(f"working_dir: {working_dir} is orch's home (ORCH_HOME) or lies inside it; "
-                        "keep the job's code in a folder of its own")
-    return packages.inside(working_dir, [home])
-
-
-def _package_note(spec: JobSpec, own: list[Path]) -> dict[str, Any]:
-    """What the dry run packaged: the folder, and what its package leaves out besides the
-    .gitignore and .rayignore files in it."""
-    return {"working_dir": spec.working_dir, "excludes": spec.excludes,
-            "default_excludes": packages.default_excludes(), "orch_home_left_out": [f.as_posix() for f in own]}
-
-
-def left_out_note(folders: list[Path]) -> str:
-    shown = ", ".join(f"{folder.as_posix()}/" for folder in folders)
-    return f"note: working_dir holds orch's home ({shown}); the job's package leaves it out"
-
-
-def checkpoint_of(source: str, field: str = "init_from", address: str | None = None) -> str:
-    """Where ``init_from`` / ``predict.model`` points: a path as written (relative ones are
-    read from the job's working_dir), or for ``job:NAME`` that job's best checkpoint (by
-    its own checkpoint metric), else its latest. The job must have SUCCEEDED."""
-    if not source.startswith(JOB_SOURCE):
-        return source
-    try:
-        found = results(source[len(JOB_SOURCE):], address)
-    except JobNotFound:
-        raise SpecError(f"{field}: {source}: no such job; `orch list` shows the jobs") from None
-    if found["state"] != JobState.SUCCEEDED or not found["checkpoint"]:
-        raise SpecError(f"{field}: {source}: job {found['job']} is {found['state']} and has "
-                        f"{'a' if found['checkpoint'] else 'no'} checkpoint; name a job that SUCCEEDED")
-    metric, mode = found["checkpoint_policy"]["metric"], found["checkpoint_policy"]["mode"]
-    kept = [c for c in found["best_checkpoints"] if metric and metric in (c["metrics"] or {})]
-    if not kept:
-        return found["checkpoint"]
-    return (max if mode == "max" else min)(kept, key=lambda c: c["metrics"][metric])["path"]
 
 
 def up(cluster_file: str | None = None, progress=print) -> cluster.ClusterInfo:
@@ -211,42 +113,6 @@ def dashboard_token(address: str | None = None) -> str:
         raise ClusterUnavailable(f"the Ray dashboard at {info.dashboard_url} has no token auth (reached with "
                                  "--insecure): it asks for no token, and orch holds none")
     return token
-
-
-def _start_local(address: str | None, progress) -> cluster.ClusterInfo:
-    if address or os.environ.get("ORCH_ADDRESS"):
-        raise ClusterUnavailable(f"no orch cluster answers at {address or os.environ['ORCH_ADDRESS']}")
-    return up(progress=progress)
-
-
-def _resolve_checkpoint(spec: JobSpec, runtime_env: dict, address: str | None) -> None:
-    """Point the job at the checkpoint its ``init_from`` / ``predict.model`` names (SpecError if none)."""
-    source = spec.predict.model if spec.predict else spec.init_from
-    if source:
-        field = "predict.model" if spec.predict else "init_from"
-        runtime_env["env_vars"][INIT_FROM_ENV] = checkpoint_of(source, field, address)
-
-
-def _dry_run(spec: JobSpec, job_id: str, runtime_env: dict, address: str | None) -> dict[str, Any]:
-    """What admission would send: asked of the cluster's control plane (its plan against what
-    orch's jobs hold, its storage), or with no cluster, planned on this machine. Starts nothing."""
-    from orchestrator.core import allocator
-    from orchestrator.core.launch import launch_request, plan_record
-
-    info = cluster.resolve(address)
-    if info is not None:
-        _resolve_checkpoint(spec, runtime_env, address)  # as submit would: `job:NAME` must have one
-        found = ControlClient(info).dry_run({"job": job_id, "spec": spec.model_dump(mode="json"),
-                                             "request": {"runtime_env": runtime_env}})
-        return {"job": job_id, "state": JobState.QUEUED.value, **found}
-    snapshot = cluster.local_snapshot()
-    decision = allocator.plan(spec, snapshot)
-    if isinstance(decision, allocator.Infeasible):
-        raise InfeasibleError(spec.name, list(decision.reasons))
-    record = plan_record(decision, snapshot)
-    storage = str(cluster.orch_home() / "storage")
-    request = launch_request(job_id, spec.model_dump(mode="json"), runtime_env, record, 1, storage)
-    return {"job": job_id, "state": JobState.QUEUED.value, "plan": record, "ray_job": request}
 
 
 # ---- reading jobs ----------------------------------------------------------------

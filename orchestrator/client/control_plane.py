@@ -58,6 +58,11 @@ class ControlClient:
         """The plan for a spec against the cluster as orch's jobs hold it now."""
         return self._call("/plan", body, "POST")
 
+    def check(self, sent: dict) -> dict:
+        """A spec's text (``text``, ``source``, ``overrides``) checked against the models there:
+        ``{"problems"}`` in a Report's JSON, else the valid spec's JSON (``spec``) and its plan."""
+        return self._call("/specs", sent, "POST")
+
     def dry_run(self, submission: dict) -> dict:
         """The plan and the Ray Job request admission would send now, without queueing anything."""
         return self._call("/dry-run", submission, "POST")

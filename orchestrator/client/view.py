@@ -8,7 +8,7 @@ from typing import Any
 
 from orchestrator.core import curves, events, hardware
 from orchestrator.core.lifecycle import TERMINAL, driver_losses
-from orchestrator.core.spec import JobSpec
+from orchestrator.core.spec_words import PRECISION_DEFAULT
 
 
 @dataclass
@@ -72,7 +72,7 @@ def _precision(spec: dict, plan: dict, log_events: list[dict]) -> dict[str, Any]
     said = events.last(log_events, "precision")
     if said:
         return {"precision": said["precision"], "precision_applied_by": said["applied_by"]}
-    asked = spec.get("precision", JobSpec.model_fields["precision"].default)
+    asked = spec.get("precision", PRECISION_DEFAULT)
     if not plan.get("accelerator"):
         return {"precision": asked}
     try:

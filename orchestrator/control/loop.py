@@ -96,12 +96,12 @@ class Control:
         max_scale = self.max_scale_source() if self.max_scale_source else None
         _refuse_infeasible(spec, _all_free(self._recent_snapshot()), max_scale)
 
-    def plan(self, spec_json: dict, eta: bool = False) -> dict[str, Any]:
+    def plan(self, spec: dict | JobSpec, eta: bool = False) -> dict[str, Any]:
         """SPEC.md's plan JSON against what orch's jobs hold now, with the queue position; with an
         autoscaler, a job that needs nodes it can add is queued for them, as submit would take it.
         ``eta``: with when it would start and end if submitted now (`orch plan`; a submit does not
         wait for a forecast)."""
-        spec = JobSpec.model_validate(spec_json)
+        spec = spec if isinstance(spec, JobSpec) else JobSpec.model_validate(spec)
         running = self.store.all(ACTIVE)
         if self.max_scale_source is None:
             snapshot = _held(_all_free(self._recent_snapshot()), running)

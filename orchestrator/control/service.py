@@ -28,7 +28,8 @@ from urllib.parse import unquote
 from orchestrator.adapters import auth
 from orchestrator.adapters.job_table import DB_NAME, JobRow, row_json
 from orchestrator.control.store import Store
-from orchestrator.core.errors import ClusterUnavailable, JobNotFound, OrchError, message_lines
+from orchestrator.core.errors import ClusterUnavailable, JobNotFound, OrchError, SpecError, message_lines
+from orchestrator.load.spec import check_sent
 
 LOOPBACK = ("127.0.0.1", "localhost", "::1")
 DEFAULT_DASHBOARD = "http://127.0.0.1:8265"  # `ray start --head`'s dashboard, as seen on the head
@@ -126,6 +127,8 @@ class Handler(BaseHTTPRequestHandler):
         if method == "POST" and parts == ["plan"]:
             body = self._body()
             return 200, control.plan(body["spec"], eta=bool(body.get("eta")))
+        if method == "POST" and parts == ["specs"]:  # `orch submit`: the spec as its client read it
+            return 200, sent_plan(control, self._body())
         if method == "GET" and len(parts) == 2 and parts[0] == "packages":
             found = control.packages.path(parts[1])
             return (200, {"package": parts[1]}) if found else (404, {"error": f"no package {parts[1]}"})
@@ -149,6 +152,20 @@ class Handler(BaseHTTPRequestHandler):
 
     def do_PUT(self) -> None:
         self._handle("PUT")
+
+
+def sent_plan(control, body: dict[str, Any]) -> dict[str, Any]:
+    """A spec `orch submit` read and sent as text, checked here against the models (loaded
+    already, unlike in each client): their problems, for the client to list with those of its
+    files; else the valid spec's JSON and its plan."""
+    text, source, overrides = body["text"], body.get("source", "<string>"), body.get("overrides", [])
+    if not (isinstance(text, str) and isinstance(source, str) and isinstance(overrides, list)
+            and all(isinstance(item, str) for item in overrides)):
+        raise SpecError("a spec is sent as its text, the file it came from and the --set options, all text")
+    spec, problems = check_sent(text, source, overrides)
+    if spec is None:
+        return {"problems": problems}
+    return {"spec": spec.model_dump(mode="json"), **control.plan(spec)}
 
 
 def http_status(error: OrchError) -> int:

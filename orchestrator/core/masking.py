@@ -29,10 +29,12 @@ import functools
 import json
 import re
 from collections.abc import Iterable, Iterator, Mapping
-from typing import Any, NamedTuple
+from typing import TYPE_CHECKING, Any, NamedTuple
 
 from orchestrator.core.errors import SpecError
-from orchestrator.core.spec import EnvFrom, JobSpec
+
+if TYPE_CHECKING:  # a client reads a spec's JSON without loading pydantic (`orch submit`)
+    from orchestrator.core.spec import EnvFrom, JobSpec
 
 REDACTED = "***"
 # A multi-line secret (a PEM key) may be printed line by line; lines this long or
@@ -51,16 +53,13 @@ class ResolvedEnv(NamedTuple):
     secrets: frozenset[str]  # the secret values, for redact(); never store or print these
 
 
-EnvLike = JobSpec | Mapping[str, Any]
-
-
-def split_env(env: EnvLike) -> EnvParts:
+def split_env(env: JobSpec | Mapping[str, Any]) -> EnvParts:
     """Plain values, entries read from the submitter's environment, and secret names.
 
     ``env`` is a JobSpec, its ``env`` mapping, or that mapping as JSON
     (``spec.model_dump(mode="json")["env"]``: ``{"from_env": ..., "secret": ...}``).
     """
-    entries = env.env if isinstance(env, JobSpec) else env
+    entries = env if isinstance(env, Mapping) else env.env
     plain: dict[str, str] = {}
     sources: dict[str, str] = {}
     secret: set[str] = set()
@@ -68,14 +67,21 @@ def split_env(env: EnvLike) -> EnvParts:
         if isinstance(entry, str):
             plain[name] = entry
             continue
-        entry = entry if isinstance(entry, EnvFrom) else EnvFrom.model_validate(entry)
-        sources[name] = entry.from_env
-        if entry.secret:
+        source, hidden = _env_from(entry)
+        sources[name] = source
+        if hidden:
             secret.add(name)
     return EnvParts(plain, sources, frozenset(secret))
 
 
-def resolve_env(env: EnvLike, environ: Mapping[str, str]) -> ResolvedEnv:
+def _env_from(entry: EnvFrom | Mapping[str, Any]) -> tuple[str, bool]:
+    """A ``{from_env: VAR, secret: ...}`` entry of a validated spec, as a model or its JSON."""
+    if isinstance(entry, Mapping):
+        return entry["from_env"], bool(entry.get("secret", False))
+    return entry.from_env, entry.secret
+
+
+def resolve_env(env: JobSpec | Mapping[str, Any], environ: Mapping[str, str]) -> ResolvedEnv:
     """Every env entry with its value, reading ``from_env`` entries from ``environ``.
 
     Raises SpecError (exit 2) listing each variable that ``environ`` lacks, by
@@ -93,7 +99,7 @@ def resolve_env(env: EnvLike, environ: Mapping[str, str]) -> ResolvedEnv:
     return ResolvedEnv(values, frozenset(values[name] for name in parts.secret if values[name]))
 
 
-def secret_values(env: EnvLike, values: Mapping[str, str]) -> frozenset[str]:
+def secret_values(env: JobSpec | Mapping[str, Any], values: Mapping[str, str]) -> frozenset[str]:
     """The secret values in ``values``, the workers' env as ``resolve_env`` made it
     (NAME -> value; e.g. a stored Ray job's ``runtime_env["env_vars"]``), for ``redact``.
     Names missing from ``values`` and empty values are skipped."""

@@ -21,13 +21,9 @@ from pydantic import AfterValidator, BaseModel, ConfigDict, Discriminator, Field
 
 from orchestrator.core.forms import Accelerators, AcceleratorChoice, Bytes, Count, TimeSpan, WorkerRange, Workers
 from orchestrator.core.hardware import AcceleratorRequest
+from orchestrator.core.spec_words import (ENTRYPOINT_PATTERN, ENV_NAME_PATTERN, JOB_SOURCE, NAME_PATTERN,
+                                          PRECISION_DEFAULT, SUBMITTER_ENV_PATTERN)
 
-NAME_PATTERN = r"^[a-z0-9][a-z0-9-]{0,62}$"
-ENV_NAME_PATTERN = r"^[A-Z_][A-Z0-9_]*$"
-# a variable of the submitter's environment (any case: http_proxy is common)
-SUBMITTER_ENV_PATTERN = r"^[A-Za-z_][A-Za-z0-9_]*$"
-# FILE.py:FUNC (a path relative to working_dir) or package.module:FUNC
-ENTRYPOINT_PATTERN = r"^(?:[A-Za-z0-9_.\-/]+\.py|[A-Za-z_][A-Za-z0-9_]*(?:\.[A-Za-z_][A-Za-z0-9_]*)*):[A-Za-z_][A-Za-z0-9_]*$"
 
 
 class Strict(BaseModel):
@@ -94,7 +90,6 @@ def check_working_dir(value: str) -> str:
     return value
 
 
-JOB_SOURCE = "job:"  # init_from / predict.model: an earlier job's checkpoint
 
 
 def check_source(value: str) -> str:
@@ -348,7 +343,7 @@ class JobSpec(Strict):
     config: dict[str, Any] = Field(default_factory=dict)
     env: dict[EnvName, EnvValue] = Field(default_factory=dict)
     resources: Resources = Resources()
-    precision: Literal["auto", "fp32", "bf16", "fp16"] = "auto"
+    precision: Literal["auto", "fp32", "bf16", "fp16"] = PRECISION_DEFAULT
     init_from: SourcePath | None = None
     pip: Pip = Field(default_factory=list)  # Ray runtime_env pip
     excludes: list[ExcludePattern] = Field(default_factory=list)  # left out of the working_dir package

@@ -14,7 +14,8 @@ from orchestrator.core.errors import SpecError
 from orchestrator.core.forms import Bytes, parse_bytes
 from orchestrator.core.hardware import Accelerator, AcceleratorRequest, TpuSlice
 from orchestrator.core.snapshot import QUOTA_RESOURCES, ClusterSnapshot, Node, QueueConfig, default_queues
-from orchestrator.core.spec import NAME_PATTERN, Strict
+from orchestrator.core.spec import Strict
+from orchestrator.core.spec_words import NAME_PATTERN
 from orchestrator.core.suggest import did_you_mean
 from orchestrator.load.messages import Report, field_line
 from orchestrator.load.reader import Words, load_documents

@@ -10,7 +10,7 @@ from collections.abc import Mapping
 from pathlib import Path, PurePosixPath
 from typing import Any
 
-from orchestrator.core.spec import SUBMITTER_ENV_PATTERN
+from orchestrator.core.spec_words import SUBMITTER_ENV_PATTERN
 from orchestrator.core.suggest import did_you_mean
 from orchestrator.load.messages import FieldPath, Report
 

@@ -34,7 +34,7 @@ from orchestrator.core.errors import SpecError
 from orchestrator.core.protocol import type_name
 from orchestrator.core.snapshot import ClusterSnapshot
 from orchestrator.load.cluster import AcceleratorEntry, ClusterFile, NodeEntry, load_cluster_file, snapshot_from_cluster
-from orchestrator.load.messages import field_problems
+from orchestrator.load.validation import field_problems
 from orchestrator.load.reader import Words, load_documents
 
 # ray.io/ labels orch derives from the accelerator and slice; a config may declare them, and must agree.

@@ -9,11 +9,15 @@ so nothing changes).
 from __future__ import annotations
 
 import ast
+from collections.abc import Mapping
 from pathlib import Path
+from typing import TYPE_CHECKING, Any
 
 from orchestrator.core import precision
-from orchestrator.core.spec import JobSpec
 from orchestrator.load.files import MAX_ENTRY_SOURCE
+
+if TYPE_CHECKING:
+    from orchestrator.core.spec import JobSpec
 
 LOOP_MODULE = "orchestrator.loop"
 
@@ -71,11 +75,13 @@ def entry_helpers(entrypoint: str, working_dir: str | Path) -> frozenset[str] | 
     return helpers_used(path.read_bytes())
 
 
-def precision_warnings(spec: JobSpec) -> list[str]:
-    """`orch validate`'s warnings about ``precision``: fp16 or bf16 the loop would not get."""
-    helpers = entry_helpers(spec.entrypoint, spec.working_dir)
+def precision_warnings(spec: JobSpec | Mapping[str, Any]) -> list[str]:
+    """`orch validate`'s warnings about ``precision``: fp16 or bf16 the loop would not get.
+    ``spec``: a valid spec, or its JSON (as `orch submit` has it)."""
+    fields = spec if isinstance(spec, Mapping) else spec.model_dump(mode="json")
+    helpers = entry_helpers(fields["entrypoint"], fields["working_dir"])
     if helpers is None:
         return []
-    entry = spec.entrypoint.rsplit(":", 1)[0]
-    found = precision.warning(spec.framework, spec.precision, helpers, entry)
+    entry = fields["entrypoint"].rsplit(":", 1)[0]
+    found = precision.warning(fields["framework"], fields["precision"], helpers, entry)
     return [found] if found else []

@@ -1,9 +1,9 @@
 """Reading a job spec from YAML: strict parsing, ``--set`` overrides, and errors users can act on.
 
 ``core/spec.py`` says what a valid job is; this module says where a file went
-wrong. The text is read by the hardened reader (``reader.py``), overridden
-(``overrides.py``), validated by pydantic, and checked against its files
-(``files.py``). Every problem becomes one line, ``FILE:LINE:COL: FIELD.PATH:
+wrong. The text is read by the hardened reader (``reader.py``) and overridden
+(``overrides.py``) into a ``Draft`` (``draft.py``), validated by pydantic, and checked against
+its files (``files.py``). Every problem becomes one line, ``FILE:LINE:COL: FIELD.PATH:
 message`` (``messages.py``), and all of them are raised together in one
 ``SpecError``. Nothing here writes anywhere.
 """
@@ -15,17 +15,14 @@ from collections.abc import Mapping, Sequence
 from pathlib import Path
 
 from pydantic import ValidationError
-from yaml.nodes import MappingNode, ScalarNode, SequenceNode
 
 from orchestrator.core.errors import SpecError
 from orchestrator.core.forms import ACCELERATOR_TYPES
 from orchestrator.core.hardware import Accelerator
 from orchestrator.core.spec import JobSpec, space_keys_problem
-from orchestrator.load.files import check_environ, check_files
-from orchestrator.load.messages import Report, mark_error, printable, report_validation
-from orchestrator.load.overrides import apply_override
-from orchestrator.load.requirements import check_pip
-from orchestrator.load.reader import TAG, Builder, check_size, compose, measure, read_file
+from orchestrator.load.draft import Draft, parse, read_draft
+from orchestrator.load.messages import Report, printable
+from orchestrator.load.validation import report_validation
 
 
 CATALOG_ONLY: Mapping[str, Accelerator] = {}  # the default: a type must be in orch's catalog
@@ -49,12 +46,7 @@ def load_spec(
     ``working_dir`` made absolute. Raises ``SpecError`` listing every problem
     found, and creates nothing.
     """
-    try:
-        path = Path(path)
-        text = read_file(path)
-    except SpecError as error:
-        raise printable(error) from None
-    return validate_text(text, str(path), overrides, base_dir=path.absolute().parent, environ=environ, types=types)
+    return _checked(read_draft(path, overrides), environ, types)
 
 
 def validate_text(
@@ -72,38 +64,37 @@ def validate_text(
     ``MAX_PROBLEMS`` are listed.
     """
     try:
-        return _validate(text, source, overrides, base_dir, environ, types)
+        return _checked(parse(text, source, overrides, base_dir), environ, types)
     except SpecError as error:
         raise printable(error) from None
 
 
-def _validate(text: str, source: str, overrides: Sequence[str], base_dir, environ, types) -> JobSpec:
-    check_size(len(text.encode("utf-8", "replace")), source)
-    report = Report()
-    root = compose(text, source)
-    if root is None or (isinstance(root, ScalarNode) and root.tag == TAG + "null"):
-        raise SpecError([f"{source}:1:1: the file is empty; a job spec needs at least name and entrypoint"], source)
-    if not isinstance(root, MappingNode):
-        got = "a list" if isinstance(root, SequenceNode) else repr(root.value)
-        message = f"the top level must be a mapping of fields (name: ..., entrypoint: ...), got {got}"
-        raise mark_error(source, root.start_mark, message)
-    measure(root, source)
-    data = Builder(source, report).build(root, ())
-    for item in overrides:
-        apply_override(data, report.positions, item)
-    spec = None
-    try:
-        spec = JobSpec.model_validate(data, context=None if types is None else {ACCELERATOR_TYPES: types})
-    except ValidationError as exc:
-        report_validation(exc, data, report)
-        _check_space_keys(data, report)  # pydantic skips the model's own checks when a field fails
-    folder = check_files(data, Path(base_dir), report) if base_dir is not None else None
-    check_pip(data.get("pip"), folder, report)
-    if environ is not None:
-        check_environ(data, environ, report)
-    if report.problems:
-        raise SpecError(report.problems, source, report.details)
+def _checked(draft: Draft, environ: Mapping[str, str] | None, types: Mapping[str, Accelerator] | None) -> JobSpec:
+    spec = check_model(draft, types)
+    folder = draft.check_files(environ)
+    draft.raise_problems()
     return spec.model_copy(update={"working_dir": str(folder)}) if folder else spec
+
+
+def check_model(draft: Draft, types: Mapping[str, Accelerator] | None = None) -> JobSpec | None:
+    """The spec the draft's fields make, or None with their problems in its report."""
+    try:
+        return JobSpec.model_validate(draft.data, context=None if types is None else {ACCELERATOR_TYPES: types})
+    except ValidationError as exc:
+        report_validation(exc, draft.data, draft.report)
+        _check_space_keys(draft.data, draft.report)  # pydantic skips the model's own checks when a field fails
+        return None
+
+
+def check_sent(text: str, source: str, overrides: Sequence[str]) -> tuple[JobSpec | None, dict]:
+    """What the control plane checks of a spec `orch submit` read: the models, with types
+    outside the catalog left to the cluster. The spec (None if invalid) and the problems
+    found, for the client's ``Report.take`` (it checks the files, which are on its side)."""
+    try:
+        draft = parse(text, source, overrides)
+    except SpecError as error:
+        raise printable(error) from None
+    return check_model(draft), draft.report.to_json()
 
 
 def _check_space_keys(data: dict, report: Report) -> None:

@@ -14,9 +14,10 @@ from orchestrator.core.forms import ACCELERATOR_TYPES
 from orchestrator.core.hardware import Accelerator
 from orchestrator.core.simulate import TraceJob
 from orchestrator.core.snapshot import ClusterSnapshot
-from orchestrator.core.spec import NAME_PATTERN, JobSpec, Resources, Strict
+from orchestrator.core.spec import JobSpec, Resources, Strict
+from orchestrator.core.spec_words import NAME_PATTERN
 from orchestrator.core.suggest import did_you_mean
-from orchestrator.load.messages import field_problems
+from orchestrator.load.validation import field_problems
 
 ENTRYPOINT = "sim.py:run"  # traces carry no code; a spec needs an entrypoint
 

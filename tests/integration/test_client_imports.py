@@ -96,16 +96,26 @@ def head(tmp_path, monkeypatch):
         server.server_close()
 
 
-def test_submit_list_status_logs_cancel_and_wait_import_no_ray(head, tmp_path):
-    control_url, ray_url, asked = head
+def _job(tmp_path, extra: str = ""):
+    """A job spec file, its code beside it, with ``extra`` lines."""
     code = tmp_path / "code"
     code.mkdir()
     (code / "train.py").write_text("def loop(config):\n    pass\n")
     spec = tmp_path / "job.yaml"
-    spec.write_text(f"name: lean\nentrypoint: train.py:loop\nworking_dir: {code}\n"
-                    "resources: {workers: 1, cpus: 1, memory: 1GiB}\n")
-    env = {"PATH": "/usr/bin:/bin", "HOME": str(tmp_path), "ORCH_HOME": str(tmp_path / "home"),
-           "ORCH_ADDRESS": ray_url, "ORCH_CONTROL_ADDRESS": control_url, "RAY_AUTH_TOKEN": TOKEN}
+    spec.write_text(f"name: lean\nentrypoint: train.py:loop\nworking_dir: {code}\n{extra}")
+    return spec
+
+
+def _client_env(tmp_path, control_url: str, ray_url: str) -> dict[str, str]:
+    """A client's environment: no Ray or orch address of this machine's, the head's URLs."""
+    return {"PATH": "/usr/bin:/bin", "HOME": str(tmp_path), "ORCH_HOME": str(tmp_path / "home"),
+            "ORCH_ADDRESS": ray_url, "ORCH_CONTROL_ADDRESS": control_url, "RAY_AUTH_TOKEN": TOKEN}
+
+
+def test_submit_list_status_logs_cancel_and_wait_import_no_ray(head, tmp_path):
+    control_url, ray_url, asked = head
+    spec = _job(tmp_path, "resources: {workers: 1, cpus: 1, memory: 1GiB}\n")
+    env = _client_env(tmp_path, control_url, ray_url)
     done = subprocess.run([sys.executable, "-c", CLIENT, str(spec), ",".join(HEAVY)], cwd=REPO, env=env,
                           capture_output=True, text=True, timeout=120)
     assert done.returncode == 0, done.stdout + done.stderr
@@ -127,23 +137,38 @@ print(json.dumps(sorted(m for m in sys.modules if m in unwanted)))
 # What `orch submit` leaves to the control plane, or needs only for --dry-run, --wait or other
 # commands: scripts start one process per job, often many at once, so each import costs them
 # (issue 25: ten parallel clients on 2 cores).
+# The spec's models (pydantic) are loaded in the control plane already: it checks the spec's text.
 NOT_FOR_SUBMIT = ("orchestrator.core.allocator", "orchestrator.core.launch", "orchestrator.core.estimate",
                   "orchestrator.load.cluster", "orchestrator.adapters.job_table", "orchestrator.cli.render",
+                  "orchestrator.core.spec", "orchestrator.load.spec", "pydantic", "pydantic_core",
                   "rich.table", "rich.live", "packaging.requirements")  # the last: only for pip: lines
 
 
 def test_a_plain_submit_imports_only_what_it_uses(head, tmp_path):
     control_url, ray_url, _ = head
-    code = tmp_path / "code"
-    code.mkdir()
-    (code / "train.py").write_text("def loop(config):\n    pass\n")
-    spec = tmp_path / "job.yaml"
-    spec.write_text(f"name: lean\nentrypoint: train.py:loop\nworking_dir: {code}\n")
-    env = {"PATH": "/usr/bin:/bin", "HOME": str(tmp_path), "ORCH_HOME": str(tmp_path / "home"),
-           "ORCH_ADDRESS": ray_url, "ORCH_CONTROL_ADDRESS": control_url, "RAY_AUTH_TOKEN": TOKEN}
+    spec = _job(tmp_path)
+    env = _client_env(tmp_path, control_url, ray_url)
     done = subprocess.run([sys.executable, "-c", SUBMIT_ONLY, str(spec), ",".join(NOT_FOR_SUBMIT)], cwd=REPO,
                           env=env, capture_output=True, text=True, timeout=120)
     assert done.returncode == 0, done.stdout + done.stderr
     *submitted, imported = done.stdout.strip().splitlines()
     assert json.loads("".join(submitted))["state"] == "QUEUED"
     assert json.loads(imported) == []
+
+
+def test_a_bad_spec_submitted_lists_the_problems_validate_lists(head, tmp_path):
+    """The control plane's problems (the models') and the client's (files, environment) in one
+    list, exit 2, as `orch validate` prints them; nothing is queued."""
+    control_url, ray_url, _ = head
+    spec = _job(tmp_path, "resources: {workerz: 1}\nenv: {KEY: {from_env: NOT_SET_HERE}}\n")
+    env = _client_env(tmp_path, control_url, ray_url)
+    orch = [sys.executable, "-c", "from orchestrator.cli import main; main()"]
+    submitted, validated = (subprocess.run([*orch, command, str(spec), "--set", "entrypoint=gone.py:loop"],
+                                           cwd=REPO, env=env, capture_output=True, text=True, timeout=120)
+                            for command in ("submit", "validate"))
+    assert (submitted.returncode, validated.returncode) == (2, 2)
+    assert submitted.stderr == validated.stderr
+    assert "workerz" in submitted.stderr and "NOT_SET_HERE" in submitted.stderr and "gone.py" in submitted.stderr
+    assert "Traceback" not in submitted.stderr
+    assert json.loads(subprocess.run([*orch, "list", "--json"], cwd=REPO, env=env, capture_output=True,
+                                     text=True, timeout=120).stdout) == []

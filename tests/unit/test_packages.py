@@ -112,7 +112,7 @@ def test_a_working_dir_too_big_for_rays_gcs_is_a_spec_error_before_sending(tmp_p
 
 
 def test_orchs_home_with_its_store_storage_and_kept_packages_never_goes_into_a_package(tmp_path, monkeypatch):
-    from orchestrator.client import api
+    from orchestrator.client import submit as submitting
 
     code = tmp_path / "project"
     home = code / "state" / "orch"  # ORCH_HOME kept beside the code, as people keep .venv
@@ -123,9 +123,9 @@ def test_orchs_home_with_its_store_storage_and_kept_packages_never_goes_into_a_p
         (code / path).parent.mkdir(parents=True, exist_ok=True)
         (code / path).write_text(text)
     monkeypatch.setenv("ORCH_HOME", str(home))
-    own = api.orch_folders_in(str(code))
+    own = submitting.orch_folders_in(str(code))
     assert own == [Path("state/orch")]
-    assert api.left_out_note(own) == "note: working_dir holds orch's home (state/orch/); the job's package leaves it out"
+    assert submitting.left_out_note(own) == "note: working_dir holds orch's home (state/orch/); the job's package leaves it out"
     sent: dict[str, bytes] = {}
     uri = packages.package_working_dir(str(code), sent.__contains__, sent.__setitem__, own)
     with zipfile.ZipFile(io.BytesIO(sent[packages.name_of(uri)])) as archive:
@@ -139,14 +139,14 @@ def test_orchs_home_with_its_store_storage_and_kept_packages_never_goes_into_a_p
 
 
 def test_working_dir_may_not_be_orchs_home_itself(tmp_path, monkeypatch):
-    from orchestrator.client import api
+    from orchestrator.client import submit as submitting
     from orchestrator.core.errors import SpecError
 
     monkeypatch.setenv("ORCH_HOME", str(tmp_path / "home"))
-    assert api.orch_folders_in(str(tmp_path / "elsewhere")) == []
+    assert submitting.orch_folders_in(str(tmp_path / "elsewhere")) == []
     for inside in (tmp_path / "home", tmp_path / "home" / "code"):
         with pytest.raises(SpecError, match="is orch's home"):
-            api.orch_folders_in(str(inside))
+            submitting.orch_folders_in(str(inside))
 
 
 def test_the_name_a_job_gets_is_the_name_of_the_package_sent_while_the_folder_changes(tmp_path, monkeypatch):
